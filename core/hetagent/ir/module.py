@@ -1,0 +1,89 @@
+"""Reading and writing agent modules: text and bytecode, with file names kept in locations."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+from iree.compiler import ir
+
+from hetagent.errors import IRError
+
+BYTECODE_MAGIC = b"ML\xefR"
+_FILE_LOC = re.compile(r'"([^"]*)":(\d+):(\d+)')
+
+
+def new_context() -> ir.Context:
+    """An MLIR context that accepts the agent dialects (held as unregistered ops in generic form)."""
+    context = ir.Context()
+    context.allow_unregistered_dialects = True
+    return context
+
+
+def parse(source: str | bytes, *, context: ir.Context | None = None) -> ir.Module:
+    """Parse textual or bytecode MLIR held in memory. Locations name the source "-"."""
+    context = context or new_context()
+    try:
+        return ir.Module.parse(source, context)
+    except ir.MLIRError as exc:
+        raise _parse_error("<string>", exc) from None
+
+
+def load(path: str | Path, *, context: ir.Context | None = None) -> ir.Module:
+    """Parse an `.mlir` (text) or `.mlirbc` (bytecode) file; locations carry its path."""
+    path = Path(path)
+    if not path.is_file():
+        raise IRError(f"{path}: no such file (expected an agent module in .mlir text or .mlirbc bytecode)")
+    context = context or new_context()
+    try:
+        with context:
+            return ir.Module.parseFile(str(path))
+    except ir.MLIRError as exc:
+        raise _parse_error(str(path), exc) from None
+
+
+def to_text(module: ir.Module, *, debug_info: bool = False) -> str:
+    """Generic-form text (agent ops are unregistered, so always generic); `debug_info` keeps locations."""
+    return module.operation.get_asm(enable_debug_info=debug_info)
+
+
+def to_bytecode(module: ir.Module) -> bytes:
+    buffer = io.BytesIO()
+    module.operation.write_bytecode(buffer)
+    return buffer.getvalue()
+
+
+def save(module: ir.Module, path: str | Path) -> None:
+    """Write text, or bytecode when the path ends in `.mlirbc`."""
+    path = Path(path)
+    if path.suffix == ".mlirbc":
+        path.write_bytes(to_bytecode(module))
+    else:
+        path.write_text(to_text(module, debug_info=True))
+
+
+def clone(module: ir.Module) -> ir.Module:
+    """A deep copy in the same context (passes that must not touch their input work on one)."""
+    return ir.Module.parse(to_bytecode(module), module.context)
+
+
+def location_of(op) -> str:
+    """`file:line:col` of an op (or of a value's location), or the raw location when it names no file."""
+    text = str(op.location)
+    match = _FILE_LOC.search(text)
+    if match:
+        return f"{match.group(1)}:{match.group(2)}:{match.group(3)}"
+    return text
+
+
+def _parse_error(origin: str, exc: ir.MLIRError) -> IRError:
+    lines = []
+    for diag in exc.error_diagnostics:
+        where = _FILE_LOC.search(str(diag.location))
+        prefix = f"{where.group(1)}:{where.group(2)}:{where.group(3)}" if where else origin
+        lines.append(f"{prefix}: error: {diag.message}")
+    if not lines:
+        lines.append(f"{origin}: error: {exc}")
+    message = "\n".join(lines) + "\n(agent modules are MLIR in generic form; see spec/dialect.md)"
+    return IRError(f"{origin}: malformed MLIR:\n" + message, lines)

@@ -1,0 +1,298 @@
+"""The typed registry around pluggy: discovers backends, checks them, and calls their hooks in isolation.
+
+Discovery: entry points of the group `hetagent.backends` (the entry-point name is the backend id), in the order
+`HETAGENT_BACKENDS` / `--backends` gives, or sorted by name. `HETAGENT_DISABLE_PLUGIN_AUTOLOAD=1` turns off the
+entry-point scan (tests register what they need in code, or name backends explicitly).
+
+Isolation: each backend's hook is called on its own. A backend that fails to import, speaks another major
+plugin-API version, raises in a hook or returns records that break their schema is set aside with a warning and
+the others keep working; a backend the user named explicitly fails loudly instead (`PluginError`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Iterable, Mapping, Sequence
+
+import pluggy
+
+from hetagent.errors import PluginError, RecordError
+from hetagent.hardware.device import DeviceProfile
+from hetagent.plugins import hookspecs
+from hetagent.plugins.hookspecs import PLUGIN_API_VERSION, PROJECT
+from hetagent.plugins.records import (
+    RECORD_OF_HOOK,
+    BackendInfo,
+    CostTable,
+    Detection,
+    ExecutorSpec,
+    LoweringPipeline,
+)
+
+ENTRY_POINT_GROUP = "hetagent.backends"
+ENV_BACKENDS = "HETAGENT_BACKENDS"
+ENV_DISABLE_AUTOLOAD = "HETAGENT_DISABLE_PLUGIN_AUTOLOAD"
+
+
+class PluginWarning(UserWarning):
+    """A backend was set aside; the message says which, why, and what to do."""
+
+
+@dataclass
+class Backend:
+    name: str
+    origin: str  # where it came from: "hetagent-cpu 0.1.0 (entry point hetagent_cpu)", "registered in code"
+    status: str = "ok"  # ok | failed | skipped (another plugin-API major)
+    reason: str = ""
+    info: BackendInfo | None = None
+    module: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def requested_backends(cli_value: str | None = None) -> list[str] | None:
+    """The explicit backend order: `--backends` wins over `HETAGENT_BACKENDS`; None means "all installed"."""
+    raw = cli_value if cli_value is not None else os.environ.get(ENV_BACKENDS)
+    if raw is None or not raw.strip():
+        return None
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise PluginError(f"backend {name!r} is named twice in the backend list {raw!r}")
+        seen.add(name)
+    return names
+
+
+def installed_backends() -> dict[str, list[metadata.EntryPoint]]:
+    """Entry points of the `hetagent.backends` group, by backend name (a name may be claimed twice)."""
+    found: dict[str, list[metadata.EntryPoint]] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, []).append(ep)
+    return found
+
+
+class Registry:
+    def __init__(self, *, strict: Iterable[str] = ()):
+        self._pm = pluggy.PluginManager(PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self._backends: dict[str, Backend] = {}
+        self._strict = set(strict)  # backends the user asked for by name: their failures are errors
+        self._cache: dict[str, list] = {}
+
+    # ---------------------------------------------------------------- loading
+
+    @classmethod
+    def load(
+        cls,
+        backends: Sequence[str] | None = None,
+        *,
+        autoload: bool | None = None,
+        plugins: Mapping[str, Any] | None = None,
+    ) -> "Registry":
+        """Discover and register backends.
+
+        backends: explicit names and order (default: `HETAGENT_BACKENDS`, else every installed backend).
+        autoload: scan entry points (default: unless `HETAGENT_DISABLE_PLUGIN_AUTOLOAD` is set); named
+            backends are always looked up.
+        plugins: backends given as objects, by name (tests, embedding applications).
+        """
+        names = list(backends) if backends is not None else requested_backends()
+        if autoload is None:
+            autoload = os.environ.get(ENV_DISABLE_AUTOLOAD, "").strip().lower() in ("", "0", "false", "no")
+        plugins = dict(plugins or {})
+        registry = cls(strict=names or ())
+        entry_points = installed_backends() if (autoload or names) else {}
+        if names is None:
+            names = sorted(set(entry_points) | set(plugins)) if autoload else sorted(plugins)
+        for name in names:
+            if name in plugins:
+                registry.register(name, plugins[name], origin="registered in code")
+            elif name in entry_points:
+                registry._load_entry_points(name, entry_points[name])
+            else:
+                installed = ", ".join(sorted(set(entry_points) | set(plugins))) or "none"
+                raise PluginError(
+                    f"backend {name!r} is not installed (entry-point group {ENTRY_POINT_GROUP!r}); "
+                    f"installed backends: {installed}. Install it with `pip install hetagent-{name}` or fix "
+                    f"the name in --backends / {ENV_BACKENDS}."
+                )
+        return registry
+
+    def _load_entry_points(self, name: str, eps: list[metadata.EntryPoint]) -> None:
+        ep = eps[0]
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "unknown distribution"
+        origin = f"{dist} (entry point {ep.value})"
+        if len(eps) > 1:
+            others = ", ".join(f"{e.dist.name if e.dist else '?'} ({e.value})" for e in eps[1:])
+            self._warn(f"backend name {name!r} is claimed by several distributions; using {origin}, ignoring {others}")
+        try:
+            module = ep.load()
+        except Exception as exc:  # a plugin's import error must not take the core down
+            backend = Backend(name=name, origin=origin)
+            self._backends[name] = backend
+            self._fail(backend, f"importing {ep.value} failed: {type(exc).__name__}: {exc}")
+            return
+        self.register(name, module, origin=origin)
+
+    def register(self, name: str, module: Any, *, origin: str = "registered in code") -> Backend:
+        """Register one backend object under `name`, checking its info record and plugin-API version."""
+        if name in self._backends:
+            raise PluginError(f"backend {name!r} is registered twice ({self._backends[name].origin}; {origin})")
+        backend = Backend(name=name, origin=origin, module=module)
+        self._backends[name] = backend
+        try:
+            self._pm.register(module, name=name)
+        except Exception as exc:  # pluggy.PluginValidationError and friends
+            self._fail(backend, f"does not fit the hook specification: {exc}")
+            return backend
+        try:
+            info = self._call(backend, "hetagent_backend_info")
+        except Exception as exc:
+            self._fail(backend, str(exc))
+            return backend
+        if info is None:
+            self._fail(backend, "does not implement the required hook hetagent_backend_info()")
+            return backend
+        if not isinstance(info, BackendInfo):
+            self._fail(backend, f"hetagent_backend_info() returned {type(info).__name__}, expected BackendInfo")
+            return backend
+        try:
+            info.validate()
+        except RecordError as exc:
+            self._fail(backend, str(exc))
+            return backend
+        backend.info = info
+        if info.name != name:
+            self._fail(backend, f"is registered as {name!r} but its backend info calls it {info.name!r}")
+            return backend
+        major, minor = (int(x) for x in info.plugin_api.split("."))
+        core_major, core_minor = (int(x) for x in PLUGIN_API_VERSION.split("."))
+        if major != core_major:
+            self._fail(
+                backend,
+                f"is written for plugin API {info.plugin_api} but this hetagent speaks {PLUGIN_API_VERSION} "
+                f"(major versions must match); install a hetagent-{name} release built for API {core_major}.x",
+                status="skipped",
+            )
+        elif minor > core_minor:
+            self._warn(
+                f"backend {name!r} is written for plugin API {info.plugin_api}, newer than this hetagent's "
+                f"{PLUGIN_API_VERSION}; hooks this version does not know are ignored"
+            )
+        return backend
+
+    # ---------------------------------------------------------------- state
+
+    @property
+    def backends(self) -> list[Backend]:
+        """Every backend seen, in order, including those set aside (with status and reason)."""
+        return list(self._backends.values())
+
+    def active(self) -> list[Backend]:
+        return [b for b in self._backends.values() if b.ok]
+
+    def backend(self, name: str) -> Backend:
+        try:
+            backend = self._backends[name]
+        except KeyError:
+            raise PluginError(
+                f"backend {name!r} is not loaded; loaded backends: {', '.join(self._backends) or 'none'}"
+            ) from None
+        return backend
+
+    # ---------------------------------------------------------------- typed hook calls
+
+    def device_profiles(self) -> list[DeviceProfile]:
+        """Every profile of every active backend, validated; a name two backends claim is kept once."""
+        return self._collect("hetagent_device_profiles", key=lambda p: p.name)
+
+    def profile(self, name: str) -> DeviceProfile:
+        profiles = {p.name: p for p in self.device_profiles()}
+        if name not in profiles:
+            raise PluginError(f"unknown device {name!r}; known devices: {', '.join(sorted(profiles))}")
+        return profiles[name]
+
+    def detect(self) -> list[Detection]:
+        """One detection per active backend that implements the hook."""
+        return self._collect("hetagent_detect", key=lambda d: d.backend)
+
+    def lowering_pipelines(self) -> list[LoweringPipeline]:
+        return self._collect("hetagent_lowering_pipelines", key=lambda p: (p.backend, p.device_kind))
+
+    def executors(self) -> list[ExecutorSpec]:
+        return self._collect("hetagent_executors", key=lambda e: (e.backend, e.name))
+
+    def cost_models(self) -> list[CostTable]:
+        return self._collect("hetagent_cost_models", key=lambda t: (t.backend, t.device, t.op_class, t.dtype))
+
+    # ---------------------------------------------------------------- internals
+
+    def _call(self, backend: Backend, hook_name: str) -> Any:
+        """Call one backend's implementation of a hook; None when it does not implement it."""
+        hook = getattr(self._pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            if impl.plugin_name == backend.name:
+                try:
+                    return impl.function()
+                except Exception as exc:
+                    raise PluginError(f"hook {hook_name}() raised {type(exc).__name__}: {exc}") from exc
+        return None
+
+    def _collect(self, hook_name: str, key) -> list:
+        if hook_name in self._cache:
+            return self._cache[hook_name]
+        record_type = RECORD_OF_HOOK[hook_name]
+        collected: list = []
+        owner: dict[Any, str] = {}
+        for backend in self.active():
+            try:
+                result = self._call(backend, hook_name)
+                records = [] if result is None else list(result) if isinstance(result, (list, tuple)) else [result]
+                mine: dict[Any, Any] = {}
+                for record in records:
+                    if not isinstance(record, record_type):
+                        raise RecordError(
+                            f"{hook_name}() returned a {type(record).__name__}, expected {record_type.__name__}"
+                        )
+                    record.validate()
+                    if getattr(record, "backend", backend.name) != backend.name:
+                        raise RecordError(
+                            f"{hook_name}() returned a record for backend {record.backend!r}, not {backend.name!r}"
+                        )
+                    if key(record) in mine:
+                        raise RecordError(f"{hook_name}() returned {key(record)!r} twice")
+                    mine[key(record)] = record
+            except (PluginError, RecordError) as exc:
+                self._fail(backend, str(exc))
+                return self._collect(hook_name, key)  # start over without the failed backend
+            for k, record in mine.items():
+                if k in owner:
+                    self._warn(
+                        f"{record_type.__name__} {k!r} from backend {backend.name!r} duplicates the one from "
+                        f"backend {owner[k]!r}; keeping {owner[k]!r}'s"
+                    )
+                    continue
+                owner[k] = backend.name
+                collected.append(record)
+        self._cache[hook_name] = collected
+        return collected
+
+    def _fail(self, backend: Backend, reason: str, *, status: str = "failed") -> None:
+        backend.status, backend.reason = status, reason
+        self._cache.clear()  # records collected before the failure may include this backend's
+        message = f"backend {backend.name!r} ({backend.origin}) {reason}"
+        if not message.endswith("."):
+            message += "."
+        if backend.name in self._strict:
+            raise PluginError(message + " It was requested explicitly (--backends / HETAGENT_BACKENDS).")
+        self._warn(message + " It is set aside; the other backends keep working.")
+
+    @staticmethod
+    def _warn(message: str) -> None:
+        warnings.warn(message, PluginWarning, stacklevel=3)
