@@ -182,8 +182,9 @@ class _Checker:
             if definition.required and definition.name not in present:
                 self.error(
                     op,
-                    f"is missing required attribute '{definition.name}' ({ATTR_KINDS[definition.kind]}"
-                    + (f": {definition.doc}" if definition.doc else "") + ")",
+                    f"is missing required attribute '{definition.name}'"
+                    + (f" ({definition.doc})" if definition.doc else "")
+                    + f"; give {ATTR_KINDS[definition.kind]}",
                 )
 
     def _check_regions(self, op, opdef: OpDef) -> None:
