@@ -1,0 +1,5 @@
+import sys
+
+from hetagent.cli import main
+
+sys.exit(main())

@@ -1,0 +1,139 @@
+"""Render `spec/dialect.md` from the op table, so the spec and the verifier can never disagree.
+
+    python -m hetagent.ir.docgen > spec/dialect.md     (a test fails when the file is stale)
+"""
+
+from __future__ import annotations
+
+from hetagent.ir.optable import AGENT_TYPES, ANY, ATTR_KINDS, COMMON_ATTRS, OPS, OpDef
+
+_LEVELS = (
+    ("high", "High-level ops", "What an author writes or an importer emits."),
+    ("granular", "Granular ops", "What `decompose` produces and the planner places; `xfer.*` appear at partition cuts."),
+    ("structural", "Structure and control", "Graphs, calls, bounded control flow and terminators."),
+)
+
+_PREAMBLE = """\
+# The agent dialect
+
+<!-- Generated from core/hetagent/ir/optable.py by `python -m hetagent.ir.docgen`; do not edit by hand. -->
+
+An agent is an MLIR module holding one or more `agent.graph` ops. Agent ops belong to the dialects
+`{dialects}`; IREE 3.13 ships no IRDL, so they are **unregistered ops written in generic form**
+(`%r = "llm.call"(%q) {{model = "llama-3-8b"}} : (!agent.text) -> !agent.text`) and their values have opaque
+`!agent.*` types. The op table in `core/hetagent/ir/optable.py` is the single definition: it drives the Python
+builder, the verifier, the `decompose` pass and this page, and it is shaped like IRDL (operands and results
+with type constraints, attributes, regions) so it maps one to one onto `irdl.operation` once IRDL ships.
+
+## Rules the verifier enforces
+
+- Every op inside an `agent.graph` is an op of this page; compute kernels are `func.func`s at module level
+  (tensors, linalg or torch dialect), referenced from ops by a `kernel = @symbol` attribute.
+- Operand and result counts and types, attribute names, kinds and ranges, region counts and terminators
+  are as listed below. Unknown ops and attributes are errors (with a suggestion when one is close).
+- A graph body is an MLIR *graph region*: textual order is free, but dependencies must be **acyclic**. A
+  cycle is written as a `control.loop`, which carries values between trips and is bounded by `max_trips`
+  (`expected_trips` feeds the planner). Any other cycle is an error that lists the ops on it.
+- `agent.call` must name an `agent.graph` of the module, with matching argument and result types.
+- Text and bytecode (`.mlirbc`) round-trip exactly; messages carry `file:line:col` of the offending op.
+
+## Types
+
+| type | meaning |
+|---|---|
+{types}
+
+## Attribute kinds
+
+| kind | written as |
+|---|---|
+{kinds}
+
+## Attributes every compute op accepts
+
+{common}
+
+Attributes are the **workload descriptor** of an op: model id, dtype, expected tokens (a count or a
+distribution), batch hints, bytes in/out, tool latency; planning adds `placement`.
+
+## Decomposition
+
+| high-level op | becomes |
+|---|---|
+{decomp}
+
+Granular ops inherit the attributes of their source op that they accept; a `name` label `x` becomes
+`x.prefill`, `x.kv`, `x.decode` (and so on). The result is verified with high-level ops forbidden.
+"""
+
+
+def _attr_rows(attrs) -> list[str]:
+    rows = ["| attribute | kind | required | meaning |", "|---|---|---|---|"]
+    for a in attrs:
+        bounds = []
+        if a.min is not None:
+            bounds.append(f">= {a.min:g}")
+        if a.max is not None:
+            bounds.append(f"<= {a.max:g}")
+        if a.choices:
+            bounds.append("one of " + ", ".join(f"`{c}`" for c in a.choices))
+        extra = f" ({'; '.join(bounds)})" if bounds else ""
+        rows.append(f"| `{a.name}` | {a.kind} | {'yes' if a.required else 'no'} | {a.doc}{extra} |")
+    return rows
+
+
+def _values(values, what: str) -> str:
+    if not values:
+        return f"*{what}*: none"
+    parts = []
+    for v in values:
+        arity = f" (variadic, at least {v.min})" if v.variadic and v.min else " (variadic)" if v.variadic else ""
+        doc = f" — {v.doc}" if v.doc else ""
+        types = "any `!agent.*` type" if v.types == ANY else " or ".join(f"`{t}`" for t in v.types)
+        parts.append(f"`{v.name}`: {types}{arity}{doc}")
+    return f"*{what}*: " + "; ".join(parts)
+
+
+def render_op(op: OpDef) -> str:
+    lines = [f"### `{op.name}`", "", op.summary + (" " + op.description if op.description else ""), ""]
+    lines.append("- " + _values(op.operands, "operands"))
+    lines.append("- " + _values(op.results, "results"))
+    if op.regions:
+        lines.append(
+            "- *regions*: "
+            + "; ".join(f"`{r.name}` ends with `{r.terminator}`" + (f" ({r.doc})" if r.doc else "") for r in op.regions)
+        )
+    if op.terminator:
+        lines.append("- *terminator*: must be the last op of its region")
+    if op.decomposes_to:
+        lines.append("- *decomposes to*: " + ", ".join(f"`{n}`" for n in op.decomposes_to))
+    if op.attrs:
+        lines += ["", *_attr_rows(op.attrs)]
+    elif not op.terminator:
+        lines += ["", "No op-specific attributes."]
+    if op.level != "structural" and not op.terminator:
+        lines += ["", "Also accepts the common attributes."]
+    lines += ["", "```mlir", op.example, "```", ""]
+    return "\n".join(lines)
+
+
+def render() -> str:
+    dialects = sorted({op.dialect for op in OPS.values()})
+    text = _PREAMBLE.format(
+        dialects="`, `".join(dialects),
+        types="\n".join(f"| `{t}` | {doc} |" for t, doc in AGENT_TYPES.items()),
+        kinds="\n".join(f"| {k} | {doc} |" for k, doc in ATTR_KINDS.items()),
+        common="\n".join(_attr_rows(COMMON_ATTRS)),
+        decomp="\n".join(
+            f"| `{op.name}` | {' + '.join(f'`{n}`' for n in op.decomposes_to)} |" for op in OPS.values() if op.decomposes_to
+        ),
+    )
+    sections = [text]
+    for level, title, blurb in _LEVELS:
+        sections.append(f"## {title}\n\n{blurb}\n")
+        sections += [render_op(op) for op in OPS.values() if op.level == level]
+    return "\n".join(sections).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")
