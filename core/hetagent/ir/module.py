@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import io
 import re
+import sys
+import types
 from pathlib import Path
 
 from iree.compiler import ir
+from iree.compiler._mlir_libs import _mlir
 
 from hetagent.errors import IRError
+from hetagent.ir.optable import DIALECTS
 
 BYTECODE_MAGIC = b"ML\xefR"
 _FILE_LOC = re.compile(r'"([^"]*)":(\d+):(\d+)')
+
+
+def _register_agent_namespaces() -> None:
+    """Give MLIR's Python bindings a (empty) module per agent dialect namespace.
+
+    Every time the bindings wrap an op they look for a Python module of its dialect and, for unregistered
+    dialects, retry a failing import on each access (~70 µs, most of the verifier's time). A module found once
+    is cached for good, so we provide one per namespace under a search prefix of our own.
+    """
+    prefix = __name__ + "_namespaces"
+    for namespace in DIALECTS:
+        sys.modules.setdefault(f"{prefix}.{namespace}", types.ModuleType(f"{prefix}.{namespace}"))
+    if prefix not in _mlir.globals.dialect_search_modules:
+        _mlir.globals.append_dialect_search_prefix(prefix)
+
+
+_register_agent_namespaces()
 
 
 def new_context() -> ir.Context:

@@ -268,7 +268,9 @@ class Registry:
                     if key(record) in mine:
                         raise RecordError(f"{hook_name}() returned {key(record)!r} twice")
                     mine[key(record)] = record
-            except (PluginError, RecordError) as exc:
+            except Exception as exc:  # a record whose own check crashes breaks the contract as much as a bad field
+                if not isinstance(exc, PluginError):
+                    exc = RecordError(f"{hook_name}() returned a malformed record: {type(exc).__name__}: {exc}")
                 self._fail(backend, str(exc))
                 return self._collect(hook_name, key)  # start over without the failed backend
             for k, record in mine.items():
