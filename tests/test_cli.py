@@ -54,8 +54,10 @@ def test_devices_lists_every_profile_with_dense_figures(cli):
 
 
 def test_devices_filters_by_vendor_and_prints_a_table(cli):
-    code, out, _ = cli("--backends", "cpu,cuda,rocm,gaudi", "devices", "--vendor", "amd", "--json")
+    code, out, _ = cli("--backends", "cpu,cuda,rocm,gaudi", "devices", "--vendor", "amd", "--kind", "gpu", "--json")
     assert code == 0 and {d["name"] for d in json.loads(out)} == {"mi300x", "mi325x"}
+    code, out, _ = cli("--backends", "cpu,cuda,rocm,gaudi", "devices", "--vendor", "amd", "--json")
+    assert code == 0 and {"mi300x", "epyc-9654"} <= {d["name"] for d in json.loads(out)}
     code, out, _ = cli("--backends", "cpu,cuda", "devices")
     assert code == 0 and "h100-sxm" in out and "989" in out
     code, _, err = cli("--backends", "cpu", "devices", "--vendor", "nvida")

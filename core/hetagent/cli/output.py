@@ -8,6 +8,7 @@ from typing import Any, Iterable, Sequence
 
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 console = Console()
@@ -24,7 +25,11 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*[escape(_cell(v)) for v in row])
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+    else:  # piped or captured: print at the table's natural width rather than folding cells at 80 columns
+        natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+        Console(file=sys.stdout, width=min(natural, 400)).print(table)
 
 
 def _cell(value: Any) -> str:
