@@ -81,6 +81,18 @@ class Detection:
     def __post_init__(self):
         object.__setattr__(self, "devices", tuple(self.devices))
 
+    @classmethod
+    def from_matches(
+        cls, backend: str, devices: list[DetectedDevice], left_out: list[str], *, what: str, no_match_hint: str
+    ) -> "Detection":
+        """The detection for what a backend enumerated: devices matched to a profile, and labels of those that
+        match none. Devices that fit no profile are never mapped to a made-up one: they are named in `hint`
+        (some matched) or in `reason` (none matched, so the backend is unavailable)."""
+        left = "; ".join(left_out)
+        if not devices:
+            return cls(backend, available=False, reason=f"no {what} matches a known profile: {left}", hint=no_match_hint)
+        return cls(backend, available=True, devices=tuple(devices), hint=f"left out, no matching profile: {left}" if left else "")
+
     @property
     def status(self) -> str:
         if self.available:

@@ -95,16 +95,9 @@ def detection_from(found: list[dict[str, Any]]) -> Detection:
         )
     if not found:
         return Detection(BACKEND, available=False, reason="the CUDA driver reports no devices", hint=DRIVER_HINT)
-    left_out = "; ".join(skipped)
-    if not devices:
-        return Detection(
-            BACKEND,
-            available=False,
-            reason=f"no CUDA device matches a known profile: {left_out}",
-            hint="add a DeviceProfile for this model to hetagent-cuda",
-        )
-    hint = f"left out, no matching profile: {left_out}" if skipped else ""
-    return Detection(BACKEND, available=True, devices=tuple(devices), hint=hint)
+    return Detection.from_matches(
+        BACKEND, devices, skipped, what="CUDA device", no_match_hint="add a DeviceProfile for this model to hetagent-cuda"
+    )
 
 
 def detect() -> Detection:

@@ -77,17 +77,12 @@ def detection_from(found: list[dict[str, Any]], source: str) -> Detection:
         )
     if not found:
         return Detection(BACKEND, available=False, reason=f"{source} reports no Gaudi device", hint=HINT)
-    left_out = "; ".join(skipped)
-    if not devices:
-        hint = (
-            "install hl-smi: habana_frameworks names only the family, not the board (HL-325L OAM / HL-338 PCIe)"
-            if source == "habana_frameworks"
-            else "add a DeviceProfile for this board to hetagent-gaudi"
-        )
-        return Detection(
-            BACKEND, available=False, reason=f"no Gaudi device matches a known profile: {left_out}", hint=hint
-        )
-    return Detection(BACKEND, available=True, devices=tuple(devices), hint=f"left out: {left_out}" if skipped else "")
+    no_match_hint = (
+        "install hl-smi: habana_frameworks names only the family, not the board (HL-325L OAM / HL-338 PCIe)"
+        if source == "habana_frameworks"
+        else "add a DeviceProfile for this board to hetagent-gaudi"
+    )
+    return Detection.from_matches(BACKEND, devices, skipped, what="Gaudi device", no_match_hint=no_match_hint)
 
 
 def detect() -> Detection:

@@ -195,15 +195,9 @@ def detection_from(found: list[dict[str, Any]], source: str) -> Detection:
         )
     if not found:
         return Detection(BACKEND, available=False, reason=f"{source} reports no AMD GPU", hint=HINT)
-    left_out = "; ".join(skipped)
-    if not devices:
-        return Detection(
-            BACKEND,
-            available=False,
-            reason=f"no AMD GPU matches a known profile: {left_out}",
-            hint="add a DeviceProfile for this model to hetagent-rocm",
-        )
-    return Detection(BACKEND, available=True, devices=tuple(devices), hint=f"left out: {left_out}" if skipped else "")
+    return Detection.from_matches(
+        BACKEND, devices, skipped, what="AMD GPU", no_match_hint="add a DeviceProfile for this model to hetagent-rocm"
+    )
 
 
 def detect() -> Detection:
