@@ -10,8 +10,12 @@ from hetagent import __version__
 from hetagent.errors import HetagentError
 
 
+# Each module adds its subcommands through `register(commands)`; imported only when the parser is built.
+COMMAND_MODULES = ("backends", "ir_commands")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from hetagent.cli import backends, ir_commands
+    import importlib
 
     parser = argparse.ArgumentParser(
         prog="hetagent",
@@ -24,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated backend ids to load, in priority order (default: $HETAGENT_BACKENDS, else all installed)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    backends.register(commands)
-    ir_commands.register(commands)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"hetagent.cli.{name}").register(commands)
     return parser
 
 

@@ -1,0 +1,5 @@
+"""Model cards: architecture -> parameters, FLOPs, bytes, KV size."""
+
+from hetagent.models.card import BYTES_PER_ELEMENT, MODEL_KINDS, ModelCard
+
+__all__ = ["BYTES_PER_ELEMENT", "MODEL_KINDS", "ModelCard"]
