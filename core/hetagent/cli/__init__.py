@@ -11,7 +11,7 @@ from hetagent.errors import HetagentError
 
 
 # Each module adds its subcommands through `register(commands)`; imported only when the parser is built.
-COMMAND_MODULES = ("backends", "ir_commands")
+COMMAND_MODULES = ("backends", "ir_commands", "cost_commands", "compile_command")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except HetagentError as exc:
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        from rich.markup import escape  # messages quote user input and commands ("hetagent[torch]"): not markup
+
+        console_err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console_err.print("interrupted")

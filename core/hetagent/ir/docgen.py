@@ -35,6 +35,7 @@ with type constraints, attributes, regions) so it maps one to one onto `irdl.ope
   cycle is written as a `control.loop`, which carries values between trips and is bounded by `max_trips`
   (`expected_trips` feeds the planner). Any other cycle is an error that lists the ops on it.
 - `agent.call` must name an `agent.graph` of the module, with matching argument and result types.
+- A `kernel = @symbol` attribute must name a `func.func` of the module.
 - Text and bytecode (`.mlirbc`) round-trip exactly; messages carry `file:line:col` of the offending op.
 
 ## Types

@@ -89,6 +89,16 @@ def clone(module: ir.Module) -> ir.Module:
     return ir.Module.parse(to_bytecode(module), module.context)
 
 
+def functions(module: ir.Module) -> dict[str, ir.Operation]:
+    """The module's top-level func.func ops (compute kernels) by name."""
+    found = {}
+    for op in module.body.operations:
+        op = op.operation  # a func.func's OpView has its own `name` (the symbol): compare the op's name
+        if op.name == "func.func":
+            found[op.attributes["sym_name"].value] = op
+    return found
+
+
 def location_of(op) -> str:
     """`file:line:col` of an op (or of a value's location), or the raw location when it names no file."""
     text = str(op.location)

@@ -15,7 +15,7 @@ from iree.compiler import ir
 
 from hetagent.errors import IRError
 from hetagent.hardware.device import DTYPES
-from hetagent.ir.module import location_of
+from hetagent.ir.module import functions, location_of
 from hetagent.ir.optable import ATTR_KINDS, OPS, TOKEN_DISTRIBUTIONS, Attr, OpDef, is_agent_op
 
 _PLACEMENT_FIELDS = {"device": "string", "backend": "string", "replicas": "int", "tp": "int", "batch": "int"}
@@ -64,6 +64,7 @@ class _Checker:
         self.context = module.context
         self.diagnostics: list[Diagnostic] = []
         self.graphs: dict[str, ir.Operation] = {}
+        self.functions: set[str] = set()  # module-level func.func names: what `kernel` attributes may name
 
     def error(self, op, message: str) -> None:
         self.diagnostics.append(Diagnostic(location_of(op), op.name, message))
@@ -76,8 +77,10 @@ class _Checker:
                 self.diagnostics.append(Diagnostic(location_of(diag), "mlir", diag.message))
             return self.diagnostics
         self._collect_graphs(self.module.body)
+        self.functions = set(functions(self.module))
         has_graph = False
         for op in self.module.body.operations:
+            op = op.operation
             if op.name == "agent.graph":
                 has_graph = True
                 self.check_op(op, parent=None)
@@ -93,6 +96,9 @@ class _Checker:
 
     def _collect_graphs(self, block: ir.Block) -> None:
         for op in block.operations:
+            op = op.operation
+            if op.name == "func.func":
+                continue  # a compute kernel: tensor code, never agent graphs (and thousands of ops to skip)
             if op.name == "agent.graph" and "sym_name" in op.attributes:
                 name = op.attributes["sym_name"]
                 if isinstance(name, ir.StringAttr):
@@ -121,6 +127,7 @@ class _Checker:
         self._check_values(op, opdef, "operand", list(op.operands), opdef.operands)
         self._check_values(op, opdef, "result", list(op.results), opdef.results)
         self._check_attrs(op, opdef)
+        self._check_kernel(op)
         self._check_regions(op, opdef)
         check = getattr(self, "_check_" + op.name.replace(".", "_"), None)
         if check:
@@ -186,6 +193,13 @@ class _Checker:
                     + (f" ({definition.doc})" if definition.doc else "")
                     + f"; give {ATTR_KINDS[definition.kind]}",
                 )
+
+    def _check_kernel(self, op) -> None:
+        kernel = op.attributes["kernel"] if "kernel" in op.attributes else None
+        if isinstance(kernel, ir.FlatSymbolRefAttr) and kernel.value not in self.functions:
+            known = ", ".join(sorted(self.functions)) or "none"
+            self.error(op, f"names kernel '@{kernel.value}', which is no func.func in this module"
+                       + _suggest(kernel.value, self.functions) + f" (functions: {known})")
 
     def _check_regions(self, op, opdef: OpDef) -> None:
         regions = list(op.regions)

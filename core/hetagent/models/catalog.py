@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
 from hetagent.errors import HetagentError
 from hetagent.models.card import ModelCard
+
+
+def _with_total_params(card: ModelCard, total: int) -> ModelCard:
+    """The card with `other_params` set so its parameter count is the published `total`."""
+    return dataclasses.replace(card, other_params=total - card.param_count())
+
+
+def _llama(name: str, source: str, **shape) -> ModelCard:
+    return ModelCard(name=name, kind="llm", source=source, **shape)
+
 
 _CARDS = (
     # A tiny Llama-architecture decoder with deterministic random weights: what the tests, the compiler and the
@@ -15,10 +26,61 @@ _CARDS = (
         num_kv_heads=2, vocab_size=4096, max_position=2048, default_dtype="fp32",
         source="hetagent: a small Llama-3-shaped test configuration (GQA 4:1, SwiGLU, RoPE)",
     ),
+    _llama(
+        "llama-3-8b", "meta-llama/Meta-Llama-3-8B config.json (8.03 B parameters)",
+        hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8, vocab_size=128256,
+        max_position=8192, rope_theta=500000.0,
+    ),
+    _llama(
+        "llama-3-70b", "meta-llama/Meta-Llama-3-70B config.json (70.6 B parameters)",
+        hidden_size=8192, intermediate_size=28672, num_layers=80, num_heads=64, num_kv_heads=8, vocab_size=128256,
+        max_position=8192, rope_theta=500000.0,
+    ),
+    _llama(
+        "llama-3.1-405b", "meta-llama/Llama-3.1-405B config.json (405 B parameters)",
+        hidden_size=16384, intermediate_size=53248, num_layers=126, num_heads=128, num_kv_heads=8,
+        vocab_size=128256, max_position=131072, rope_theta=500000.0,
+    ),
+    _llama(
+        "llama-2-7b", "meta-llama/Llama-2-7b-hf config.json (6.74 B parameters)",
+        hidden_size=4096, intermediate_size=11008, num_layers=32, num_heads=32, num_kv_heads=32, vocab_size=32000,
+        max_position=4096, rope_theta=10000.0, default_dtype="fp16",
+    ),
+    _llama(
+        "llama-2-70b", "meta-llama/Llama-2-70b-hf config.json (69.0 B parameters)",
+        hidden_size=8192, intermediate_size=28672, num_layers=80, num_heads=64, num_kv_heads=8, vocab_size=32000,
+        max_position=4096, rope_theta=10000.0, default_dtype="fp16",
+    ),
+    _llama(
+        "mixtral-8x7b", "mistralai/Mixtral-8x7B-v0.1 config.json (46.7 B parameters, 12.9 B active per token)",
+        hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8, vocab_size=32000,
+        max_position=32768, rope_theta=1000000.0, num_experts=8, experts_per_token=2,
+    ),
     ModelCard(
-        name="llama-3-8b", kind="llm", hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32,
-        num_kv_heads=8, vocab_size=128256, max_position=8192, rope_theta=500000.0,
-        source="meta-llama/Meta-Llama-3-8B config.json",
+        name="whisper-large-v3", kind="stt", hidden_size=1280, intermediate_size=5120, num_layers=32,
+        num_heads=20, num_kv_heads=20, vocab_size=51866, max_position=448, gated_mlp=False, tie_embeddings=True,
+        bias=True, learned_positions=True, encoder_layers=32, encoder_positions=1500, default_dtype="fp16",
+        # conv front-end: Conv1d(128 mels -> 1280, k=3) and Conv1d(1280 -> 1280, k=3), weights and biases
+        other_params=3 * 128 * 1280 + 1280 + 3 * 1280 * 1280 + 1280,
+        source="openai/whisper-large-v3 config.json (1.55 B parameters); 1500 encoder frames = 30 s of audio",
+    ),
+    # The PL-BERT text encoder (ALBERT: one layer's weights run 12 times) is the transformer stack; the rest of
+    # StyleTTS 2 (text encoder, prosody predictor, iSTFTNet decoder) is the published total minus it.
+    _with_total_params(
+        ModelCard(
+            name="kokoro-82m", kind="tts", hidden_size=768, intermediate_size=2048, num_layers=12, num_heads=12,
+            num_kv_heads=12, vocab_size=178, max_position=512, gated_mlp=False, bias=True, learned_positions=True,
+            shared_layers=True, default_dtype="fp32",
+            source="hexgrad/Kokoro-82M config.json (plbert: 768 hidden, 12 shared layers) and model card "
+            "(81,763,410 parameters)",
+        ),
+        81_763_410,
+    ),
+    ModelCard(
+        name="all-minilm-l6-v2", kind="embedding", hidden_size=384, intermediate_size=1536, num_layers=6,
+        num_heads=12, num_kv_heads=12, vocab_size=30522, max_position=512, gated_mlp=False, bias=True,
+        learned_positions=True, norm_eps=1e-12, default_dtype="fp32",
+        source="sentence-transformers/all-MiniLM-L6-v2 config.json (22.7 M parameters incl. an unused 0.15 M pooler)",
     ),
 )
 
@@ -33,3 +95,12 @@ def card(name: str) -> ModelCard:
         close = difflib.get_close_matches(name, list(CARDS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise HetagentError(f"unknown model {name!r}{hint} Known models: {', '.join(sorted(CARDS))}") from None
+
+
+def resolve(name_or_path: str) -> ModelCard:
+    """A built-in card by name, or a card read from a Hugging Face config.json (or a directory holding one)."""
+    from pathlib import Path
+
+    if name_or_path not in CARDS and (name_or_path.endswith(".json") or Path(name_or_path).is_dir()):
+        return ModelCard.from_hf_config(name_or_path)
+    return card(name_or_path)

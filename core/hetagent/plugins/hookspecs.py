@@ -15,7 +15,7 @@ from hetagent.plugins.records import BackendInfo, CostTable, Detection, Executor
 
 PROJECT = "hetagent"
 # MAJOR changes break backends (a mismatch is skipped at load); MINOR adds optional hooks or fields.
-PLUGIN_API_VERSION = "1.0"
+PLUGIN_API_VERSION = "1.1"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import string
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -117,8 +118,10 @@ class Detection:
 class Stage:
     """One named step of a lowering pipeline.
 
-    `kind` is "mlir" (an MLIR pass-pipeline string run with the pass manager), "iree" (flags for
-    `iree-compile`), or "python" (`action` is a "module:function" taking and returning the artifact).
+    `kind` is "mlir" (an MLIR pass-pipeline string run with the pass manager on the kernel's module), "iree"
+    (flags for `iree-compile`, with `{option}` placeholders filled from the pipeline's target options; it turns
+    the module into the artifact's bytes), or "python" (`action` is a "module:function" taking the module or
+    the bytes so far and returning either).
     """
 
     name: str
@@ -137,6 +140,7 @@ class LoweringPipeline:
     stages: tuple[Stage, ...]
     target_options: Mapping[str, str] = field(default_factory=dict)
     version: str = "1"  # bump when a stage changes behaviour without changing its text
+    artifact: str = "vmfb"  # file extension of what the last stage produces (IREE module: vmfb)
 
     def __post_init__(self):
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -159,6 +163,13 @@ class LoweringPipeline:
                 problems.append(f"stage {stage.name!r} has kind {stage.kind!r}; valid: {', '.join(Stage.KINDS)}")
             if stage.kind == "python" and not _OBJECT_REF.match(stage.action or ""):
                 problems.append(f"stage {stage.name!r}: a python action must be 'module:function'")
+            if stage.kind == "iree":
+                placeholders = {name for _, name, _, _ in string.Formatter().parse(stage.action) if name is not None}
+                unknown = placeholders - set(self.target_options)
+                if unknown:
+                    problems.append(f"stage {stage.name!r} uses {', '.join(sorted(unknown))}, which are not target options")
+        if not re.match(r"^[a-z0-9]+$", self.artifact or ""):
+            problems.append(f"artifact {self.artifact!r} must be a file extension ([a-z0-9]+)")
         for key, value in self.target_options.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 problems.append(f"target option {key!r} must map a string to a string")

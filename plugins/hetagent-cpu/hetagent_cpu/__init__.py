@@ -6,9 +6,9 @@ Only hook implementations live here; importing this module loads no numerical li
 from __future__ import annotations
 
 from hetagent.hardware.device import DeviceProfile
-from hetagent.plugins import BackendInfo, Detection, hookimpl
+from hetagent.plugins import BackendInfo, Detection, LoweringPipeline, hookimpl
 
-from hetagent_cpu import detect, profiles
+from hetagent_cpu import detect, lowering, profiles
 
 __version__ = "0.1.0"
 
@@ -18,7 +18,7 @@ def hetagent_backend_info() -> BackendInfo:
     return BackendInfo(
         name="cpu",
         version=__version__,
-        plugin_api="1.0",  # the API this backend is written against (a literal, so a mismatch shows)
+        plugin_api="1.1",  # the API this backend is written against (a literal, so a mismatch shows)
         vendor="generic",
         summary="Reference backend: the host CPU, plus Intel Xeon 6980P and AMD EPYC 9654 for planning",
     )
@@ -32,3 +32,8 @@ def hetagent_device_profiles() -> list[DeviceProfile]:
 @hookimpl
 def hetagent_detect() -> Detection:
     return detect.detect()
+
+
+@hookimpl
+def hetagent_lowering_pipelines() -> list[LoweringPipeline]:
+    return lowering.pipelines()

@@ -166,13 +166,19 @@ def measure_fp32_tflops() -> tuple[float, int]:
 
 
 @functools.cache
+def cpu_info() -> CpuInfo:
+    """What /proc/cpuinfo says about this host (cheap: no measurement)."""
+    return parse_cpuinfo(_read("/proc/cpuinfo"))
+
+
+@functools.cache
 def host_cpu() -> HostCPU:
     """Detect and measure this host once per process (the measurements cost ~0.3-0.5 s)."""
     cores = _logical_cores()
     bandwidth = measure_bandwidth_gbs(threads=min(cores, 64))
     fp32, n = measure_fp32_tflops()
     return HostCPU(
-        info=parse_cpuinfo(_read("/proc/cpuinfo")),
+        info=cpu_info(),
         cores=cores,
         memory_gb=_memory_gb(),
         bandwidth_gbs=bandwidth,

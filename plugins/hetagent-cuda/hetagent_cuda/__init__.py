@@ -7,9 +7,9 @@ so listing this backend costs nothing on a machine without NVIDIA software.
 from __future__ import annotations
 
 from hetagent.hardware.device import DeviceProfile
-from hetagent.plugins import BackendInfo, Detection, hookimpl
+from hetagent.plugins import BackendInfo, Detection, LoweringPipeline, hookimpl
 
-from hetagent_cuda import detect, profiles
+from hetagent_cuda import detect, lowering, profiles
 
 __version__ = "0.1.0"
 
@@ -19,7 +19,7 @@ def hetagent_backend_info() -> BackendInfo:
     return BackendInfo(
         name="cuda",
         version=__version__,
-        plugin_api="1.0",  # the API this backend is written against (a literal, so a mismatch shows)
+        plugin_api="1.1",  # the API this backend is written against (a literal, so a mismatch shows)
         vendor="nvidia",
         summary="NVIDIA GPUs (A40, A100, H100, H200, B200, L40S, L4) through the CUDA driver",
     )
@@ -33,3 +33,8 @@ def hetagent_device_profiles() -> list[DeviceProfile]:
 @hookimpl
 def hetagent_detect() -> Detection:
     return detect.detect()
+
+
+@hookimpl
+def hetagent_lowering_pipelines() -> list[LoweringPipeline]:
+    return lowering.pipelines()

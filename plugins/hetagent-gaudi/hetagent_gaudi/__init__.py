@@ -7,9 +7,9 @@ import time, so listing this backend costs nothing on a machine without the Gaud
 from __future__ import annotations
 
 from hetagent.hardware.device import DeviceProfile
-from hetagent.plugins import BackendInfo, Detection, hookimpl
+from hetagent.plugins import BackendInfo, Detection, LoweringPipeline, hookimpl
 
-from hetagent_gaudi import detect, profiles
+from hetagent_gaudi import detect, lowering, profiles
 
 __version__ = "0.1.0"
 
@@ -19,7 +19,7 @@ def hetagent_backend_info() -> BackendInfo:
     return BackendInfo(
         name="gaudi",
         version=__version__,
-        plugin_api="1.0",  # the API this backend is written against (a literal, so a mismatch shows)
+        plugin_api="1.1",  # the API this backend is written against (a literal, so a mismatch shows)
         vendor="intel",
         summary="Intel Gaudi 3 accelerators (OAM and PCIe) through hl-smi",
     )
@@ -33,3 +33,8 @@ def hetagent_device_profiles() -> list[DeviceProfile]:
 @hookimpl
 def hetagent_detect() -> Detection:
     return detect.detect()
+
+
+@hookimpl
+def hetagent_lowering_pipelines() -> list[LoweringPipeline]:
+    return lowering.pipelines()

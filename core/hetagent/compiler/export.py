@@ -1,0 +1,105 @@
+"""Export the reference decoder's functions from torch into MLIR `func.func`s (torch dialect).
+
+`torch.export` traces a function of (inputs..., weights...) with every tensor on the `meta` device, so no
+weight is ever allocated — an 8B model exports as cheaply as a tiny one — and `iree.compiler.extras.
+fx_importer` turns the graph into a func.func. Weights are arguments, not constants: artifacts stay small, do
+not depend on a checkpoint, and are shared by every checkpoint of the same shapes; the runtime passes the
+weights it loaded (`spec/compiler.md`, kernel signatures).
+
+Exported functions are cached on disk (`CompileCache`, namespace "functions"): a hit does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+
+from iree.compiler import ir
+
+from hetagent.compiler.cache import CompileCache, digest
+from hetagent.compiler.functions import ModelFunction
+from hetagent.models.catalog import card
+
+FUNCTION_ATTR = "hetagent.function"
+
+
+def installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def _reference_source_digest() -> str:
+    """The decoder's source: editing it must invalidate every exported function."""
+    origin = importlib.util.find_spec("hetagent.models.reference").origin
+    return digest(Path(origin).read_bytes())
+
+
+def function_key(fn: ModelFunction) -> str:
+    return digest(
+        dataclasses.asdict(fn), installed_version("torch"), installed_version("iree-base-compiler"),
+        _reference_source_digest(),
+    )
+
+
+def export_program(fn: ModelFunction):
+    """The `torch.export.ExportedProgram` of `fn`: arguments are its inputs, then the weights in
+    `reference.weight_shapes` order; traced on the meta device."""
+    from hetagent.models import reference  # raises the "install hetagent[torch]" error when torch is missing
+
+    import torch
+
+    model = card(fn.model)
+    dtype = reference.torch_dtype(model, fn.dtype)
+    shapes = reference.weight_shapes(model)
+    names = list(shapes)
+    inputs = [
+        (shape, torch.int64 if kind == "i64" else dtype)
+        for _, shape, kind in fn.signature(model)["inputs"]
+    ]
+    body = getattr(reference, fn.function)
+
+    class Function(torch.nn.Module):
+        def forward(self, *args):
+            values, weights = args[: len(inputs)], dict(zip(names, args[len(inputs) :]))
+            if fn.function == "prefill":
+                return body(model, weights, *values, fn.capacity)
+            result = body(model, weights, *values)
+            return result if isinstance(result, tuple) else (result,)
+
+    with torch.device("meta"):  # every tensor the trace creates (aranges, masks) is meta too
+        args = [torch.empty(shape, dtype=kind) for shape, kind in inputs]
+        args += [torch.empty(shape, dtype=dtype) for shape in shapes.values()]
+        return torch.export.export(Function(), tuple(args))
+
+
+def _export_to_module(fn: ModelFunction, context: ir.Context) -> ir.Module:
+    program = export_program(fn)  # first: without torch, this raises the error that says what to install
+    from iree.compiler.extras.fx_importer import FxImporter
+
+    with context:
+        module = ir.Module.create(loc=ir.Location.unknown())
+    FxImporter(module=module).import_program(program, func_name=fn.symbol)
+    (func,) = module.body.operations
+    func.attributes[FUNCTION_ATTR] = fn.as_attribute(context)
+    return module
+
+
+def import_function(fn: ModelFunction, module: ir.Module, cache: CompileCache) -> ir.Operation:
+    """Append `fn` as a func.func to `module` (from the cache, else exported and cached); returns the op."""
+    from hetagent.ir.module import parse, to_bytecode
+
+    key = function_key(fn)
+    cached = cache.get("functions", key, "mlirbc")
+    if cached is not None:
+        exported = parse(cached, context=module.context)
+    else:
+        exported = _export_to_module(fn, module.context)
+        cache.put("functions", key, "mlirbc", to_bytecode(exported))
+    (func,) = exported.body.operations
+    clone = func.operation.clone()
+    module.body.append(clone)
+    return clone

@@ -1,0 +1,164 @@
+"""Which model function a granular op needs, at which static shapes — decided without torch.
+
+An `llm.prefill`, `llm.decode` or `memory.embed` op whose model has a Llama-architecture card gets a compute
+kernel: one of the reference decoder's functions (`hetagent.models.reference`), exported at static shapes
+taken from the op's workload descriptor:
+
+    prompt capacity T  = the op's input tokens (a distribution: its max, else mean + 3·std), rounded up to 64
+    KV capacity S      = T + output tokens, rounded up to 64 (prefill takes S from the decode that reads its KV)
+    batch B            = placement batch, else the op's `batch`, else 1
+
+Rounding to buckets of 64 lets ops with similar shapes share one kernel. Ops that get no kernel (a model with
+no card, a non-Llama architecture, an unsupported dtype) are not an error: they run in an executor, and the
+reason is reported in the compile manifest.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+
+from iree.compiler import ir
+
+from hetagent.errors import HetagentError
+from hetagent.models.card import ModelCard
+from hetagent.models.catalog import card
+from hetagent.models.weights import architecture_problem
+
+BUCKET = 64
+DEFAULT_INPUT_TOKENS = 512
+DEFAULT_OUTPUT_TOKENS = 256
+DEFAULT_EMBED_TOKENS = 512  # text embedded by memory.embed carries no token count of its own
+REFERENCE_DTYPES = ("fp32", "bf16", "fp16")
+FUNCTION_OF_OP = {"llm.prefill": "prefill", "llm.decode": "decode", "memory.embed": "embed"}
+
+
+@dataclass(frozen=True)
+class ModelFunction:
+    """One exported function of the reference decoder at static shapes: the unit the compiler builds."""
+
+    model: str
+    function: str  # prefill | decode | embed
+    dtype: str
+    batch: int
+    prompt: int = 0  # prompt capacity T (prefill, embed)
+    capacity: int = 0  # KV-cache capacity S (prefill, decode)
+
+    @property
+    def symbol(self) -> str:
+        """The func.func name: model, function and shapes, e.g. `tiny_llama_decode_fp32_b1_s320`."""
+        shapes = f"b{self.batch}" + (f"_t{self.prompt}" if self.prompt else "") + (f"_s{self.capacity}" if self.capacity else "")
+        return re.sub(r"[^A-Za-z0-9_]", "_", f"{self.model}_{self.function}_{self.dtype}_{shapes}")
+
+    def as_attribute(self, context: ir.Context) -> ir.DictAttr:
+        """The `hetagent.function` attribute on the exported func.func: how to rebuild it from source."""
+        with context:
+            return ir.DictAttr.get({
+                key: ir.StringAttr.get(value) if isinstance(value, str) else ir.IntegerAttr.get(ir.IntegerType.get_signless(64), value)
+                for key, value in asdict(self).items()
+            })
+
+    @classmethod
+    def from_attribute(cls, attr: ir.DictAttr) -> "ModelFunction":
+        fields = {attr[i].name: attr[i].attr for i in range(len(attr))}
+        return cls(**{k: v.value for k, v in fields.items()})
+
+    def signature(self, model: ModelCard) -> dict:
+        """Inputs and outputs (name, shape, dtype) in call order; the weights follow the inputs (see spec)."""
+        kv = ["kv", [model.num_layers, 2, self.batch, model.num_kv_heads, self.capacity, model.head_size], self.dtype]
+        tokens = ["tokens", [self.batch, self.prompt], "i64"]
+        lengths = ["lengths", [self.batch], "i64"]
+        logits = ["logits", [self.batch, model.vocab_size], self.dtype]
+        inputs, outputs = {
+            "prefill": ([tokens, lengths], [logits, kv]),
+            "decode": ([["token", [self.batch], "i64"], ["positions", [self.batch], "i64"], kv], [logits, kv]),
+            "embed": ([tokens, lengths], [["embedding", [self.batch, model.hidden_size], self.dtype]]),
+        }[self.function]
+        return {"inputs": inputs, "outputs": outputs}
+
+
+def _round_up(tokens: float) -> int:
+    return max(BUCKET, math.ceil(tokens / BUCKET) * BUCKET)
+
+
+def _tokens(op, name: str, default: int) -> float:
+    """A token count attribute: an integer, or a distribution's max (else mean + 3·std)."""
+    if name not in op.attributes:
+        return default
+    attr = op.attributes[name]
+    if isinstance(attr, ir.IntegerAttr):
+        return attr.value
+    fields = {attr[i].name: attr[i].attr.value for i in range(len(attr)) if attr[i].name != "dist"}
+    return fields.get("max", fields["mean"] + 3 * fields.get("std", 0.0))
+
+
+def _int_field(attr: ir.DictAttr, key: str) -> int | None:
+    for i in range(len(attr)):
+        if attr[i].name == key:
+            return attr[i].attr.value
+    return None
+
+
+def _batch(op) -> int:
+    if "placement" in op.attributes:
+        batch = _int_field(op.attributes["placement"], "batch")
+        if batch:
+            return batch
+    return op.attributes["batch"].value if "batch" in op.attributes else 1
+
+
+def _model_name(op) -> str:
+    key = "embed_model" if op.name == "memory.embed" else "model"
+    return op.attributes[key].value
+
+
+def _decode_reading(prefill) -> object | None:
+    """The llm.decode that reads this prefill's KV cache (through a kv.transfer), if any."""
+    for use in prefill.results[0].uses:
+        user = use.owner
+        if user.name == "kv.transfer":
+            for inner in user.results[0].uses:
+                if inner.owner.name == "llm.decode":
+                    return inner.owner
+        elif user.name == "llm.decode":
+            return user
+    return None
+
+
+def _kv_capacity(decode) -> int:
+    """The KV capacity a decode op needs; its prefill uses the same, so the cache it hands over fits."""
+    prompt = _round_up(_tokens(decode, "input_tokens", DEFAULT_INPUT_TOKENS))
+    return _round_up(prompt + _tokens(decode, "output_tokens", DEFAULT_OUTPUT_TOKENS))
+
+
+def function_for(op) -> tuple[ModelFunction | None, str]:
+    """The model function `op` needs, or (None, why it gets none)."""
+    function = FUNCTION_OF_OP.get(op.name)
+    if function is None:
+        return None, f"{op.name} has no model function (it runs in an executor)"
+    try:
+        model = card(_model_name(op))
+    except HetagentError as exc:
+        return None, str(exc)
+    problem = architecture_problem(model)
+    if problem:
+        return None, problem
+    dtype = op.attributes["dtype"].value if "dtype" in op.attributes else model.default_dtype
+    if dtype not in REFERENCE_DTYPES:
+        return None, f"dtype {dtype!r}: the reference decoder runs in {', '.join(REFERENCE_DTYPES)}"
+    batch = _batch(op)
+    if function == "embed":
+        return ModelFunction(model.name, function, dtype, batch, prompt=_round_up(DEFAULT_EMBED_TOKENS)), ""
+    prompt = _round_up(_tokens(op, "input_tokens", DEFAULT_INPUT_TOKENS))
+    decode = op if function == "decode" else _decode_reading(op)
+    capacity = _kv_capacity(decode) if decode is not None else prompt
+    if prompt > capacity:
+        return None, f"a prompt of {prompt} tokens does not fit the KV cache ({capacity}) of the decode reading it"
+    if capacity > model.max_position:
+        return None, (
+            f"a KV cache of {capacity} tokens exceeds model {model.name!r}'s max_position {model.max_position}"
+        )
+    if function == "prefill":
+        return ModelFunction(model.name, function, dtype, batch, prompt=prompt, capacity=capacity), ""
+    return ModelFunction(model.name, function, dtype, batch, capacity=capacity), ""

@@ -1,0 +1,228 @@
+"""`place`: apply a plan's placement to the agent IR.
+
+Every compute op gets a `placement = {device, backend, replicas, tp, batch}` attribute. The plan names ops by
+their `name` label; an entry for a label also covers the parts decompose split it into (`answer` covers
+`answer.prefill`, `answer.kv`, `answer.decode`; the longest matching label wins). Ops the plan does not name go
+to the plan's default (the host CPU unless it says otherwise); a `kv.transfer` the plan does not name exactly
+runs where the decode that reads its cache runs. The plan format the compiler reads is `spec/plan-format.md`.
+
+A placement is honoured only where the backend can run the op: the cpu backend runs every op (it is the
+reference), another backend runs an op one of its executors claims on that device, or an op with a model
+function its lowering pipeline compiles. Any other op falls back to the host CPU and the fallback is reported;
+with `strict`, it is an error instead.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable
+
+from iree.compiler import ir
+
+from hetagent.compiler.functions import function_for
+from hetagent.compiler.pipelines import find_pipeline
+from hetagent.errors import HetagentError
+from hetagent.ir.optable import OPS
+from hetagent.ir.verifier import verify
+from hetagent.plugins.registry import Registry
+
+REFERENCE_BACKEND = "cpu"  # runs every op: the fallback, and the default placement
+HOST_DEVICE = "host-cpu"
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str
+    backend: str
+    replicas: int = 1
+    tp: int = 1
+    batch: int = 1
+
+    def as_attribute(self, context: ir.Context) -> ir.DictAttr:
+        with context:
+            i64 = ir.IntegerType.get_signless(64)
+            return ir.DictAttr.get({
+                "device": ir.StringAttr.get(self.device),
+                "backend": ir.StringAttr.get(self.backend),
+                "replicas": ir.IntegerAttr.get(i64, self.replicas),
+                "tp": ir.IntegerAttr.get(i64, self.tp),
+                "batch": ir.IntegerAttr.get(i64, self.batch),
+            })
+
+    @classmethod
+    def of(cls, op) -> "Placement | None":
+        if "placement" not in op.attributes:
+            return None
+        attr = op.attributes["placement"]
+        values = {attr[i].name: attr[i].attr.value for i in range(len(attr))}
+        return cls(**values)
+
+
+HOST = Placement(device=HOST_DEVICE, backend=REFERENCE_BACKEND)
+_PLACEMENT_FIELDS = {f.name for f in fields(Placement)}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The part of a plan the compiler reads: a placement per op label, and a default."""
+
+    placements: dict[str, Placement] = field(default_factory=dict)
+    default: Placement = HOST
+    source: str = "the default placement (every op on the host CPU)"
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise HetagentError(f"{path}: no such plan file") from None
+        except json.JSONDecodeError as exc:
+            raise HetagentError(f"{path}: not valid JSON ({exc}); a plan is described in spec/plan-format.md") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data, *, source: str) -> "Plan":
+        if not isinstance(data, dict) or not isinstance(data.get("placements", {}), dict):
+            raise HetagentError(f"{source}: a plan is a JSON object with a 'placements' object (spec/plan-format.md)")
+        placements = {label: _placement(entry, f"{source}: placements.{label}") for label, entry in data.get("placements", {}).items()}
+        default = _placement(data["default"], f"{source}: default") if "default" in data else HOST
+        return cls(placements, default, source)
+
+    def entry_for(self, label: str | None) -> tuple[str | None, Placement | None]:
+        """The plan label covering `label` (itself, or the longest dotted prefix) and its placement."""
+        while label:
+            if label in self.placements:
+                return label, self.placements[label]
+            label = label.rpartition(".")[0]
+        return None, None
+
+
+def _placement(entry, where: str) -> Placement:
+    if not isinstance(entry, dict) or "device" not in entry:
+        raise HetagentError(f"{where}: a placement is an object with at least a 'device' (and optionally backend, "
+                            "replicas, tp, batch)")
+    unknown = set(entry) - _PLACEMENT_FIELDS
+    if unknown:
+        raise HetagentError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_PLACEMENT_FIELDS))}")
+    for key in ("replicas", "tp", "batch"):
+        value = entry.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise HetagentError(f"{where}: '{key}' must be an integer >= 1, got {value!r}")
+    if not isinstance(entry["device"], str) or not isinstance(entry.get("backend", ""), str):
+        raise HetagentError(f"{where}: 'device' and 'backend' must be strings")
+    return Placement(**{"backend": "", **entry})
+
+
+def _resolve(placement: Placement, registry: Registry, where: str) -> Placement:
+    """Fill in the backend from the device profile and check both exist and agree."""
+    if placement == HOST or (placement.device == HOST_DEVICE and placement.backend in ("", REFERENCE_BACKEND)):
+        return replace(placement, backend=REFERENCE_BACKEND)  # the host is always there: no profile lookup
+    loaded = {b.name for b in registry.active()}
+    if placement.backend and placement.backend not in loaded:
+        raise HetagentError(
+            f"{where}: backend {placement.backend!r} is not installed or failed to load (loaded backends: "
+            f"{', '.join(sorted(loaded)) or 'none'}); install it with `pip install hetagent-{placement.backend}`"
+        )
+    try:
+        profile = registry.profile(placement.device)
+    except HetagentError as exc:
+        raise HetagentError(f"{where}: {exc}") from None
+    if placement.backend and placement.backend != profile.backend:
+        raise HetagentError(f"{where}: device {placement.device!r} belongs to backend {profile.backend!r}, not "
+                            f"{placement.backend!r}")
+    return replace(placement, backend=profile.backend)
+
+
+def ops_within(op) -> list:
+    """`op` and every op nested in its regions, parents before children."""
+    found = [op]
+    for region in op.regions:
+        for block in region.blocks:
+            for inner in block.operations:
+                found += ops_within(inner.operation)
+    return found
+
+
+def agent_ops(module: ir.Module) -> list:
+    """Every op of the module's agent graphs (graphs included; kernel bodies are not walked)."""
+    return [op for graph in module.body.operations if graph.operation.name == "agent.graph"
+            for op in ops_within(graph.operation)]
+
+
+def compute_ops(module: ir.Module) -> list:
+    """The ops a placement applies to (not graphs, control ops or terminators), in walk order."""
+    return [op for op in agent_ops(module) if OPS.get(op.name) is not None and OPS[op.name].level != "structural"]
+
+
+def label_of(op) -> str | None:
+    return op.attributes["name"].value if "name" in op.attributes else None
+
+
+def _claims(registry: Registry, op, placement: Placement) -> bool:
+    if placement.backend == REFERENCE_BACKEND:
+        return True
+    kinds = {placement.device, registry.profile(placement.device).kind}
+    for executor in registry.executors():
+        if executor.backend == placement.backend and op.name in executor.ops and kinds & set(executor.device_kinds):
+            return True
+    function, _ = function_for(op)
+    return function is not None and find_pipeline(registry, placement.backend, placement.device) is not None
+
+
+def _honoured(registry: Registry, op, placement: Placement, source: str, strict: bool, report) -> Placement:
+    """`placement` if its backend can run `op` there, else the host CPU (reported, or an error if strict)."""
+    what = f"'{label_of(op) or op.name}' ({op.name}, {source})"
+    if placement.tp > 1:
+        raise HetagentError(f"{what}: tp = {placement.tp}; the compiler builds single-device kernels only "
+                            "(tensor-parallel sharding is not implemented): use tp = 1")
+    if op.name == "kv.transfer" or _claims(registry, op, placement):
+        return placement
+    message = (f"{what} is placed on {placement.backend}/{placement.device}, but no {placement.backend} "
+               f"executor or lowering pipeline claims {op.name} there")
+    if strict:
+        raise HetagentError(message + " (--strict-placement makes this an error)")
+    report(message + f"; it falls back to {REFERENCE_BACKEND}/{HOST_DEVICE}")
+    return replace(HOST, replicas=placement.replicas, batch=placement.batch)
+
+
+def place(
+    module: ir.Module,
+    plan: Plan | None = None,
+    *,
+    registry: Registry,
+    strict: bool = False,
+    on_fallback: Callable[[str], None] | None = None,
+) -> ir.Module:
+    """Set every compute op's placement from `plan` (default: all on the host CPU), in place; returns the
+    module, verified. `on_fallback` receives each fallback's explanation (default: a warning)."""
+    verify(module)
+    plan = plan or Plan()
+    report = on_fallback or (lambda message: warnings.warn(message, stacklevel=2))
+    ops = compute_ops(module)
+    labels = {label_of(op) for op in ops} - {None}
+    unused = [key for key in plan.placements if not any(plan.entry_for(label)[0] == key for label in labels)]
+    if unused:
+        raise HetagentError(
+            f"{plan.source}: no op is labelled {', '.join(repr(u) for u in unused)}; labels in this agent: "
+            f"{', '.join(sorted(labels)) or 'none'}"
+        )
+    default = _resolve(plan.default, registry, f"{plan.source}: default")
+    resolved = {key: _resolve(p, registry, f"{plan.source}: placements.{key}") for key, p in plan.placements.items()}
+    chosen: dict = {}
+    transfers = []
+    for op in ops:
+        key, _ = plan.entry_for(label_of(op))
+        if op.name == "kv.transfer" and key != label_of(op):
+            transfers.append(op)  # placed with the decode that reads its cache, once that is settled
+        else:
+            chosen[op] = _honoured(registry, op, resolved[key] if key else default, plan.source, strict, report)
+    for op in transfers:
+        decode = next((use.owner for use in op.results[0].uses if use.owner.name == "llm.decode"), None)
+        chosen[op] = chosen.get(decode, default)
+    for op, placement in chosen.items():
+        op.attributes["placement"] = placement.as_attribute(module.context)
+    return verify(module)

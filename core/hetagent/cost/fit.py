@@ -1,0 +1,159 @@
+"""Fit a device's efficiency curves from measured kernel times (Vidur's GPU tables, `hetagent calibrate`).
+
+The model being fitted is the roofline of `hetagent.cost.roofline`:
+
+    t = fixed + max(F / (η_c(F) · peak), B / (η_m(B) · bandwidth))
+
+`fixed` is the floor a kernel of its class costs: the smallest (measured − ideal time at full peak or bandwidth)
+of the class, so a norm's floor is a few µs where a residual add's is one. A kernel that only moves memory gives one
+sample of its class's η_m = B / (bandwidth · (t − fixed)). A matmul gives a sample of η_c or of η_m depending on
+which term binds, and which term binds depends on the curves being fitted: we start from the ideal ridge point
+(peak / bandwidth) and alternate between assigning samples and refitting both curves until the assignment
+settles. A curve is the per-bin median of its samples over equal-width bins of log-size, so it follows the
+typical kernel, not the outliers. Collectives are fitted the same way against the link bandwidth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+from hetagent.cost.curves import CURVES_OF_KIND, LINK_CLASS_OF_KIND, Calibration, floor_class
+from hetagent.hardware.device import EfficiencyCurve
+from hetagent.models.kernels import Kernel
+
+CURVE_POINTS = 16
+REASSIGN_ROUNDS = 8
+MIN_EFFICIENCY = 1e-4
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured kernel: what it did, in which dtype, on how many devices, and how long it took."""
+
+    kernel: Kernel
+    dtype: str
+    seconds: float
+    tp: int = 1  # participants of a collective (allreduce); 2 for a point-to-point transfer
+
+
+def ring_bytes(kernel: Kernel, participants: int) -> float:
+    """Bytes each device sends in a ring all-reduce of `kernel.bytes`: 2·(p−1)/p of the message; a
+    point-to-point transfer sends the message once."""
+    if kernel.kind == "allreduce":
+        return 2 * (participants - 1) / participants * kernel.bytes
+    return kernel.bytes
+
+
+def fit_calibration(
+    device: str,
+    kind: str,
+    measurements: Sequence[Measurement],
+    *,
+    peak_tflops: Mapping[str, float],
+    memory_bandwidth_gbs: float,
+    link_gbs: float | None,
+    source: str,
+    host: Mapping[str, object] | None = None,
+) -> Calibration:
+    import numpy as np
+
+    links = [m for m in measurements if m.kernel.kind in LINK_CLASS_OF_KIND]
+    # matrix-vector products are memory-bound everywhere (about 1 FLOP per byte): fitted like elementwise kernels
+    memory_only = [m for m in measurements if m.kernel.kind == "matvec" or m.kernel.kind in CURVES_OF_KIND and CURVES_OF_KIND[m.kernel.kind][0] is None]
+    matmuls = [m for m in measurements if m.kernel.kind == "matmul"]
+    attention = [m for m in measurements if m.kernel.kind == "attention"]
+    bandwidth = memory_bandwidth_gbs * 1e9
+    fixed: dict[str, float] = {}  # floor per class: what is left of its quickest kernel once its ideal time is paid
+    for m in measurements:
+        op_class = floor_class(m.kernel.kind)
+        if m.kernel.kind in LINK_CLASS_OF_KIND:
+            ideal = ring_bytes(m.kernel, m.tp) / (link_gbs * 1e9) if link_gbs else 0.0
+        else:
+            ideal = max(m.kernel.flops / (peak_tflops[m.dtype] * 1e12), m.kernel.bytes / bandwidth)
+        fixed[op_class] = min(fixed.get(op_class, m.seconds), max(m.seconds - ideal, 0.0))
+
+    samples: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+
+    def add(op_class: str, dtype: str, size: float, efficiency: float) -> None:
+        sizes, effs = samples.setdefault((op_class, dtype), ([], []))
+        sizes.append(size)
+        effs.append(efficiency)
+
+    for m in attention:  # timed whole (softmax included): all of it counts against the compute curve
+        body = m.seconds - fixed[floor_class(m.kernel.kind)]
+        if body > 0 and m.kernel.flops:
+            add("attention", m.dtype, m.kernel.flops, m.kernel.flops / (peak_tflops[m.dtype] * 1e12 * body))
+    for m in memory_only:
+        body = m.seconds - fixed[floor_class(m.kernel.kind)]
+        if body > 0:
+            add(floor_class(m.kernel.kind), m.dtype, m.kernel.bytes, m.kernel.bytes / (bandwidth * body))
+    if link_gbs:
+        for m in links:
+            body = m.seconds - fixed[floor_class(m.kernel.kind)]
+            if body > 0:
+                add(floor_class(m.kernel.kind), m.dtype, m.kernel.bytes, ring_bytes(m.kernel, m.tp) / (link_gbs * 1e9 * body))
+
+    curves = [_curve(op, dtype, *sample, source, np) for (op, dtype), sample in samples.items()]
+    if matmuls:
+        curves += _fit_matmuls(matmuls, fixed["gemm_memory"], peak_tflops, bandwidth, source, np)
+    return Calibration(
+        device=device,
+        kind=kind,
+        peak_tflops=peak_tflops,
+        memory_bandwidth_gbs=memory_bandwidth_gbs,
+        link_gbs=link_gbs,
+        fixed_s=fixed,
+        curves=tuple(sorted(curves, key=lambda c: (c.op_class, c.dtype))),
+        source=source,
+        host=host or {},
+    )
+
+
+def _fit_matmuls(measurements: list[Measurement], fixed: float, peak_tflops, bandwidth: float, source: str, np) -> list[EfficiencyCurve]:
+    """The compute (gemm) and memory (gemm_memory) curves of multi-row matmuls, by alternating assignment."""
+    curves: list[EfficiencyCurve] = []
+    for dtype in sorted({m.dtype for m in measurements}):
+        rows = [m for m in measurements if m.dtype == dtype and m.seconds > fixed]
+        if not rows:
+            continue
+        flops = np.array([m.kernel.flops for m in rows])
+        traffic = np.array([m.kernel.bytes for m in rows])
+        body = np.array([m.seconds - fixed for m in rows])
+        peak = peak_tflops[dtype] * 1e12
+        compute_bound = flops / peak > traffic / bandwidth  # the ideal ridge point to start from
+        gemm = memory = None
+        for _ in range(REASSIGN_ROUNDS):
+            if compute_bound.any():
+                gemm = _curve("gemm", dtype, flops[compute_bound], flops[compute_bound] / (peak * body[compute_bound]), source, np)
+            if (~compute_bound).any():
+                memory = _curve("gemm_memory", dtype, traffic[~compute_bound], traffic[~compute_bound] / (bandwidth * body[~compute_bound]), source, np)
+            compute_s = flops / (peak * _eval(gemm, flops, np)) if gemm else np.zeros_like(flops)
+            memory_s = traffic / (bandwidth * _eval(memory, traffic, np)) if memory else np.zeros_like(traffic)
+            reassigned = compute_s > memory_s
+            if (reassigned == compute_bound).all():
+                break
+            compute_bound = reassigned
+        curves += [c for c in (gemm, memory) if c is not None]
+    return curves
+
+
+def _eval(curve: EfficiencyCurve, sizes, np):
+    """`curves.interpolate` over an array."""
+    xs, ys = zip(*curve.points)
+    return np.interp(np.log(sizes), np.log(xs), ys)
+
+
+def _curve(op_class: str, dtype: str, sizes: Iterable[float], efficiencies: Iterable[float], source: str, np) -> EfficiencyCurve:
+    """Per-bin medians over CURVE_POINTS bins equally wide in log-size (empty bins skipped), so small kernels get
+    as many points as large ones however the measurements are spread."""
+    sizes = np.asarray(list(sizes), dtype=float)
+    efficiencies = np.clip(np.asarray(list(efficiencies), dtype=float), MIN_EFFICIENCY, 1.0)
+    logs = np.log(sizes)
+    edges = np.linspace(logs.min(), logs.max(), CURVE_POINTS + 1)
+    bins = np.clip(np.searchsorted(edges, logs, side="right") - 1, 0, CURVE_POINTS - 1)
+    points = []
+    for b in np.unique(bins):
+        members = bins == b
+        points.append((float(np.exp(np.median(logs[members]))), float(np.median(efficiencies[members]))))
+    return EfficiencyCurve(op_class, dtype, tuple((float(f"{s:.6g}"), float(f"{e:.4g}")) for s, e in points), source)

@@ -1,0 +1,192 @@
+"""The reference Llama-architecture decoder in torch, driven by a `ModelCard`, with an explicit KV cache.
+
+Three pure functions of (weights, inputs), one per granular op the compiler exports and the runtime runs:
+
+    prefill(tokens[B,T], lengths[B])          -> logits[B,V] at each prompt's last token, kv[L,2,B,Hkv,S,D]
+    decode(token[B], positions[B], kv)        -> logits[B,V] for the next token, kv with position `pos` written
+    embed(tokens[B,T], lengths[B])            -> unit-length embedding[B,H] (mean of the final hidden states)
+
+Shapes are static: T is the prompt capacity, S the KV-cache capacity; `lengths` and `positions` say what is
+real. Padding is handled with masks and `where` rather than dynamic indexing, so the exported graphs are plain
+elementwise/matmul/reduction code that every IREE target compiles. Weights carry Hugging Face Llama names
+(`model.layers.0.self_attn.q_proj.weight`) so a HF safetensors directory loads as is, and the rotary embedding
+follows HF's rotate-half convention, which HF's q/k projection layout assumes.
+
+This module needs torch (`pip install 'hetagent[torch]'`); nothing imports it unless a model function is built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hetagent.errors import HetagentError
+from hetagent.models.card import ModelCard
+from hetagent.models.weights import locate_weights, weight_shapes
+
+try:
+    import torch
+except ImportError as exc:  # the core runs without torch; only building or checking model functions needs it
+    raise HetagentError(
+        f"the reference model functions need torch, which is not installed ({exc}); "
+        "install it with `pip install 'hetagent[torch]'` (a CPU build pinned to torch==2.13.0)"
+    ) from None
+
+Weights = dict[str, "torch.Tensor"]
+_TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
+
+
+def torch_dtype(model: ModelCard, dtype: str | None = None) -> "torch.dtype":
+    dtype = dtype or model.default_dtype
+    if dtype not in _TORCH_DTYPES:
+        raise HetagentError(
+            f"model {model.name!r}: the reference decoder runs in {', '.join(_TORCH_DTYPES)}, not {dtype!r}"
+        )
+    return _TORCH_DTYPES[dtype]
+
+
+def random_weights(model: ModelCard, *, seed: int = 0, dtype: str | None = None) -> Weights:
+    """Deterministic random weights: the same (card, seed) gives the same tensors on every machine.
+
+    Projections are scaled by 1/sqrt(fan_in) so activations keep unit scale through the layers (numerical
+    comparisons then test the arithmetic, not denormals); norm weights sit near 1.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, shape in weight_shapes(model).items():
+        values = torch.randn(shape, generator=generator, dtype=torch.float32)
+        if name.endswith("norm.weight"):
+            values = 1.0 + 0.1 * values
+        elif name != "model.embed_tokens.weight":
+            values = values / shape[-1] ** 0.5
+        weights[name] = values.to(torch_dtype(model, dtype))
+    return weights
+
+
+def load_weights(model: ModelCard, directory: str | Path, *, dtype: str | None = None) -> Weights:
+    """Weights from a Hugging Face-layout directory of `*.safetensors` files, checked against the card."""
+    from safetensors import safe_open
+
+    located = locate_weights(model, directory)
+    weights = {}
+    for file in sorted(set(located.values())):
+        with safe_open(str(file), framework="pt") as f:
+            for name in (n for n, where in located.items() if where == file):
+                weights[name] = f.get_tensor(name).to(torch_dtype(model, dtype))
+    return {name: weights[name] for name in located}
+
+
+# ---------------------------------------------------------------------------------------------- the decoder
+
+
+def _rms_norm(x, weight, eps: float):
+    variance = x.pow(2).mean(-1, keepdim=True)
+    return x * torch.rsqrt(variance + eps) * weight
+
+
+def _rotary(model: ModelCard, positions, dtype):
+    """cos and sin for `positions` (any shape), HF layout: the half-dimension frequencies repeated twice."""
+    dim = model.head_size
+    inv_freq = 1.0 / (model.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    freqs = positions.to(torch.float32)[..., None] * inv_freq
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def _rotate(x, cos, sin):
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def _heads(x, count: int, head_dim: int):
+    """[B, T, count·head_dim] -> [B, count, T, head_dim]."""
+    batch, length, _ = x.shape
+    return x.view(batch, length, count, head_dim).transpose(1, 2)
+
+
+def _attend(model: ModelCard, q, k, v, allowed):
+    """Grouped-query attention of q [B,H,T,D] over k, v [B,Hkv,S,D]; `allowed` [B or 1, 1, T, S] masks keys."""
+    group = model.num_heads // model.num_kv_heads
+    k = k.repeat_interleave(group, dim=1)  # query head h reads kv head h // group, as HF's repeat_kv
+    v = v.repeat_interleave(group, dim=1)
+    scores = (q @ k.transpose(-1, -2)) * (model.head_size ** -0.5)
+    scores = torch.where(allowed, scores, torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    out = probs @ v  # [B, H, T, D]
+    batch, _, length, _ = out.shape
+    return out.transpose(1, 2).reshape(batch, length, model.num_heads * model.head_size)
+
+
+def _mlp(w: Weights, prefix: str, x):
+    gate = torch.nn.functional.silu(x @ w[prefix + "mlp.gate_proj.weight"].T)
+    return (gate * (x @ w[prefix + "mlp.up_proj.weight"].T)) @ w[prefix + "mlp.down_proj.weight"].T
+
+
+def _layer(model: ModelCard, w: Weights, i: int, h, cos, sin, cache_kv, allowed):
+    """One decoder layer. `cache_kv(k, v)` turns this step's rotated keys and values into the keys and values
+    attended over (prefill: themselves; decode: the cache with this step written in) and returns them."""
+    p = f"model.layers.{i}."
+    x = _rms_norm(h, w[p + "input_layernorm.weight"], model.norm_eps)
+    q = _rotate(_heads(x @ w[p + "self_attn.q_proj.weight"].T, model.num_heads, model.head_size), cos, sin)
+    k = _rotate(_heads(x @ w[p + "self_attn.k_proj.weight"].T, model.num_kv_heads, model.head_size), cos, sin)
+    v = _heads(x @ w[p + "self_attn.v_proj.weight"].T, model.num_kv_heads, model.head_size)
+    k, v = cache_kv(k, v)
+    h = h + _attend(model, q, k, v, allowed) @ w[p + "self_attn.o_proj.weight"].T
+    h = h + _mlp(w, p, _rms_norm(h, w[p + "post_attention_layernorm.weight"], model.norm_eps))
+    return h, k, v
+
+
+def _logits(model: ModelCard, w: Weights, h):
+    head = w["model.embed_tokens.weight"] if model.tie_embeddings else w["lm_head.weight"]
+    return _rms_norm(h, w["model.norm.weight"], model.norm_eps) @ head.T
+
+
+def _prompt(model: ModelCard, w: Weights, tokens, keep):
+    """Run a padded prompt through every layer; `keep(k, v)` sees each layer's keys and values."""
+    batch, length = tokens.shape
+    h = w["model.embed_tokens.weight"][tokens]
+    cos, sin = _rotary(model, torch.arange(length), h.dtype)
+    causal = torch.ones(length, length, dtype=torch.bool).tril()[None, None]
+    for i in range(model.num_layers):
+        h, k, v = _layer(model, w, i, h, cos, sin, lambda k, v: (k, v), causal)
+        keep(k, v)
+    return h
+
+
+def prefill(model: ModelCard, w: Weights, tokens, lengths, capacity: int):
+    """Logits of each prompt's last real token, and the KV cache (capacity `capacity`) the prompt fills."""
+    batch, length = tokens.shape
+    layers = []
+    h = _prompt(model, w, tokens, lambda k, v: layers.append(torch.stack((k, v))))
+    pad = (0, 0, 0, capacity - length)  # pad the sequence axis of [2, B, Hkv, T, D] up to the capacity
+    kv = torch.stack([torch.nn.functional.pad(layer, pad) for layer in layers])
+    last = torch.arange(length)[None, :, None] == (lengths - 1)[:, None, None]  # a mask, not a dynamic index
+    h_last = torch.where(last, h, 0.0).sum(dim=1, keepdim=True)
+    return _logits(model, w, h_last)[:, 0], kv
+
+
+def decode(model: ModelCard, w: Weights, token, positions, kv):
+    """One step: the token at `positions` (one per sequence) attends over the cache, which gets its K and V."""
+    capacity = kv.shape[4]
+    h = w["model.embed_tokens.weight"][token][:, None]  # [B, 1, H]
+    cos, sin = _rotary(model, positions[:, None, None], h.dtype)  # [B, 1, 1, D]: broadcast over heads
+    slots = torch.arange(capacity)[None, :]
+    write = (slots == positions[:, None])[:, None, :, None]  # [B, 1, S, 1]
+    allowed = (slots <= positions[:, None])[:, None, None, :]  # [B, 1, 1, S]
+    layers = []
+    for i in range(model.num_layers):
+        def write_step(k, v, i=i):
+            return torch.where(write, k, kv[i, 0]), torch.where(write, v, kv[i, 1])
+
+        h, k, v = _layer(model, w, i, h, cos, sin, write_step, allowed)
+        layers.append(torch.stack((k, v)))
+    return _logits(model, w, h)[:, 0], torch.stack(layers)
+
+
+def embed(model: ModelCard, w: Weights, tokens, lengths):
+    """A unit-length text embedding: the mean of the final (normalised) hidden states over real tokens."""
+    h = _prompt(model, w, tokens, lambda k, v: None)
+    h = _rms_norm(h, w["model.norm.weight"], model.norm_eps).float()  # pool in fp32 whatever the model dtype
+    real = torch.arange(tokens.shape[1])[None, :, None] < lengths[:, None, None]
+    mean = torch.where(real, h, 0.0).sum(dim=1) / lengths[:, None].float()
+    return (mean / mean.norm(dim=-1, keepdim=True)).to(w["model.norm.weight"].dtype)
