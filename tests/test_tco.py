@@ -107,4 +107,4 @@ def test_study_file_errors(cli, tmp_path):
     code, _, err = cli("tco", str(study))
     assert code == 2 and "field 'devices' is missing" in err
     code, _, err = cli("tco", str(tmp_path / "nope.toml"))
-    assert code == 2 and "study file not found" in err
+    assert code == 2 and "no such study file" in err

@@ -14,7 +14,6 @@ with `strict`, it is an error instead.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from iree.compiler import ir
 from hetagent.compiler.functions import function_for
 from hetagent.compiler.pipelines import find_pipeline
 from hetagent.errors import HetagentError
+from hetagent.files import read_json
 from hetagent.ir.optable import OPS
 from hetagent.ir.verifier import verify
 from hetagent.plugins.registry import Registry
@@ -75,14 +75,7 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise HetagentError(f"{path}: no such plan file") from None
-        except json.JSONDecodeError as exc:
-            raise HetagentError(f"{path}: not valid JSON ({exc}); a plan is described in spec/plan-format.md") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, "plan"), source=str(path))
 
     @classmethod
     def from_dict(cls, data, *, source: str) -> "Plan":

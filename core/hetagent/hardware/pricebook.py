@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hetagent.errors import HetagentError
+from hetagent.files import read_toml
 
 HOURS_PER_YEAR = 8760.0
 
@@ -73,14 +74,7 @@ class PriceBook:
 
 def load_pricebook(path: str | Path) -> PriceBook:
     """Read a price book from a TOML file (format: `spec/plan-format.md`, section "price book")."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise HetagentError(f"{path}: price book not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise HetagentError(f"{path}: not valid TOML: {exc}") from None
-    return _pricebook_from_dict(data, str(path))
+    return _pricebook_from_dict(read_toml(path, "price book"), str(path))
 
 
 def default_pricebook() -> PriceBook:

@@ -8,11 +8,11 @@ Whisper is an encoder-decoder with a two-convolution front-end over mel frames.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from hetagent.errors import HetagentError
+from hetagent.files import read_json
 from hetagent.models.card import ModelCard
 
 # card field -> config keys that may hold it, in order of preference
@@ -42,12 +42,7 @@ def card_from_hf_config(path: str | Path, name: str | None = None) -> ModelCard:
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise HetagentError(f"{path}: no such config file") from None
-    except json.JSONDecodeError as exc:
-        raise HetagentError(f"{path}: not valid JSON: {exc}") from None
+    config = read_json(path, "model config")
     if not isinstance(config, dict):
         raise HetagentError(f"{path}: a config.json must hold a JSON object")
     config = {**config.get("text_config", {}), **config}  # multimodal configs nest the language model

@@ -16,7 +16,6 @@ $/M tokens ÷ pair $/M tokens.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +23,7 @@ from typing import Any, Sequence
 from hetagent.cost.llm import memory_use, phase_time
 from hetagent.cost.model import CostModel
 from hetagent.errors import HetagentError
+from hetagent.files import read_toml
 from hetagent.hardware.pricebook import PriceBook, default_pricebook, load_pricebook
 from hetagent.hardware.tco import SECONDS_PER_HOUR, usd_per_million_tokens
 from hetagent.models.card import ModelCard
@@ -116,12 +116,7 @@ class _Candidate:
 def load_study(path: str | Path, *, pricebook: str | Path | None = None, devices: Sequence[str] | None = None) -> Study:
     """Read a study TOML (`spec/cost-model.md` section 5); `pricebook` / `devices` override the file's."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise HetagentError(f"{path}: study file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise HetagentError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, "study")
     required = {"name": str, "devices": list, "baseline": str, "models": list, "dtypes": list, "workloads": list,
                 "slas": list, "tp": list, "prefill_batch": list, "decode_batch": list}
     for key, kind in required.items():
