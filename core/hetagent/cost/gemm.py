@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from hetagent.cost.model import CostModel, KernelTime
 from hetagent.errors import HetagentError
-from hetagent.models.card import BYTES_PER_ELEMENT
+from hetagent.dtypes import BYTES_PER_ELEMENT
 from hetagent.models.kernels import Kernel, matmul
 
 

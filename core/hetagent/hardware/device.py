@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from hetagent.dtypes import DTYPES
 from hetagent.errors import RecordError
 
-DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
 DEVICE_KINDS = ("gpu", "accelerator", "cpu")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hetagent.hardware.device import DTYPES
+from hetagent.dtypes import DTYPES
 
 # ------------------------------------------------------------------------------------------------ types
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from iree.compiler import ir
 
 from hetagent.errors import IRError
-from hetagent.hardware.device import DTYPES
+from hetagent.dtypes import DTYPES
 from hetagent.ir.module import functions, location_of
 from hetagent.ir.optable import ATTR_KINDS, OPS, TOKEN_DISTRIBUTIONS, Attr, OpDef, is_agent_op
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hetagent.dtypes import BYTES_PER_ELEMENT
 from hetagent.errors import HetagentError
 
-BYTES_PER_ELEMENT = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "fp4": 0.5}
 MODEL_KINDS = ("llm", "stt", "tts", "embedding")
 # Kinds that generate tokens one at a time after the prompt (they have a decode phase and an LM head).
 GENERATIVE_KINDS = ("llm", "stt")
