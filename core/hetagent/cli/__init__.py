@@ -11,7 +11,7 @@ from hetagent.errors import HetagentError
 
 
 # Each module adds its subcommands through `register(commands)`; imported only when the parser is built.
-COMMAND_MODULES = ("backends", "ir_commands", "cost_commands", "compile_command")
+COMMAND_MODULES = ("backends", "ir_commands", "cost_commands", "compile_command", "run_command", "plan_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

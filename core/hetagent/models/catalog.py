@@ -26,6 +26,13 @@ _CARDS = (
         num_kv_heads=2, vocab_size=4096, max_position=2048, default_dtype="fp32",
         source="hetagent: a small Llama-3-shaped test configuration (GQA 4:1, SwiGLU, RoPE)",
     ),
+    # A ~620 MB (fp32) Llama-architecture decoder with random weights: big enough that a decode step streams its
+    # weights from DRAM rather than cache (benchmarks/bench_runtime.py's memory-bandwidth figure).
+    ModelCard(
+        name="small-llama", kind="llm", hidden_size=1024, intermediate_size=2816, num_layers=8, num_heads=16,
+        num_kv_heads=4, vocab_size=32000, max_position=2048, default_dtype="fp32",
+        source="hetagent: a benchmark configuration (~155 M parameters, GQA 4:1, SwiGLU, RoPE)",
+    ),
     _llama(
         "llama-3-8b", "meta-llama/Meta-Llama-3-8B config.json (8.03 B parameters)",
         hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8, vocab_size=128256,

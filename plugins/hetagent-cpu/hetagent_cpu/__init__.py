@@ -6,9 +6,9 @@ Only hook implementations live here; importing this module loads no numerical li
 from __future__ import annotations
 
 from hetagent.hardware.device import DeviceProfile
-from hetagent.plugins import BackendInfo, Detection, LoweringPipeline, hookimpl
+from hetagent.plugins import BackendInfo, Detection, ExecutorSpec, LoweringPipeline, hookimpl
 
-from hetagent_cpu import detect, lowering, profiles
+from hetagent_cpu import detect, executors, lowering, profiles
 
 __version__ = "0.1.0"
 
@@ -37,3 +37,8 @@ def hetagent_detect() -> Detection:
 @hookimpl
 def hetagent_lowering_pipelines() -> list[LoweringPipeline]:
     return lowering.pipelines()
+
+
+@hookimpl
+def hetagent_executors() -> list[ExecutorSpec]:
+    return executors.specs()

@@ -1,0 +1,210 @@
+"""`hetagent run` (an agent on this node, end to end, with a report) and `hetagent index` (a memory store)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hetagent.cli.compile_command import _pairs
+from hetagent.cli.output import add_json_flag, console, print_json, print_table
+from hetagent.errors import HetagentError
+
+DEFAULT_AGENT = "examples/voice_agent.mlir"
+DEFAULT_REQUESTS = 4
+DEFAULT_TRACE_REQUESTS = 32
+
+
+def _checkout_path(relative: str) -> Path:
+    """A path in the working directory, else in the checkout hetagent is installed from (editable install)."""
+    here = Path(relative)
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parents[3] / relative
+
+
+def register(commands) -> None:
+    p = commands.add_parser(
+        "run",
+        help="run an agent on this node: compile (cached), start workers, run requests, report latency and cost",
+        description="Run an agent end to end on this node's devices (LocalEngine: one worker process per placed "
+        "device). Models whose weights are not given (--model-dir) run as tiny random-weight stand-ins, listed in "
+        f"the report. Without arguments: {DEFAULT_AGENT} with {DEFAULT_REQUESTS} requests.",
+    )
+    p.add_argument("agent", type=Path, nargs="?", help=f"an agent module (default {DEFAULT_AGENT})")
+    p.add_argument("--plan", type=Path, help="a plan (JSON, spec/plan-format.md); default: everything on the host CPU")
+    p.add_argument("--requests", type=int, help=f"number of requests (default {DEFAULT_REQUESTS}; "
+                   f"{DEFAULT_TRACE_REQUESTS} with --trace)")
+    p.add_argument("--rate", type=float, help="requests per second (Poisson; with --trace, the replay's mean rate); "
+                   "default: all requests at once")
+    p.add_argument("--trace", type=Path, help="replay the arrivals of a request trace (CSV with TIMESTAMP)")
+    p.add_argument("--model-dir", type=Path, help="DIR/<model>/*.safetensors: real weights for those models")
+    p.add_argument("--model-map", action="append", default=[], metavar="FROM=TO",
+                   help="run model TO where the agent names FROM (default: tiny stand-ins for models without weights)")
+    p.add_argument("--cpu-partitions", type=int, default=1, metavar="N",
+                   help="split the host's cores into N pinned CPU workers (N >= 2: prefill and decode apart)")
+    p.add_argument("--strict-placement", action="store_true", help="an op its placed backend cannot run is an error")
+    p.add_argument("--seed", type=int, default=0, help="request seed (sampling, synthetic audio)")
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
+    p.add_argument("--prompt", help="the text of every request (default: a few fixed questions in turn)")
+    p.add_argument("--store", action="append", default=[], metavar="NAME=INDEX", help="a memory store's index")
+    p.add_argument("--tool", action="append", default=[], metavar="NAME=URL", help="an HTTP tool (POST JSON)")
+    p.add_argument("--corpus", type=Path, help="the corpus web_search reads (default examples/corpus)")
+    p.add_argument("--pricebook", type=Path, help="price book (TOML) for $/request (default: the paper's)")
+    p.add_argument("--max-inflight", type=int, default=64, help="admission control: requests in flight at most")
+    p.add_argument("--admission", choices=("sla", "limit"), default="sla",
+                   help="sla: also reject requests predicted to miss the SLA; limit: only --max-inflight")
+    p.add_argument("--sla-ms", type=float, help="end-to-end SLA (default: the agent's sla_ms)")
+    p.add_argument("--trace-out", type=Path, help="write an OpenTelemetry (OTLP/JSON) trace of the run")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_run)
+
+    i = commands.add_parser("index", help="embed and index a directory of text files (a memory store for FAISS)",
+                            description="Chunk every .txt/.md file under DIR, embed the chunks with the embedding "
+                            "model's compiled kernel and write a FAISS index to INDEX (pass it as --store NAME=INDEX).")
+    i.add_argument("directory", type=Path)
+    i.add_argument("-o", "--output", type=Path, required=True)
+    i.add_argument("--embed-model", default="tiny-llama", help="embedding model (default tiny-llama, random weights)")
+    i.add_argument("--model-dir", type=Path, help="DIR/<model>/*.safetensors: real weights")
+    add_json_flag(i)
+    i.set_defaults(handler=cmd_index)
+
+
+def _progress(quiet: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("[bold]{task.fields[stage]}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.description}"))
+    return Progress(*columns, console=console, transient=True, disable=quiet)
+
+
+def cmd_run(args) -> int:
+    from hetagent.compiler import Plan
+    from hetagent.compiler.cache import CompileCache
+    from hetagent.hardware.pricebook import load_pricebook
+    from hetagent.plugins.registry import Registry, requested_backends
+    from hetagent.runtime import workload
+    from hetagent.runtime.layout import check_partitions
+    from hetagent.runtime.engine import EngineOptions
+    from hetagent.runtime.run import new_run_id, prepare, run_prepared
+
+    agent = args.agent or _checkout_path(DEFAULT_AGENT)
+    check_partitions(args.cpu_partitions)
+    if args.trace and args.rate is None:
+        raise HetagentError("--trace needs --rate R (the mean request rate to replay it at)")
+    registry = Registry.load(requested_backends(args.backends))
+    plan = Plan.load(args.plan) if args.plan else None
+    book = load_pricebook(args.pricebook) if args.pricebook else None
+    if args.model_dir and not args.model_dir.is_dir():
+        raise HetagentError(f"--model-dir {args.model_dir}: not a directory")
+    cache = CompileCache()
+    with _progress(args.json) as bar:
+        task = bar.add_task("placing", total=None, stage="compile")
+
+        def compiled(description: str, advance: int, total: int) -> None:
+            bar.update(task, description=description, advance=advance, total=total)
+
+        prepared = prepare(agent, registry=registry, plan=plan, model_dir=args.model_dir,
+                           model_overrides=dict(_pairs(args.model_map, "--model-map", "FROM=TO")),
+                           cpu_partitions=args.cpu_partitions, strict=args.strict_placement, cache=cache,
+                           progress=compiled)
+        audio = next((n.attrs for n in prepared.program.nodes() if n.op == "input.audio"), {})
+        count = args.requests or (DEFAULT_TRACE_REQUESTS if args.trace else DEFAULT_REQUESTS)
+        requests = workload.requests(count, rate=args.rate, trace=args.trace, prompt=args.prompt, seed=args.seed,
+                                     audio_seconds=audio.get("duration_s", 2.0),
+                                     sample_rate=audio.get("sample_rate", 16000))
+        options = EngineOptions(
+            run_id=new_run_id(), cache_dir=str(cache.root),
+            model_dir=str(args.model_dir) if args.model_dir else None,
+            corpus=str(args.corpus or _checkout_path("examples/corpus")),
+            stores=dict(_pairs(args.store, "--store", "NAME=INDEX")),
+            http_tools=dict(_pairs(args.tool, "--tool", "NAME=URL")),
+            temperature=args.temperature, max_inflight=args.max_inflight, admission=args.admission, sla_ms=args.sla_ms,
+        )
+        bar.update(task, stage="run", description="starting workers", completed=0, total=len(requests))
+        result = run_prepared(prepared, requests, registry=registry, options=options, pricebook=book,
+                              on_finish=lambda record: bar.update(task, advance=1, description=f"request {record.id} "
+                                                                  f"{record.status}"))
+    if args.trace_out:
+        args.trace_out.write_text(json.dumps(result.trace) + "\n")
+    if args.json:
+        print_json(result.as_json())
+    else:
+        _print_report(agent, result, args)
+    return 0
+
+
+def _print_report(agent: Path, result, args) -> None:
+    for model, standin in result.substitutions.items():
+        console.print(f"model {model} -> {standin} (tiny stand-in with random weights: no weights given; "
+                      "--model-dir or --model-map to change)", highlight=False, soft_wrap=True)
+    for fallback in result.fallbacks:
+        console.print(f"fallback: {fallback}", highlight=False, soft_wrap=True)
+    print_table("workers", ["worker", "device", "cores", "ops"],
+                [(w["name"], w["device"], ",".join(map(str, w["cores"])) or "-", " ".join(w["ops"])) for w in result.workers])
+    print_table(f"{agent}: per op", ["op", "kind", "workers", "calls", "retries", "failed", "queue ms p50", "run ms p50",
+                                     "run ms p99", "overhead µs p50"],
+                [(o["op"], o["kind"], " ".join(o["workers"]), o["calls"], o["retries"], o["failed"], o["queue_ms_p50"],
+                  o["run_ms_p50"], o["run_ms_p99"], o["overhead_us_p50"]) for o in result.ops])
+    print_table("per request", ["request", "status", "TTFT ms", "TBT ms", "e2e ms", "SLA met", "error"],
+                [(r["request"], r["status"], r["ttft_ms"], r["tbt_ms_mean"], r["e2e_ms"], r["met_sla"], r["error"])
+                 for r in result.requests])
+    s = result.summary
+    rows = [
+        ("requests", f"{s['ok']} ok, {s['rejected']} rejected, {s['errors']} failed of {s['requests']}"),
+        ("SLA attainment", f"{s['sla_attainment'] * 100:.0f} %"),
+        ("end to end p50 / p99 ms", f"{_num(s['e2e_ms_p50'])} / {_num(s['e2e_ms_p99'])}"),
+        ("TTFT p50 / p99 ms", f"{_num(s['ttft_ms_p50'])} / {_num(s['ttft_ms_p99'])}"),
+        ("time between tokens p50 / p99 ms", f"{_num(s['tbt_ms_p50'])} / {_num(s['tbt_ms_p99'])}"),
+        ("throughput", f"{_num(s['requests_per_s'])} requests/s, {_num(s['decode_tokens_per_s'])} tokens/s"),
+        ("orchestration overhead p50", f"{_num(s['overhead_us_p50'])} µs per op"),
+        ("$/request", f"{s['usd_per_request']:.3g}" if s["usd_per_request"] is not None else s["price_note"]),
+    ]
+    print_table(f"{result.agent}: summary ({s['wall_s']:.1f} s)", ["", ""], rows)
+    if args.trace_out:
+        console.print(f"wrote {args.trace_out}", highlight=False)
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:,.4g}" if value < 1000 else f"{value:,.0f}"
+
+
+INDEX_AGENT = """"agent.graph"() ({{
+  %q = "input.query"() : () -> !agent.text
+  %d = "memory.load"(%q) {{store = "index", embed_model = "{model}", name = "index"}} : (!agent.text) -> !agent.docs
+  "agent.return"(%d) : (!agent.docs) -> ()
+}}) {{sym_name = "index"}} : () -> ()
+"""
+
+
+def cmd_index(args) -> int:
+    import numpy as np
+
+    from hetagent.compiler.cache import CompileCache
+    from hetagent.plugins.registry import Registry, requested_backends
+    from hetagent.runtime.corpus import build_index, chunks
+    from hetagent.runtime.engine import EngineOptions, LocalEngine
+    from hetagent.runtime.run import new_run_id, prepare
+
+    chunks(args.directory)  # bad input first, before compiling anything
+    cache = CompileCache()
+    registry = Registry.load(requested_backends(args.backends))
+    agent = cache.root / "runs" / f"index-{args.embed_model}.mlir"
+    agent.parent.mkdir(parents=True, exist_ok=True)
+    agent.write_text(INDEX_AGENT.format(model=args.embed_model))
+    model_map = {args.embed_model: args.embed_model}
+    prepared = prepare(agent, registry=registry, model_dir=args.model_dir, model_overrides=model_map, cache=cache)
+    node = next(n for n in prepared.program.nodes() if n.op == "memory.embed")
+    embedder = [w for w in prepared.workers if w.serves("memory.embed")]
+    options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root),
+                            model_dir=str(args.model_dir) if args.model_dir else None)
+    with LocalEngine(prepared.program, embedder, prepared.device_of, options, kernels_of=prepared.kernels_of) as engine:
+        def embed(texts: list[str]):
+            return np.stack([values[0] for values in engine.execute(node, [(t,) for t in texts])])
+
+        meta = build_index(args.directory, args.output, embed_model=args.embed_model, embed=embed)
+    if args.json:
+        print_json(meta)
+    else:
+        console.print(f"indexed {meta['count']} chunks of {args.directory} with {args.embed_model} "
+                      f"({meta['dim']} dims) into {args.output}", highlight=False, soft_wrap=True)
+    return 0

@@ -1,0 +1,452 @@
+"""`LocalEngine`: runs an agent's requests on this node's worker processes (no external service).
+
+The engine process is the router. Each request walks the program: an op is dispatched as soon as its operands
+are ready, to a worker serving that op on the op's device — the one that last held the request's KV cache if it
+can, else the least loaded. `control.loop` and `control.branch` are evaluated here when reached (predicates by
+name, `hetagent.runtime.transforms`); input ops take the request's payload; `kv.transfer` passes the handle of
+the shared-memory cache (`spec/kv-format.md`), whose bytes the decode worker copies in.
+
+Admission control: a request arriving while `max_inflight` are in flight, or (policy "sla") whose predicted
+end-to-end time exceeds its SLA, is rejected at once with the reason. Nothing accepted is dropped: a worker that
+dies has its in-flight calls retried (on its restarted process or another worker serving the op) up to
+`max_attempts` times, after which the request ends with an explicit error; an op that fails (a tool timing out)
+fails only its own request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any, Callable
+
+from hetagent.errors import HetagentError
+from hetagent.runtime import kv_format
+from hetagent.runtime.executor import Call, Outcome, WorkerContext
+from hetagent.runtime.layout import ENGINE_OPS, WorkerPlan
+from hetagent.runtime.program import Block, Node, Program
+from hetagent.runtime.transforms import predicate, transform
+from hetagent.runtime.worker import WorkerSpec, worker_main
+
+START_TIMEOUT_S = 180.0
+
+
+@dataclass
+class EngineOptions:
+    run_id: str
+    cache_dir: str
+    model_dir: str | None = None
+    corpus: str | None = None
+    stores: dict[str, str] = field(default_factory=dict)
+    http_tools: dict[str, str] = field(default_factory=dict)
+    temperature: float = 0.0
+    max_inflight: int = 64
+    admission: str = "sla"  # "sla": also reject requests predicted to miss their SLA; "limit": only max_inflight
+    max_attempts: int = 3
+    sla_ms: float | None = None  # overrides the agent's sla_ms
+
+
+@dataclass
+class Request:
+    id: int
+    payload: dict  # "query": text, "audio": samples
+    arrival: float  # offset in seconds from the start of the run
+    seed: int = 0
+
+
+@dataclass
+class OpRecord:
+    request: int
+    label: str
+    op: str
+    worker: str
+    dispatched: float  # time.monotonic()
+    finished: float
+    queue_s: float
+    run_s: float
+    attempt: int
+    ok: bool
+    kv_bytes: int = 0
+
+
+@dataclass
+class RequestRecord:
+    id: int
+    arrival: float  # time.monotonic()
+    deadline: float
+    status: str = "running"  # ok | error | rejected
+    error: str = ""
+    end: float = 0.0
+    first_token: float | None = None  # of the last LLM call (the answer)
+    gaps: list[float] = field(default_factory=list)  # time between tokens, every decode
+    outputs: tuple = ()
+    tokens: dict[str, list[str]] = field(default_factory=dict)  # decode label -> texts, per trip
+
+
+class _Frame:
+    """One activation of a block: the top-level graph, a loop trip or a branch arm."""
+
+    def __init__(self, block: Block, args: tuple, parent: "_Frame | None", owner: Node | None, trip: int = 1):
+        self.block, self.parent, self.owner, self.trip = block, parent, owner, trip
+        self.env: dict[int, Any] = dict(zip(block.args, args))
+        self.started: set[int] = set()
+        self.running = 0
+        self.outputs: dict[str, list[tuple]] = {}  # op name -> results of each completion in this frame
+
+    def has(self, value: int) -> bool:
+        return value in self.env or (self.parent is not None and self.parent.has(value))
+
+    def get(self, value: int):
+        return self.env[value] if value in self.env else self.parent.get(value)
+
+
+@dataclass
+class _Live:
+    request: Request
+    record: RequestRecord
+    top: _Frame
+    segments: set[str] = field(default_factory=set)
+    kv_home: str | None = None  # the worker that last held this request's KV cache
+
+
+@dataclass
+class _Task:
+    live: _Live | None  # None: a direct call (`execute`), outside any request
+    frame: _Frame | None
+    node: Node
+    call: Call
+    sent: float
+
+
+class _Worker:
+    def __init__(self, plan: WorkerPlan, spec: WorkerSpec, context):
+        self.plan, self.spec, self.mp = plan, spec, context
+        self.tasks: dict[int, _Task] = {}
+        self.ready = False
+        self.restarts = 0
+        self._start()
+
+    def _start(self) -> None:
+        self.conn, child = self.mp.Pipe()
+        self.process = self.mp.Process(target=worker_main, args=(child, self.spec), name=f"hetagent-{self.plan.name}",
+                                       daemon=True)
+        self.process.start()
+        child.close()
+        self.ready = False
+
+    def restart(self) -> None:
+        self.conn.close()
+        self.process.join(timeout=1)
+        self.restarts += 1
+        self._start()
+
+
+class LocalEngine:
+    def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
+                 kernels_of: Callable[[WorkerPlan], tuple] | None = None):
+        self.program, self.options, self.device_of = program, options, device_of
+        _check_names(program)
+        context = multiprocessing.get_context("spawn")  # the parent runs threads (progress bar): never fork it
+        self.workers = []
+        for plan in workers:
+            wc = WorkerContext(
+                worker=plan.name, device=plan.device, cores=plan.cores,
+                kernels=kernels_of(plan) if kernels_of else (), run_id=options.run_id, cache_dir=options.cache_dir,
+                model_dir=options.model_dir, corpus=options.corpus, stores=dict(options.stores),
+                http_tools=dict(options.http_tools), temperature=options.temperature,
+            )
+            self.workers.append(_Worker(plan, WorkerSpec(wc, dict(plan.factories)), context))
+        self.ops: list[OpRecord] = []
+        self.requests: dict[int, RequestRecord] = {}
+        self.live: dict[int, _Live] = {}
+        self._tasks = itertools.count()
+        self._e2e_mean: float | None = None
+        self._direct: dict[int, Outcome | str] = {}  # results of `execute` calls, by task
+        self.on_finish: Callable[[RequestRecord], None] = lambda record: None
+        self._await_ready()
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    def _await_ready(self) -> None:
+        limit = time.monotonic() + START_TIMEOUT_S
+        while not all(w.ready for w in self.workers):
+            if time.monotonic() > limit:
+                self.close()
+                raise HetagentError(f"workers did not start within {START_TIMEOUT_S:.0f} s")
+            self._poll(1.0)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            try:
+                worker.conn.send(("stop",))
+            except OSError:
+                pass
+        for worker in self.workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+        for live in list(self.live.values()):
+            self._fail(live, "the engine stopped before the request finished")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def kill_worker(self, name: str) -> None:
+        """Kill a worker process (SIGKILL), as a crash would: for fault tests."""
+        worker = next(w for w in self.workers if w.plan.name == name)
+        worker.process.kill()
+
+    # ------------------------------------------------------------------------------------------ running
+
+    def run(self, requests: list[Request], on_tick: Callable[[], None] | None = None) -> list[RequestRecord]:
+        """Run requests at their arrival offsets until every one has finished, failed or been rejected."""
+        start = time.monotonic()
+        arrivals = sorted(requests, key=lambda r: r.arrival)
+        pending = iter(arrivals)
+        upcoming = next(pending, None)
+        while upcoming is not None or self.live:
+            now = time.monotonic()
+            while upcoming is not None and start + upcoming.arrival <= now:
+                self.submit(upcoming, arrived=start + upcoming.arrival)
+                upcoming = next(pending, None)
+            timeout = None if upcoming is None else max(0.0, start + upcoming.arrival - time.monotonic())
+            self._poll(min(timeout, 0.2) if timeout is not None else 0.2)
+            if on_tick:
+                on_tick()
+        return [self.requests[r.id] for r in requests]
+
+    def submit(self, request: Request, arrived: float | None = None) -> RequestRecord:
+        arrived = arrived or time.monotonic()
+        sla_ms = self.options.sla_ms or self.program.sla_ms or float("inf")
+        record = RequestRecord(request.id, arrived, arrived + sla_ms / 1000)
+        self.requests[request.id] = record
+        reason = self._admission(sla_ms)
+        if reason:
+            record.status, record.error, record.end = "rejected", reason, arrived
+            self.on_finish(record)
+            return record
+        live = _Live(request, record, _Frame(self.program.body, (), None, None))
+        self.live[request.id] = live
+        self._advance(live, live.top)
+        return record
+
+    def _admission(self, sla_ms: float) -> str:
+        inflight = len(self.live)
+        if inflight >= self.options.max_inflight:
+            return (f"rejected by admission control: {inflight} requests in flight, the limit (--max-inflight "
+                    f"{self.options.max_inflight})")
+        if self.options.admission == "sla" and self._e2e_mean is not None:
+            predicted = self._e2e_mean * (1 + inflight / max(1, len(self.workers)))
+            if predicted * 1000 > sla_ms:
+                return (f"rejected by admission control: predicted end-to-end {predicted * 1000:.0f} ms exceeds the "
+                        f"SLA of {sla_ms:.0f} ms ({inflight} requests in flight, {self._e2e_mean * 1000:.0f} ms "
+                        "per request so far)")
+        return ""
+
+    def execute(self, node: Node, inputs: list[tuple]) -> list[tuple]:
+        """Run one op on each input tuple, outside any request graph (`hetagent index`, benchmarks); the values
+        of each call in order. A failing call raises."""
+        device = self.device_of[node.index]
+        worker = next(w for w in self.workers if w.plan.device == device and w.plan.serves(node.op))
+        ids = []
+        for values in inputs:
+            sent = time.monotonic()
+            call = Call(next(self._tasks), -1, node.op, node.label, node.attrs, values, node.kernel, float("inf"), 0,
+                        sent=sent)
+            worker.tasks[call.task] = _Task(None, None, node, call, sent)
+            worker.conn.send(("call", call))
+            ids.append(call.task)
+        while not all(i in self._direct for i in ids):
+            self._poll(0.5)
+        results = [self._direct.pop(i) for i in ids]
+        for result in results:
+            if isinstance(result, str):
+                raise HetagentError(f"'{node.label}' ({node.op}) failed: {result}")
+        return [r.values for r in results]
+
+    # ------------------------------------------------------------------------------------------ the graph
+
+    def _advance(self, live: _Live, frame: _Frame) -> None:
+        progressed = True
+        while progressed and live.record.status == "running":
+            progressed = False
+            for node in frame.block.nodes:
+                if node.index in frame.started or not all(frame.has(v) for v in node.operands):
+                    continue
+                frame.started.add(node.index)
+                frame.running += 1
+                progressed = True
+                self._start(live, frame, node, tuple(frame.get(v) for v in node.operands))
+        if live.record.status == "running" and frame.running == 0 and all(frame.has(v) for v in frame.block.yields):
+            self._close(live, frame, tuple(frame.get(v) for v in frame.block.yields))
+
+    def _start(self, live: _Live, frame: _Frame, node: Node, inputs: tuple) -> None:
+        if node.op == "control.loop":
+            self._advance(live, _Frame(node.regions[0], inputs, frame, node))
+        elif node.op == "control.branch":
+            arm = 0 if predicate(node.attrs["predicate"])(inputs, {}) else 1
+            self._advance(live, _Frame(node.regions[arm], (), frame, node))
+        elif node.op in ENGINE_OPS:
+            now = time.monotonic()
+            if node.op == "kv.transfer":
+                values, size = inputs, inputs[0].header.total_bytes
+            else:
+                values, size = (live.request.payload["audio" if node.op == "input.audio" else "query"],), 0
+            self.ops.append(OpRecord(live.request.id, node.label, node.op, "engine", now, now, 0.0, 0.0, 1, True, size))
+            self._complete(live, frame, node, values)
+        else:
+            self._dispatch(live, frame, node, inputs, attempt=1)
+
+    def _complete(self, live: _Live, frame: _Frame, node: Node, values: tuple) -> None:
+        frame.env.update(zip(node.results, values))
+        frame.outputs.setdefault(node.op, []).append(values)
+        frame.running -= 1
+        self._advance(live, frame)
+
+    def _close(self, live: _Live, frame: _Frame, yielded: tuple) -> None:
+        owner, parent = frame.owner, frame.parent
+        if owner is None:
+            self._finish(live, yielded)
+            return
+        if owner.op == "control.loop":
+            until = owner.attrs.get("until")
+            done = frame.trip >= owner.attrs["max_trips"] or (until and predicate(until)(yielded, frame.outputs))
+            if not done:
+                self._advance(live, _Frame(owner.regions[0], yielded, parent, owner, frame.trip + 1))
+                return
+        self._complete(live, parent, owner, yielded)
+
+    # ------------------------------------------------------------------------------------------ routing
+
+    def _dispatch(self, live: _Live, frame: _Frame, node: Node, inputs: tuple, attempt: int) -> None:
+        device = self.device_of[node.index]
+        candidates = [w for w in self.workers if w.plan.device == device and w.plan.serves(node.op)]
+        home = [w for w in candidates if w.plan.name == live.kv_home and node.op in ("llm.prefill", "llm.decode")]
+        worker = home[0] if home else min(candidates, key=lambda w: (len(w.tasks), w.restarts))
+        sent = time.monotonic()
+        call = Call(next(self._tasks), live.request.id, node.op, node.label, node.attrs, inputs, node.kernel,
+                    live.record.deadline, live.request.seed, attempt, sent)
+        worker.tasks[call.task] = _Task(live, frame, node, call, sent)
+        try:
+            worker.conn.send(("call", call))
+        except OSError:
+            pass  # the worker is dead: its sentinel fires and this task is retried with the others
+
+    def _poll(self, timeout: float) -> None:
+        by_handle = {}
+        for worker in self.workers:
+            by_handle[worker.conn] = worker
+            by_handle[worker.process.sentinel] = worker
+        for handle in wait(list(by_handle), timeout):
+            worker = by_handle[handle]
+            if handle is worker.conn:
+                self._drain(worker)
+            elif not worker.process.is_alive() and worker.process.sentinel == handle:
+                self._drain(worker)
+                self._lost(worker)
+
+    def _drain(self, worker: _Worker) -> None:
+        try:
+            while worker.conn.poll():
+                self._message(worker, worker.conn.recv())
+        except (EOFError, OSError):
+            pass  # the process ended; its sentinel reports it
+
+    def _message(self, worker: _Worker, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+            return
+        if kind == "broken":
+            raise HetagentError(f"worker {worker.plan.name} could not start its executors: {message[1]}")
+        _, task_id, result, queue_s, run_s = message
+        task = worker.tasks.pop(task_id, None)
+        if task is None:
+            return
+        now = time.monotonic()
+        live, node = task.live, task.node
+        ok = kind == "done"
+        if live is None:
+            self._direct[task_id] = result
+            self.ops.append(OpRecord(-1, node.label, node.op, worker.plan.name, task.sent, now, queue_s, run_s, 1, ok))
+            return
+        kv_bytes = result.values[0].header.total_bytes if ok and node.op == "llm.prefill" else 0
+        self.ops.append(OpRecord(live.request.id, node.label, node.op, worker.plan.name, task.sent, now, queue_s, run_s,
+                                 task.call.attempt, ok, kv_bytes))
+        if ok and node.op == "llm.prefill":
+            live.segments.add(result.values[0].segment)
+        if live.record.status != "running":
+            self._release(live)
+            return
+        if not ok:
+            self._fail(live, f"'{node.label}' ({node.op}) failed on {worker.plan.name}: {result}")
+            return
+        self._account(live, worker, node, result)
+        self._complete(live, task.frame, node, result.values)
+
+    def _account(self, live: _Live, worker: _Worker, node: Node, outcome: Outcome) -> None:
+        if node.op in ("llm.prefill", "llm.decode"):
+            live.kv_home = worker.plan.name
+        if node.op == "llm.prefill" and outcome.token_times:
+            live.record.first_token = outcome.token_times[0]
+        if node.op == "llm.decode":
+            times = outcome.token_times
+            live.record.gaps += [b - a for a, b in zip(times, times[1:])]
+            live.record.tokens.setdefault(node.label, []).append(outcome.values[0])
+
+    def _lost(self, worker: _Worker) -> None:
+        """A worker died: restart it and send its in-flight calls again (or fail them past max_attempts)."""
+        orphans = list(worker.tasks.values())
+        worker.tasks.clear()
+        worker.restart()
+        for task in orphans:
+            kv_format.unlink(kv_format.segment_name(self.options.run_id, task.call.task))  # a cache it may have begun
+            live = task.live
+            if live is None:
+                self._direct[task.call.task] = f"worker {worker.plan.name} died while running it"
+                continue
+            if live.record.status != "running":
+                continue
+            if task.call.attempt >= self.options.max_attempts:
+                self._fail(live, f"'{task.node.label}' ({task.node.op}) was lost {task.call.attempt} times: worker "
+                                 f"{worker.plan.name} died while running it")
+            else:
+                self._dispatch(live, task.frame, task.node, task.call.inputs, task.call.attempt + 1)
+
+    # ------------------------------------------------------------------------------------------ endings
+
+    def _finish(self, live: _Live, outputs: tuple) -> None:
+        record = live.record
+        record.status, record.end, record.outputs = "ok", time.monotonic(), outputs
+        e2e = record.end - record.arrival
+        self._e2e_mean = e2e if self._e2e_mean is None else 0.8 * self._e2e_mean + 0.2 * e2e
+        self._end(live)
+
+    def _fail(self, live: _Live, message: str) -> None:
+        live.record.status, live.record.error, live.record.end = "error", message, time.monotonic()
+        self._end(live)
+
+    def _end(self, live: _Live) -> None:
+        self.live.pop(live.request.id, None)
+        self._release(live)
+        self.on_finish(live.record)
+
+    def _release(self, live: _Live) -> None:
+        for segment in live.segments:
+            kv_format.unlink(segment)
+        live.segments.clear()
+
+
+def _check_names(program: Program) -> None:
+    """Unknown predicates and transforms are bad input: say so before any worker starts."""
+    for node in program.nodes():
+        for key in ("until", "predicate"):
+            if node.op.startswith("control.") and key in node.attrs:
+                predicate(node.attrs[key])
+        if node.op == "data.transform":
+            transform(node.attrs["fn"])

@@ -1,0 +1,109 @@
+"""The executor interface: what a backend's executor class implements (`spec/plugin-api.md`, section 11).
+
+A worker process owns one device. For each granular op placed on it, the worker finds the executor a backend
+declared for that op and device (`ExecutorSpec`), imports its `factory` and builds it once with the
+`WorkerContext`. It then hands it `Call`s ordered by deadline:
+
+- one-shot ops: `run(calls)` gets up to `max_batch(call)` compatible calls (same op and kernel) and returns one
+  `Outcome` (or an Exception, which fails only that call's request) per call, in order;
+- stepped ops (`stepped_ops`, e.g. `llm.decode`): `join(call)` adds a sequence while `free_slots(call) > 0`,
+  and each `step()` advances every joined sequence by one step and returns the calls that finished. This is
+  continuous batching: sequences join and leave between steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hetagent.runtime.program import KernelRef
+
+
+@dataclass(frozen=True)
+class Call:
+    task: int  # the engine's id for this dispatch; a retry gets a new one
+    request: int
+    op: str
+    label: str
+    attrs: dict
+    inputs: tuple
+    kernel: KernelRef | None
+    deadline: float  # time.monotonic() seconds: the request's end-to-end deadline
+    seed: int  # the request's seed (sampling is seeded by seed and label, never by worker)
+    attempt: int = 1
+    sent: float = 0.0  # time.monotonic() when the engine sent it: queue time counts from here
+
+
+@dataclass(frozen=True)
+class Outcome:
+    values: tuple  # one per op result
+    token_times: tuple[float, ...] = ()  # time.monotonic() of each token produced (LLM ops)
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    worker: str  # "host-cpu:0"
+    device: str  # the device profile it runs
+    cores: tuple[int, ...]  # the CPUs it is pinned to (all of them when not partitioned)
+    kernels: tuple[KernelRef, ...]  # kernels of the ops placed here: load them before the first call
+    run_id: str  # prefix for names this run creates (shared-memory segments)
+    cache_dir: str
+    model_dir: str | None = None
+    corpus: str | None = None
+    stores: dict[str, str] = field(default_factory=dict)  # memory store -> index directory
+    http_tools: dict[str, str] = field(default_factory=dict)  # tool -> URL
+    temperature: float = 0.0
+
+
+class Executor(Protocol):
+    stepped_ops: frozenset[str]
+
+    def __init__(self, context: WorkerContext) -> None: ...
+
+    def max_batch(self, call: Call) -> int: ...
+
+    def run(self, calls: list[Call]) -> list[Outcome | Exception]: ...
+
+    def free_slots(self, call: Call) -> int: ...
+
+    def join(self, call: Call) -> None: ...
+
+    def step(self) -> list[tuple[Call, Outcome | Exception]]: ...
+
+    def active(self) -> int: ...
+
+
+class OneShotExecutor:
+    """Base for executors with no stepped ops: one call at a time unless a subclass batches."""
+
+    stepped_ops: frozenset[str] = frozenset()
+
+    def __init__(self, context: WorkerContext) -> None:
+        self.context = context
+
+    def max_batch(self, call: Call) -> int:
+        return 1
+
+    def run(self, calls: list[Call]) -> list[Outcome | Exception]:
+        results: list[Any] = []
+        for call in calls:
+            try:
+                results.append(Outcome(self.run_one(call)))
+            except Exception as exc:  # one request's bad input or failing tool must not stop the worker
+                results.append(exc)
+        return results
+
+    def run_one(self, call: Call) -> tuple:
+        raise NotImplementedError
+
+    def free_slots(self, call: Call) -> int:
+        return 0
+
+    def join(self, call: Call) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no stepped ops")
+
+    def step(self) -> list:
+        return []
+
+    def active(self) -> int:
+        return 0

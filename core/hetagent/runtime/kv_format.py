@@ -1,0 +1,124 @@
+"""The KV-cache exchange format (`spec/kv-format.md`): how a prefill hands its cache to a decode elsewhere.
+
+One cache is one contiguous buffer: a 128-byte little-endian header, then one chunk per layer, each chunk K then
+V as [kv_heads, tokens, head_dim] row-major in the cache's dtype, every chunk starting on a 64-byte boundary.
+Only the `tokens` filled slots travel, so the reader may hold the cache at any capacity >= tokens. On one node
+the buffer lives in POSIX shared memory (`multiprocessing.shared_memory`), named by the writer; the engine
+unlinks it once the request no longer needs it.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from multiprocessing import resource_tracker, shared_memory
+
+import numpy as np
+
+MAGIC = b"HKV1"
+VERSION = 1
+HEADER_BYTES = 128
+ALIGN = 64
+# magic, version, dtype code, layers, kv_heads, head_dim, tokens, chunk bytes, model id (64 bytes, NUL padded)
+_HEADER = struct.Struct("<4sHHIIIIQ64s")
+DTYPE_CODES = {"fp32": 1, "fp16": 2, "bf16": 3}
+_NUMPY = {"fp32": np.float32, "fp16": np.float16}
+
+
+@dataclass(frozen=True)
+class KVHeader:
+    model: str
+    dtype: str
+    layers: int
+    kv_heads: int
+    head_dim: int
+    tokens: int
+
+    @property
+    def chunk_bytes(self) -> int:
+        raw = 2 * self.kv_heads * self.tokens * self.head_dim * np.dtype(_NUMPY[self.dtype]).itemsize
+        return -(-raw // ALIGN) * ALIGN
+
+    @property
+    def total_bytes(self) -> int:
+        return HEADER_BYTES + self.layers * self.chunk_bytes
+
+    def pack(self) -> bytes:
+        packed = _HEADER.pack(MAGIC, VERSION, DTYPE_CODES[self.dtype], self.layers, self.kv_heads, self.head_dim,
+                              self.tokens, self.chunk_bytes, self.model.encode()[:64])
+        return packed.ljust(HEADER_BYTES, b"\0")
+
+    @classmethod
+    def unpack(cls, buffer) -> "KVHeader":
+        magic, version, code, layers, heads, dim, tokens, chunk, model = _HEADER.unpack_from(buffer)
+        if magic != MAGIC or version != VERSION:
+            raise ValueError(f"not a hetagent KV cache (magic {magic!r}, version {version})")
+        dtype = {v: k for k, v in DTYPE_CODES.items()}[code]
+        header = cls(model.rstrip(b"\0").decode(), dtype, layers, heads, dim, tokens)
+        if header.chunk_bytes != chunk:
+            raise ValueError(f"KV header: chunk bytes {chunk} disagree with the shape ({header.chunk_bytes})")
+        return header
+
+
+@dataclass(frozen=True)
+class KVHandle:
+    """What travels in place of the cache: the shared-memory segment's name and its header."""
+
+    segment: str
+    header: KVHeader
+
+
+def _untracked(segment: shared_memory.SharedMemory) -> shared_memory.SharedMemory:
+    # Python < 3.13 tracks every attached segment and unlinks it when the attaching process exits; the engine
+    # owns the lifetime instead (a worker dying must not destroy a cache that a retry still needs).
+    resource_tracker.unregister(segment._name, "shared_memory")
+    return segment
+
+
+def segment_name(run_id: str, task: int) -> str:
+    """The segment a prefill task writes: unique per run and dispatch (a retry is a new dispatch)."""
+    return f"{run_id}-kv-{task}"
+
+
+def write(kv: np.ndarray, length: int, *, model: str, dtype: str, segment: str, batch_index: int = 0) -> KVHandle:
+    """Write slots [0, length) of sequence `batch_index` of a kernel cache kv[L, 2, B, Hkv, S, D]."""
+    layers, _, _, heads, _, dim = kv.shape
+    header = KVHeader(model, dtype, layers, heads, dim, length)
+    shm = _untracked(shared_memory.SharedMemory(name=segment, create=True, size=header.total_bytes))
+    try:
+        shm.buf[:HEADER_BYTES] = header.pack()
+        for layer in range(layers):
+            chunk = np.ndarray((2, heads, length, dim), dtype=kv.dtype, buffer=shm.buf,
+                               offset=HEADER_BYTES + layer * header.chunk_bytes)
+            chunk[...] = kv[layer, :, batch_index, :, :length, :]
+    finally:
+        shm.close()
+    return KVHandle(segment, header)
+
+
+def read_into(handle: KVHandle, kv: np.ndarray, batch_index: int = 0) -> KVHeader:
+    """Copy a shared cache into sequence `batch_index` of kv[L, 2, B, Hkv, S, D]; slots past it are left as is."""
+    shm = _untracked(shared_memory.SharedMemory(name=handle.segment))
+    try:
+        header = KVHeader.unpack(shm.buf)
+        layers, _, _, heads, capacity, dim = kv.shape
+        if (header.layers, header.kv_heads, header.head_dim) != (layers, heads, dim) or header.tokens > capacity:
+            raise ValueError(f"KV cache of {header.model} ({header.layers} layers, {header.kv_heads} kv heads, "
+                             f"{header.tokens} tokens) does not fit a cache of shape {list(kv.shape)}")
+        for layer in range(layers):
+            chunk = np.ndarray((2, heads, header.tokens, dim), dtype=_NUMPY[header.dtype], buffer=shm.buf,
+                               offset=HEADER_BYTES + layer * header.chunk_bytes)
+            kv[layer, :, batch_index, :, :header.tokens, :] = chunk
+        return header
+    finally:
+        shm.close()
+
+
+def unlink(segment: str) -> None:
+    """Free a segment; one already gone is fine (a retried prefill may have replaced it)."""
+    try:
+        shm = shared_memory.SharedMemory(name=segment)
+    except FileNotFoundError:
+        return
+    shm.close()
+    shm.unlink()  # attaching registered it with the tracker, unlinking unregisters it: balanced

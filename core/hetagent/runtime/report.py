@@ -1,0 +1,90 @@
+"""The run report: per op and per request latencies, SLA attainment, throughput and $/request.
+
+Per op (over every call): queue time (waiting in the worker's deadline queue, or for a decode slot), run time
+(the executor's work; a batch's time is charged to each call in it) and overhead (dispatch to result as the
+engine saw it, minus queue and run: pickling, pipes, routing). Per request: TTFT (arrival to the first token of
+the last LLM call, the answer), time between tokens (every decode step), end to end, SLA attainment (finished
+within the deadline, over all requests that arrived — rejected and failed ones count as misses). $/request is
+the fleet's $/hour from the price book (each device once: CPU partitions share the host) times the run's wall
+time, divided by the requests that finished.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from hetagent.hardware.pricebook import PriceBook
+from hetagent.hardware.tco import SECONDS_PER_HOUR
+from hetagent.runtime.engine import OpRecord, RequestRecord
+
+
+def percentile(values, q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def op_rows(ops: list[OpRecord]) -> list[dict]:
+    by_label: dict[str, list[OpRecord]] = defaultdict(list)
+    for record in ops:
+        by_label[record.label].append(record)
+    rows = []
+    for label, records in by_label.items():
+        overhead = [max(0.0, (r.finished - r.dispatched) - r.queue_s - r.run_s) for r in records if r.worker != "engine"]
+        rows.append({
+            "op": label, "kind": records[0].op, "workers": sorted({r.worker for r in records}), "calls": len(records),
+            "retries": sum(r.attempt > 1 for r in records), "failed": sum(not r.ok for r in records),
+            "queue_ms_p50": _ms(percentile([r.queue_s for r in records], 50)),
+            "run_ms_p50": _ms(percentile([r.run_s for r in records], 50)),
+            "run_ms_p99": _ms(percentile([r.run_s for r in records], 99)),
+            "overhead_us_p50": None if not overhead else percentile(overhead, 50) * 1e6,
+            "kv_bytes": sum(r.kv_bytes for r in records) or None,
+        })
+    return rows
+
+
+def request_rows(requests: list[RequestRecord]) -> list[dict]:
+    return [{
+        "request": r.id, "status": r.status,
+        "ttft_ms": _ms(r.first_token - r.arrival) if r.first_token and r.status == "ok" else None,
+        "tbt_ms_mean": _ms(float(np.mean(r.gaps))) if r.gaps else None,
+        "e2e_ms": _ms(r.end - r.arrival) if r.status == "ok" else None,
+        "met_sla": r.status == "ok" and r.end <= r.deadline,
+        "error": r.error or None,
+    } for r in requests]
+
+
+def fleet_usd_per_hour(devices: dict[str, float], book: PriceBook) -> tuple[float | None, str]:
+    """Sum of each device's $/hour (device -> TDP W), or None and why not."""
+    missing = sorted(set(devices) - set(book.prices))
+    if missing:
+        return None, f"not priced: price book {book.name!r} has no price for {', '.join(missing)} (pass --pricebook)"
+    return sum(book.usd_per_hour(device, tdp) for device, tdp in devices.items()), ""
+
+
+def summary(requests: list[RequestRecord], ops: list[OpRecord], wall_s: float, usd_per_hour: float | None,
+            price_note: str) -> dict:
+    ok = [r for r in requests if r.status == "ok"]
+    e2e = [r.end - r.arrival for r in ok]
+    ttft = [r.first_token - r.arrival for r in ok if r.first_token]
+    gaps = [g for r in ok for g in r.gaps]
+    overhead = [max(0.0, (o.finished - o.dispatched) - o.queue_s - o.run_s) for o in ops if o.worker != "engine"]
+    tokens = sum(len(r.gaps) + len(r.tokens) for r in ok)
+    return {
+        "requests": len(requests), "ok": len(ok), "rejected": sum(r.status == "rejected" for r in requests),
+        "errors": sum(r.status == "error" for r in requests),
+        "sla_attainment": sum(r.status == "ok" and r.end <= r.deadline for r in requests) / max(1, len(requests)),
+        "e2e_ms_p50": _ms(percentile(e2e, 50)), "e2e_ms_p99": _ms(percentile(e2e, 99)),
+        "ttft_ms_p50": _ms(percentile(ttft, 50)), "ttft_ms_p99": _ms(percentile(ttft, 99)),
+        "tbt_ms_p50": _ms(percentile(gaps, 50)), "tbt_ms_p99": _ms(percentile(gaps, 99)),
+        "overhead_us_p50": percentile(overhead, 50) * 1e6 if overhead else None,
+        "wall_s": wall_s, "requests_per_s": len(ok) / wall_s if wall_s else None,
+        "decode_tokens_per_s": tokens / wall_s if wall_s else None,
+        "usd_per_hour": usd_per_hour,
+        "usd_per_request": usd_per_hour * wall_s / SECONDS_PER_HOUR / len(ok) if usd_per_hour is not None and ok else None,
+        "price_note": price_note,
+    }

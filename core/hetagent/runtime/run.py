@@ -1,0 +1,121 @@
+"""`run_agent`: everything `hetagent run` does, as a function — prepare, start the workers, run, report.
+
+    load + model map (tiny stand-ins unless weights are given) -> compile (cached) -> program -> weights ->
+    workers (layout) -> LocalEngine.run(requests) -> report (+ OTLP trace)
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from hetagent.compiler.cache import CompileCache, digest
+from hetagent.compiler.driver import compile_agent
+from hetagent.compiler.place import Plan, place
+from hetagent.hardware.pricebook import PriceBook, default_pricebook
+from hetagent.ir import decompose, load, verify
+from hetagent.ir.module import to_text
+from hetagent.plugins.registry import Registry
+from hetagent.runtime import report, standins
+from hetagent.runtime.engine import EngineOptions, LocalEngine, Request, RequestRecord
+from hetagent.runtime.layout import WorkerPlan, plan_workers
+from hetagent.runtime.program import Program, build_program
+from hetagent.runtime.trace import otlp_trace
+from hetagent.runtime.weights import prepare_weights
+
+
+@dataclass
+class Prepared:
+    """A compiled agent ready to run: its program, the workers it needs and what was substituted."""
+
+    program: Program
+    workers: list[WorkerPlan]
+    device_of: dict[int, str]
+    substitutions: dict[str, str]
+    fallbacks: list[str]
+    compiled: Path
+
+    def kernels_of(self, worker: WorkerPlan) -> tuple:
+        return tuple({n.kernel for n in self.program.nodes()
+                      if n.kernel and self.device_of.get(n.index) == worker.device and worker.serves(n.op)})
+
+
+def prepare(agent: Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
+            model_overrides: dict[str, str] | None = None, cpu_partitions: int = 1, strict: bool = False,
+            cache: CompileCache | None = None, progress=None) -> Prepared:
+    cache = cache or CompileCache()
+    module = verify(load(agent), what=str(agent))
+    named = standins.named_models(module)
+    mapping = standins.model_map(named, model_dir, model_overrides or {})
+    standins.substitute(module, mapping)
+    source = to_text(module)
+    work = cache.root / "runs" / f"{Path(agent).stem}-{digest(source, plan.source if plan else '')[:12]}"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "agent.mlir").write_text(source)
+    fallbacks: list[str] = []
+    weights = {m: model_dir / m for m in set(mapping.values()) if model_dir and (model_dir / m).is_dir()}
+    manifest = compile_agent(work / "agent.mlir", work / "compiled", registry=registry, plan=plan, cache=cache,
+                             weights=weights, strict=strict, progress=progress)
+    fallbacks += manifest["fallbacks"]
+    placed = place(decompose(load(work / "agent.mlir")), plan, registry=registry, on_fallback=lambda m: None)
+    program = build_program(placed, manifest, work / "compiled")
+    for kernel in {n.kernel for n in program.nodes() if n.kernel}:
+        prepare_weights(kernel.function["model"], kernel.function["dtype"], model_dir=model_dir, cache_dir=cache.root)
+    workers, device_of = plan_workers(program, registry, cpu_partitions=cpu_partitions, strict=strict,
+                                      on_fallback=fallbacks.append)
+    substituted = {k: v for k, v in mapping.items() if k != v}
+    return Prepared(program, workers, device_of, substituted, fallbacks, work / "compiled")
+
+
+@dataclass
+class RunResult:
+    agent: str
+    summary: dict
+    ops: list[dict]
+    requests: list[dict]
+    records: list[RequestRecord]
+    substitutions: dict[str, str]
+    fallbacks: list[str]
+    workers: list[dict]
+    trace: dict = field(repr=False, default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {"agent": self.agent, "summary": self.summary, "ops": self.ops, "requests": self.requests,
+                "substitutions": self.substitutions, "fallbacks": self.fallbacks, "workers": self.workers}
+
+
+def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Registry, options: EngineOptions,
+                 pricebook: PriceBook | None = None, on_finish: Callable[[RequestRecord], None] | None = None,
+                 engine_hook: Callable[[LocalEngine], None] | None = None) -> RunResult:
+    """Start the workers, run the requests, stop the workers, report. `engine_hook(engine)` is called on every
+    tick of the run loop (tests use it to kill a worker mid-run)."""
+    with LocalEngine(prepared.program, prepared.workers, prepared.device_of, options,
+                     kernels_of=prepared.kernels_of) as engine:
+        if on_finish:
+            engine.on_finish = on_finish
+        start = time.monotonic()
+        records = engine.run(requests, on_tick=(lambda: engine_hook(engine)) if engine_hook else None)
+        wall = time.monotonic() - start
+        ops = list(engine.ops)
+    devices = {w.device: registry.profile(w.device).tdp_w for w in prepared.workers}
+    usd_per_hour, note = report.fleet_usd_per_hour(devices, pricebook or default_pricebook())
+    return RunResult(
+        agent=prepared.program.name,
+        summary=report.summary(records, ops, wall, usd_per_hour, note),
+        ops=report.op_rows(ops),
+        requests=report.request_rows(records),
+        records=records,
+        substitutions=prepared.substitutions,
+        fallbacks=prepared.fallbacks,
+        workers=[{"name": w.name, "device": w.device, "cores": list(w.cores), "ops": sorted(w.factories)}
+                 for w in prepared.workers],
+        trace=otlp_trace(options.run_id, prepared.program.name, records, ops),
+    )
+
+
+def new_run_id() -> str:
+    """Short (shared-memory names are limited) and unique per run."""
+    return f"hx{uuid.uuid4().hex[:10]}"

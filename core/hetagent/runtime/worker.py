@@ -1,0 +1,119 @@
+"""A worker process: one device, its executors, and a deadline-ordered queue.
+
+The engine sends `("call", Call)` messages; the worker keeps them in an earliest-deadline-first queue and
+loops: take every message waiting, join queued stepped calls (decode) while their executor has free slots, run
+one step of every executor with joined sequences, then run the most urgent one-shot call together with the
+compatible calls queued behind it (same op and kernel, up to the executor's batch). Results go back as
+`("done", task, Outcome, queue_s, run_s)` or `("failed", task, message, queue_s, run_s)`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import importlib
+import itertools
+import os
+import time
+import traceback
+from dataclasses import dataclass
+
+from hetagent.runtime.executor import Call, WorkerContext
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    context: WorkerContext
+    factories: dict[str, str]  # op -> "module:Class"
+
+
+class DeadlineQueue:
+    """Calls by deadline, then arrival (EDF); `take` removes the first call matching a test."""
+
+    def __init__(self):
+        self._heap: list = []
+        self._order = itertools.count()
+
+    def push(self, call: Call, arrived: float) -> None:
+        heapq.heappush(self._heap, (call.deadline, next(self._order), call, arrived))
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def take(self, wanted, limit: int = 1) -> list[tuple[Call, float]]:
+        """Up to `limit` (call, arrival) pairs satisfying `wanted`, most urgent first."""
+        chosen, kept = [], []
+        while self._heap and len(chosen) < limit:
+            entry = heapq.heappop(self._heap)
+            (chosen if wanted(entry[2]) else kept).append(entry)
+        for entry in kept:
+            heapq.heappush(self._heap, entry)
+        return [(entry[2], entry[3]) for entry in chosen]
+
+
+def _build(factories: dict[str, str], context: WorkerContext) -> dict[str, object]:
+    instances: dict[str, object] = {}
+    by_op = {}
+    for op, factory in factories.items():
+        if factory not in instances:
+            module, _, name = factory.partition(":")
+            instances[factory] = getattr(importlib.import_module(module), name)(context)
+        by_op[op] = instances[factory]
+    return by_op
+
+
+def worker_main(conn, spec: WorkerSpec) -> None:
+    if spec.context.cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, spec.context.cores)
+    try:
+        executors = _build(spec.factories, spec.context)
+    except Exception as exc:  # a backend that cannot start: the engine reports it and stops
+        conn.send(("broken", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+        return
+    conn.send(("ready",))
+    queue = DeadlineQueue()
+    joined: dict[int, tuple[float, float]] = {}  # task -> (arrival, time it joined a stepped executor)
+    stepped = {id(e): e for e in executors.values() if e.stepped_ops}.values()
+
+    def is_stepped(call: Call) -> bool:
+        return call.op in executors[call.op].stepped_ops
+
+    def send_result(call: Call, result, queued: float, started: float) -> None:
+        now = time.monotonic()
+        if isinstance(result, Exception):
+            conn.send(("failed", call.task, f"{type(result).__name__}: {result}", started - queued, now - started))
+        else:
+            conn.send(("done", call.task, result, started - queued, now - started))
+
+    while True:
+        busy = len(queue) > 0 or any(e.active() for e in stepped)
+        while conn.poll(0 if busy else None):
+            message = conn.recv()
+            if message[0] == "stop":
+                return
+            queue.push(message[1], message[1].sent)
+            busy = True
+        for call, arrived in queue.take(lambda c: is_stepped(c) and executors[c.op].free_slots(c) > 0, limit=1 << 20):
+            if executors[call.op].free_slots(call) <= 0:
+                queue.push(call, arrived)
+                continue
+            joined[call.task] = (arrived, time.monotonic())
+            executors[call.op].join(call)
+        for executor in stepped:
+            if executor.active():
+                for call, result in executor.step():
+                    arrived, started = joined.pop(call.task)
+                    send_result(call, result, arrived, started)
+        first = queue.take(lambda c: not is_stepped(c))
+        if not first:
+            continue
+        call, arrived = first[0]
+        executor = executors[call.op]
+        key = (call.op, call.kernel)
+        batch = [(call, arrived)] + queue.take(lambda c: (c.op, c.kernel) == key, limit=executor.max_batch(call) - 1)
+        started = time.monotonic()
+        try:
+            results = executor.run([c for c, _ in batch])
+        except Exception as exc:  # an executor bug fails the calls it was given, not the worker
+            results = [exc] * len(batch)
+        for (c, a), result in zip(batch, results):
+            send_result(c, result, a, started)

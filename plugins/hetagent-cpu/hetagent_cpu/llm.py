@@ -1,0 +1,173 @@
+"""The cpu backend's LLM executor: prefill, decode (continuous batching) and embed on compiled IREE kernels.
+
+Each kernel artifact (`.vmfb`, built by the compiler for this CPU) is loaded once per worker on IREE's
+`local-task` driver with one task-system group per pinned core; each model's weights are uploaded once and
+stay resident, passed to every call as arguments (the kernels hold no weights, `spec/compiler.md`).
+
+- prefill: a batch of prompts (byte tokens, the tail kept when longer than the kernel's prompt capacity) ->
+  the first token of each, sampled, and its KV cache written to shared memory in the `spec/kv-format.md` layout.
+- decode: sequences join a kernel's batch slots between steps (their cache read from shared memory into the
+  slot) and leave when they reach their token budget, end of sequence or the cache's capacity.
+- embed: a batch of texts -> unit-length embeddings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hetagent.runtime import kv_format, text
+from hetagent.runtime.executor import Call, Outcome, WorkerContext
+from hetagent.runtime.transforms import render
+from hetagent_cpu.iree_device import IreeDevice
+
+
+@dataclass
+class _Sequence:
+    call: Call
+    slot: int
+    position: int  # where the next fed token goes
+    token: int  # the next token to feed
+    tokens: list[int]
+    budget: int  # tokens still to generate
+    seed: int
+    times: list[float] = field(default_factory=list)
+
+
+class _DecodeBatch:
+    """One decode kernel's batch slots and its cache, resident between steps."""
+
+    def __init__(self, device: IreeDevice, kernel):
+        self.kernel = kernel
+        self.function = device.function(kernel)
+        self.weights = device.weights(kernel)
+        fn = kernel.function
+        self.batch, self.capacity = fn["batch"], fn["capacity"]
+        self.device = device
+        self.kv = None  # the device array the last step returned (None until the first join)
+        self.host_kv: np.ndarray | None = None
+        self.slots: dict[int, _Sequence] = {}
+
+    def join(self, sequence: _Sequence, handle: kv_format.KVHandle) -> None:
+        if self.host_kv is None:
+            model = self.device.card(self.kernel)
+            self.host_kv = np.zeros((model.num_layers, 2, self.batch, model.num_kv_heads, self.capacity,
+                                     model.head_size), dtype=np.float32)
+        elif self.kv is not None:
+            self.host_kv = np.array(self.kv)  # the other slots' caches as the last step left them
+        kv_format.read_into(handle, self.host_kv, sequence.slot)
+        self.kv = self.device.upload(self.host_kv)
+        self.slots[sequence.slot] = sequence
+
+    def step(self) -> list[_Sequence]:
+        tokens = np.zeros(self.batch, dtype=np.int64)
+        positions = np.zeros(self.batch, dtype=np.int64)
+        for slot, s in self.slots.items():
+            tokens[slot], positions[slot] = s.token, s.position
+        logits, self.kv = self.function(tokens, positions, self.kv, *self.weights)
+        logits = np.asarray(logits)
+        now = time.monotonic()
+        finished = []
+        for slot, s in list(self.slots.items()):
+            s.token = text.sample(logits[slot], self.device.temperature, s.seed, len(s.tokens))
+            s.tokens.append(s.token)
+            s.times.append(now)
+            s.position += 1
+            s.budget -= 1
+            if s.budget <= 0 or s.token == text.EOS or s.position >= self.capacity:
+                finished.append(self.slots.pop(slot))
+        return finished
+
+
+class LLMExecutor:
+    stepped_ops = frozenset({"llm.decode"})
+
+    def __init__(self, context: WorkerContext):
+        self.context = context
+        self.device = IreeDevice(context)
+        self.batches: dict[str, _DecodeBatch] = {}
+        self.done: list[tuple[Call, Outcome | Exception]] = []  # finished at join: reported by the next step
+
+    def max_batch(self, call: Call) -> int:
+        return call.kernel.function["batch"] if call.kernel else 1
+
+    def run(self, calls: list[Call]) -> list:
+        if calls[0].kernel is None:
+            return [RuntimeError(f"{c.label}: no compiled kernel for {c.op} (see the compile manifest's no_kernel)")
+                    for c in calls]
+        run = self._prefill if calls[0].op == "llm.prefill" else self._embed
+        return run(calls)
+
+    def _prompts(self, calls: list[Call]) -> tuple[np.ndarray, np.ndarray]:
+        fn = calls[0].kernel.function
+        tokens = np.full((fn["batch"], fn["prompt"]), text.PAD, dtype=np.int64)
+        lengths = np.ones(fn["batch"], dtype=np.int64)
+        for i, call in enumerate(calls):
+            ids = text.encode("\n\n".join(render(v) for v in call.inputs))[-fn["prompt"]:]
+            tokens[i, : len(ids)] = ids
+            lengths[i] = len(ids)
+        return tokens, lengths
+
+    def _prefill(self, calls: list[Call]) -> list:
+        kernel = calls[0].kernel
+        tokens, lengths = self._prompts(calls)
+        logits, kv = self.device.function(kernel)(tokens, lengths, *self.device.weights(kernel))
+        logits, kv = np.asarray(logits), np.asarray(kv)
+        now = time.monotonic()
+        outcomes = []
+        for i, call in enumerate(calls):
+            first = text.sample(logits[i], self.context.temperature, text.stream_seed(call.seed, call.label), 0)
+            handle = kv_format.write(kv, int(lengths[i]), model=kernel.function["model"],
+                                     dtype=kernel.function["dtype"], batch_index=i,
+                                     segment=kv_format.segment_name(self.context.run_id, call.task))
+            outcomes.append(Outcome((handle, {"token": first, "position": int(lengths[i])}), (now,)))
+        return outcomes
+
+    def _embed(self, calls: list[Call]) -> list:
+        kernel = calls[0].kernel
+        tokens, lengths = self._prompts(calls)
+        embedding = np.asarray(self.device.function(kernel)(tokens, lengths, *self.device.weights(kernel)))
+        return [Outcome((embedding[i].astype(np.float32),)) for i in range(len(calls))]
+
+    # ------------------------------------------------------------------ continuous batching of decode steps
+
+    def _batch(self, call: Call) -> _DecodeBatch:
+        if call.kernel.symbol not in self.batches:
+            self.batches[call.kernel.symbol] = _DecodeBatch(self.device, call.kernel)
+        return self.batches[call.kernel.symbol]
+
+    def free_slots(self, call: Call) -> int:
+        if call.kernel is None:
+            return 1  # joins only to fail at once
+        batch = self._batch(call)
+        return batch.batch - len(batch.slots)
+
+    def join(self, call: Call) -> None:
+        if call.kernel is None:
+            self.done.append((call, RuntimeError(f"{call.label}: no compiled decode kernel (see the manifest)")))
+            return
+        handle, start = call.inputs
+        batch = self._batch(call)
+        slot = min(set(range(batch.batch)) - set(batch.slots))
+        budget = min(int(call.attrs.get("output_tokens", 256)) - 1, batch.capacity - start["position"])
+        sequence = _Sequence(call, slot, start["position"], start["token"], [start["token"]], budget,
+                             text.stream_seed(call.seed, call.label))
+        if budget <= 0 or start["token"] == text.EOS:
+            self.done.append((call, Outcome((text.decode(sequence.tokens),))))
+            return
+        try:
+            batch.join(sequence, handle)
+        except (ValueError, FileNotFoundError) as exc:  # a cache that does not fit, or is gone: this request only
+            self.done.append((call, exc))
+
+    def step(self) -> list:
+        finished, self.done = self.done, []
+        for batch in self.batches.values():
+            if batch.slots:
+                finished += [(s.call, Outcome((text.decode(s.tokens),), tuple(s.times))) for s in batch.step()]
+        return finished
+
+    def active(self) -> int:
+        return sum(len(b.slots) for b in self.batches.values()) + len(self.done)

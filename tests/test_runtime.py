@@ -1,0 +1,238 @@
+"""The node runtime: executors, LocalEngine, disaggregation, faults, admission, `hetagent run` / `index`.
+
+One compile cache serves the whole session (a tmp HETAGENT_CACHE_DIR), so each kernel is built once.
+"""
+
+import http.server
+import json
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLES
+
+pytest.importorskip("torch")
+
+CHAT = """"agent.graph"() ({
+  %q = "input.query"() {tokens = 32 : i64} : () -> !agent.text
+  %a = "llm.call"(%q) {model = "llama-3-8b", input_tokens = 64 : i64, output_tokens = 24 : i64, name = "answer"}
+      : (!agent.text) -> !agent.text
+  %h = "tool.invoke"(%q) {tool = "%TOOL%", timeout_ms = 300.0 : f64, name = "lookup"} : (!agent.text) -> !agent.json
+  %r = "data.transform"(%q, %a, %h) {fn = "pii_redact", name = "redact"}
+      : (!agent.text, !agent.text, !agent.json) -> !agent.text
+  "agent.return"(%r) : (!agent.text) -> ()
+}) {sym_name = "chat", sla_ms = 60000.0 : f64} : () -> ()
+"""
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hetagent-cache")
+    previous = os.environ.get("HETAGENT_CACHE_DIR")
+    os.environ["HETAGENT_CACHE_DIR"] = str(path)  # spawned workers and CLI runs inherit it
+    yield path
+    if previous is None:
+        os.environ.pop("HETAGENT_CACHE_DIR", None)
+    else:
+        os.environ["HETAGENT_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from hetagent.plugins import Registry
+
+    return Registry.load(["cpu"])
+
+
+@pytest.fixture(scope="session")
+def agent_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("agents")
+    files = {}
+    for tool in ("calculator", "slow"):
+        files[tool] = root / f"chat_{tool}.mlir"
+        files[tool].write_text(CHAT.replace("%TOOL%", tool))
+    return files
+
+
+def _prepare(agent, registry, cache_dir, partitions=1):
+    from hetagent.compiler.cache import CompileCache
+    from hetagent.runtime.run import prepare
+
+    return prepare(agent, registry=registry, cpu_partitions=partitions, cache=CompileCache(cache_dir))
+
+
+def _options(cache_dir, **extra):
+    from hetagent.runtime.engine import EngineOptions
+    from hetagent.runtime.run import new_run_id
+
+    return EngineOptions(run_id=new_run_id(), cache_dir=str(cache_dir), corpus=str(EXAMPLES / "corpus"), **extra)
+
+
+def _requests(count, prompts=None):
+    from hetagent.runtime.engine import Request
+
+    prompts = prompts or [f"question {i}: what is 2 + {i} * 3? mail me at a{i}@example.com" for i in range(count)]
+    return [Request(i, {"query": prompts[i]}, 0.0, seed=7 + i) for i in range(count)]
+
+
+def _run(prepared, registry, cache_dir, requests, hook=None, **options):
+    from hetagent.runtime.run import run_prepared
+
+    return run_prepared(prepared, requests, registry=registry, options=_options(cache_dir, **options), engine_hook=hook)
+
+
+def test_disaggregated_run_gives_the_tokens_of_a_single_worker(registry, cache_dir, agent_files):
+    single = _run(_prepare(agent_files["calculator"], registry, cache_dir), registry, cache_dir, _requests(3))
+    split = _prepare(agent_files["calculator"], registry, cache_dir, partitions=2)
+    apart = _run(split, registry, cache_dir, _requests(3))
+    assert [r.status for r in single.records] == ["ok"] * 3 == [r.status for r in apart.records]
+    assert [r.tokens for r in single.records] == [r.tokens for r in apart.records]
+    assert [r.outputs for r in single.records] == [r.outputs for r in apart.records]
+    assert all(len(r.tokens["answer.decode"][0]) > 0 for r in apart.records)
+    where = {o["kind"]: o["workers"] for o in apart.ops}
+    assert where["llm.prefill"] == ["host-cpu:0"] and where["llm.decode"] == ["host-cpu:1"]
+    # the redactor saw the question (with its e-mail address) and the calculator's answer
+    assert all("[EMAIL]" in r.outputs[0] and "@example.com" not in r.outputs[0] for r in apart.records)
+    assert '"result": 5' in apart.records[1].outputs[0]  # 2 + 1 * 3
+    assert apart.summary["ttft_ms_p50"] > 0 and apart.summary["tbt_ms_p50"] > 0
+
+
+def test_a_killed_worker_loses_nothing(registry, cache_dir, agent_files):
+    prepared = _prepare(agent_files["calculator"], registry, cache_dir, partitions=2)
+    killed = []
+
+    def kill_decode_worker(engine):
+        decoder = next(w for w in engine.workers if w.plan.name == "host-cpu:1")
+        if not killed and any(t.node.op == "llm.decode" for t in decoder.tasks.values()):
+            engine.kill_worker("host-cpu:1")
+            killed.append(time.monotonic())
+
+    result = _run(prepared, registry, cache_dir, _requests(4), hook=kill_decode_worker)
+    assert killed, "the decode worker was never seen busy"
+    assert [r.status for r in result.records] == ["ok"] * 4
+    assert sum(o["retries"] for o in result.ops) >= 1
+    reference = _run(prepared, registry, cache_dir, _requests(4))
+    assert [r.tokens for r in result.records] == [r.tokens for r in reference.records]
+
+
+class _SlowTool(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if "slow" in body["arguments"]["query"]:
+            time.sleep(1.5)
+        answer = json.dumps({"echo": body["arguments"]["query"][:20]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_tool_timeout_fails_only_its_request(registry, cache_dir, agent_files):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowTool)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        prepared = _prepare(agent_files["slow"], registry, cache_dir)
+        result = _run(prepared, registry, cache_dir, _requests(2, ["please be slow", "be quick"]),
+                      http_tools={"slow": url})
+    finally:
+        server.shutdown()
+    slow, quick = result.records
+    assert slow.status == "error" and "did not answer within 300 ms" in slow.error
+    assert quick.status == "ok" and "be quick" in quick.outputs[0]
+
+
+def test_admission_control_rejects_clearly_and_loses_nothing(registry, cache_dir, agent_files):
+    prepared = _prepare(agent_files["calculator"], registry, cache_dir)
+    result = _run(prepared, registry, cache_dir, _requests(3), max_inflight=1)
+    statuses = [r.status for r in result.records]
+    assert statuses.count("ok") == 1 and statuses.count("rejected") == 2
+    assert all("admission control" in r.error for r in result.records if r.status == "rejected")
+    assert result.summary["sla_attainment"] == pytest.approx(1 / 3)
+
+
+def test_kv_format_round_trip():
+    from hetagent.runtime import kv_format
+
+    kv = np.random.default_rng(0).standard_normal((2, 2, 3, 2, 16, 8)).astype(np.float32)
+    name = f"hxtest{os.getpid()}"
+    handle = kv_format.write(kv, 5, model="tiny-llama", dtype="fp32", segment=name, batch_index=1)
+    try:
+        target = np.zeros((2, 2, 1, 2, 32, 8), dtype=np.float32)
+        header = kv_format.read_into(handle, target, 0)
+        assert (header.model, header.tokens, header.layers) == ("tiny-llama", 5, 2)
+        assert np.array_equal(target[:, :, 0, :, :5], kv[:, :, 1, :, :5]) and not target[:, :, :, :, 5:].any()
+        with pytest.raises(ValueError, match="does not fit"):
+            kv_format.read_into(handle, np.zeros((3, 2, 1, 2, 32, 8), dtype=np.float32))
+    finally:
+        kv_format.unlink(name)
+
+
+def test_transforms_tools_and_predicates():
+    from hetagent.runtime.builtin_tools import calculator, web_search
+    from hetagent.runtime.tools import ToolContext
+    from hetagent.runtime.transforms import is_safe, no_tool_call, pii_redact
+
+    assert pii_redact("mail bob@corp.com or call 555-123-4567") == "mail [EMAIL] or call [PHONE]"
+    assert not is_safe(["ssn 123-45-6789"], {}) and is_safe(["hello"], {})
+    assert no_tool_call([], {"llm.decode": [("plain answer",)]})
+    assert not no_tool_call([], {"llm.decode": [('<tool_call>{"tool": "x"}</tool_call>',)]})
+    assert calculator({"query": "what is 2 + 3 * 4?"}, None)["result"] == 14
+    hits = web_search({"query": "where does water boil on Mount Everest"}, ToolContext(EXAMPLES / "corpus"))["results"]
+    assert hits[0]["source"] == "science/boiling-point.txt"
+
+
+def test_index_and_retrieval_agent(cli, cache_dir, tmp_path):
+    index = tmp_path / "index"
+    code, out, err = cli("--backends", "cpu", "index", str(EXAMPLES / "corpus"), "-o", str(index), "--json")
+    assert code == 0, err
+    assert json.loads(out)["count"] >= 30 and (index / "index.faiss").exists()
+    agent = tmp_path / "rag.mlir"
+    agent.write_text(""""agent.graph"() ({
+  %q = "input.query"() : () -> !agent.text
+  %d = "memory.load"(%q) {store = "handbook", embed_model = "all-minilm-l6-v2", top_k = 2 : i64, name = "retrieve"}
+      : (!agent.text) -> !agent.docs
+  %a = "llm.call"(%q, %d) {model = "llama-3-8b", input_tokens = 64 : i64, output_tokens = 8 : i64, name = "answer"}
+      : (!agent.text, !agent.docs) -> !agent.text
+  "agent.return"(%a) : (!agent.text) -> ()
+}) {sym_name = "rag"} : () -> ()
+""")
+    trace = tmp_path / "trace.json"
+    code, out, err = cli("--backends", "cpu", "run", str(agent), "--requests", "2", "--store", f"handbook={index}",
+                         "--model-map", "all-minilm-l6-v2=tiny-llama", "--trace-out", str(trace), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["summary"]["ok"] == 2
+    assert report["substitutions"] == {"all-minilm-l6-v2": "tiny-llama", "llama-3-8b": "tiny-llama"}
+    spans = json.loads(trace.read_text())["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert {s["name"] for s in spans} >= {"retrieve.embed", "retrieve.search", "answer.prefill", "answer.decode"}
+
+
+def test_run_without_arguments_runs_the_voice_agent(cli, cache_dir):
+    code, out, err = cli("--backends", "cpu", "run", "--requests", "1", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["agent"] == "voice_agent" and report["summary"]["ok"] == 1
+    assert report["substitutions"]["llama-3-8b"] == "tiny-llama"
+    assert {o["kind"] for o in report["ops"]} >= {"audio.stt", "llm.prefill", "llm.decode", "tool.compute", "audio.tts"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "no/such/agent.mlir"], "no/such/agent.mlir"),
+    (["run", "--cpu-partitions", "0"], "--cpu-partitions 0"),
+    (["run", "--cpu-partitions", "64"], "--cpu-partitions 64"),
+    (["run", "--trace", "x.csv"], "--trace needs --rate"),
+    (["run", "--model-map", "llama-3-8b=gpt-9"], "unknown model"),
+    (["index", "no/such/dir", "-o", "x"], "not a directory"),
+])
+def test_bad_input_exits_2(cli, cache_dir, argv, message):
+    code, out, err = cli("--backends", "cpu", *argv)
+    assert code == 2
+    assert message in err and "Traceback" not in err
