@@ -245,3 +245,20 @@ def _count_ops(module):
 
     module.operation.walk(visit)
     return counts
+
+
+def test_decompose_puts_ops_in_dataflow_order():
+    """A graph region may be written in any order; after decompose, producers come before consumers."""
+    text = """
+"agent.graph"() ({
+  %s = "audio.tts"(%a) {model = "t"} : (!agent.text) -> !agent.audio
+  %a = "llm.call"(%d, %q) {model = "m", name = "answer"} : (!agent.docs, !agent.text) -> !agent.text
+  %d = "memory.load"(%q) {store = "s", embed_model = "e"} : (!agent.text) -> !agent.docs
+  %q = "input.query"() : () -> !agent.text
+  "agent.return"(%s) : (!agent.audio) -> ()
+}) {sym_name = "backwards"} : () -> ()
+"""
+    module = decompose(parse(text))
+    names = [op.operation.name for op in module.body.operations[0].regions[0].blocks[0].operations]
+    assert names == ["input.query", "memory.embed", "memory.search", "llm.prefill", "kv.transfer", "llm.decode",
+                     "audio.tts", "agent.return"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 from iree.compiler import ir, rewrite
 
 from hetagent.ir.optable import OPS
+from hetagent.ir.passes.order import sort_topologically
 from hetagent.ir.verifier import verify
 
 
@@ -70,11 +71,12 @@ PATTERNS = {
 
 
 def decompose(module: ir.Module) -> ir.Module:
-    """Decompose `module` in place and return it; it must verify before, and verifies as decomposed after."""
+    """Decompose `module` in place and return it, its ops in dataflow order; it must verify before, and
+    verifies as decomposed after."""
     verify(module)
     with module.context, ir.Location.unknown():
         patterns = rewrite.RewritePatternSet()
         for root, fn in PATTERNS.items():
             patterns.add(root, fn)
         rewrite.walk_and_apply_patterns(module.operation, patterns.freeze())
-    return verify(module, decomposed=True)
+    return verify(sort_topologically(module), decomposed=True)
