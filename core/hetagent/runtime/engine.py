@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import selectors
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
 from typing import Any, Callable
 
 from hetagent.errors import HetagentError
 from hetagent.runtime import kv_format
-from hetagent.runtime.executor import Call, Outcome, WorkerContext
+from hetagent.runtime.executor import Call, WorkerContext
 from hetagent.runtime.layout import ENGINE_OPS, WorkerPlan
 from hetagent.runtime.program import Block, Node, Program
 from hetagent.runtime.transforms import predicate, transform
@@ -121,8 +121,8 @@ class _Task:
 
 
 class _Worker:
-    def __init__(self, plan: WorkerPlan, spec: WorkerSpec, context):
-        self.plan, self.spec, self.mp = plan, spec, context
+    def __init__(self, plan: WorkerPlan, spec: WorkerSpec, context, selector: selectors.BaseSelector):
+        self.plan, self.spec, self.mp, self.selector = plan, spec, context, selector
         self.tasks: dict[int, _Task] = {}
         self.ready = False
         self.restarts = 0
@@ -135,8 +135,12 @@ class _Worker:
         self.process.start()
         child.close()
         self.ready = False
+        self.selector.register(self.conn, selectors.EVENT_READ, self)
+        self.selector.register(self.process.sentinel, selectors.EVENT_READ, self)
 
     def restart(self) -> None:
+        self.selector.unregister(self.conn)
+        self.selector.unregister(self.process.sentinel)
         self.conn.close()
         self.process.join(timeout=1)
         self.restarts += 1
@@ -149,6 +153,9 @@ class LocalEngine:
         self.program, self.options, self.device_of = program, options, device_of
         _check_names(program)
         context = multiprocessing.get_context("spawn")  # the parent runs threads (progress bar): never fork it
+        # One selector (epoll on Linux) over every worker's pipe and process sentinel, registered once: building
+        # one per wait, as `multiprocessing.connection.wait` and `Connection.poll` do, costs tens of µs per result.
+        self._selector = selectors.DefaultSelector()
         self.workers = []
         for plan in workers:
             wc = WorkerContext(
@@ -157,13 +164,13 @@ class LocalEngine:
                 model_dir=options.model_dir, corpus=options.corpus, stores=dict(options.stores),
                 http_tools=dict(options.http_tools), temperature=options.temperature,
             )
-            self.workers.append(_Worker(plan, WorkerSpec(wc, dict(plan.factories)), context))
+            self.workers.append(_Worker(plan, WorkerSpec(wc, dict(plan.factories)), context, self._selector))
         self.ops: list[OpRecord] = []
         self.requests: dict[int, RequestRecord] = {}
         self.live: dict[int, _Live] = {}
         self._tasks = itertools.count()
         self._e2e_mean: float | None = None
-        self._direct: dict[int, Outcome | str] = {}  # results of `execute` calls, by task
+        self._direct: dict[int, tuple | str] = {}  # results of `execute` calls (values, or the error), by task
         self.on_finish: Callable[[RequestRecord], None] = lambda record: None
         self._await_ready()
 
@@ -187,6 +194,7 @@ class LocalEngine:
             worker.process.join(timeout=5)
             if worker.process.is_alive():
                 worker.process.kill()
+        self._selector.close()
         for live in list(self.live.values()):
             self._fail(live, "the engine stopped before the request finished")
 
@@ -267,7 +275,7 @@ class LocalEngine:
         for result in results:
             if isinstance(result, str):
                 raise HetagentError(f"'{node.label}' ({node.op}) failed: {result}")
-        return [r.values for r in results]
+        return results
 
     # ------------------------------------------------------------------------------------------ the graph
 
@@ -338,15 +346,16 @@ class LocalEngine:
             pass  # the worker is dead: its sentinel fires and this task is retried with the others
 
     def _poll(self, timeout: float) -> None:
-        by_handle = {}
-        for worker in self.workers:
-            by_handle[worker.conn] = worker
-            by_handle[worker.process.sentinel] = worker
-        for handle in wait(list(by_handle), timeout):
-            worker = by_handle[handle]
-            if handle is worker.conn:
-                self._drain(worker)
-            elif not worker.process.is_alive() and worker.process.sentinel == handle:
+        for key, _ in self._selector.select(timeout):
+            worker = key.data
+            if key.fileobj is worker.conn:
+                # one message per readiness: the selector is level-triggered, so more waiting wake the next select
+                try:
+                    message = worker.conn.recv()
+                except (EOFError, OSError):
+                    continue  # the process ended; its sentinel reports it
+                self._message(worker, message)
+            elif key.fileobj == worker.process.sentinel and not worker.process.is_alive():
                 self._drain(worker)
                 self._lost(worker)
 
@@ -364,7 +373,7 @@ class LocalEngine:
             return
         if kind == "broken":
             raise HetagentError(f"worker {worker.plan.name} could not start its executors: {message[1]}")
-        _, task_id, result, queue_s, run_s = message
+        _, task_id, result, token_times, queue_s, run_s = message  # result: the values, or the error
         task = worker.tasks.pop(task_id, None)
         if task is None:
             return
@@ -375,29 +384,28 @@ class LocalEngine:
             self._direct[task_id] = result
             self.ops.append(OpRecord(-1, node.label, node.op, worker.plan.name, task.sent, now, queue_s, run_s, 1, ok))
             return
-        kv_bytes = result.values[0].header.total_bytes if ok and node.op == "llm.prefill" else 0
+        kv_bytes = result[0].header.total_bytes if ok and node.op == "llm.prefill" else 0
         self.ops.append(OpRecord(live.request.id, node.label, node.op, worker.plan.name, task.sent, now, queue_s, run_s,
                                  task.call.attempt, ok, kv_bytes))
         if ok and node.op == "llm.prefill":
-            live.segments.add(result.values[0].segment)
+            live.segments.add(result[0].segment)
         if live.record.status != "running":
             self._release(live)
             return
         if not ok:
             self._fail(live, f"'{node.label}' ({node.op}) failed on {worker.plan.name}: {result}")
             return
-        self._account(live, worker, node, result)
-        self._complete(live, task.frame, node, result.values)
+        self._account(live, worker, node, result, token_times)
+        self._complete(live, task.frame, node, result)
 
-    def _account(self, live: _Live, worker: _Worker, node: Node, outcome: Outcome) -> None:
+    def _account(self, live: _Live, worker: _Worker, node: Node, values: tuple, token_times: tuple) -> None:
         if node.op in ("llm.prefill", "llm.decode"):
             live.kv_home = worker.plan.name
-        if node.op == "llm.prefill" and outcome.token_times:
-            live.record.first_token = outcome.token_times[0]
+        if node.op == "llm.prefill" and token_times:
+            live.record.first_token = token_times[0]
         if node.op == "llm.decode":
-            times = outcome.token_times
-            live.record.gaps += [b - a for a, b in zip(times, times[1:])]
-            live.record.tokens.setdefault(node.label, []).append(outcome.values[0])
+            live.record.gaps += [b - a for a, b in zip(token_times, token_times[1:])]
+            live.record.tokens.setdefault(node.label, []).append(values[0])
 
     def _lost(self, worker: _Worker) -> None:
         """A worker died: restart it and send its in-flight calls again (or fail them past max_attempts)."""

@@ -15,8 +15,9 @@ class IreeDevice:
     def __init__(self, context: WorkerContext):
         import iree.runtime as rt
 
-        # one task-system group per core this worker is pinned to: IREE would otherwise size its thread pool
-        # from every core of the machine and its threads would fight the other partitions'
+        # one task-system worker per core this worker is pinned to: IREE would otherwise size its pool from every
+        # core of the machine. This mode leaves the threads free to run on any core (IREE resets their affinity);
+        # `worker_main` pins them to the partition's cores once the executors are built.
         rt.flags.parse_flags(f"--task_topology_group_count={max(1, len(context.cores))}")
         self._rt = rt
         self.config = rt.Config("local-task")
