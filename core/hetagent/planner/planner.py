@@ -15,7 +15,7 @@ from hetagent.planner.options import AgentInstance, Dropped
 from hetagent.planner.plan import (Baseline, Binding, Cost, DeviceCount, Latency, OpPlan, PathStep, Placement, Plan)
 from hetagent.planner.problem import Problem
 
-SOLVER = "HiGHS (scipy.optimize.milp)"
+SOLVER = "HiGHS (highspy)"
 
 
 class NoPlan(HetagentError):
