@@ -8,6 +8,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -156,6 +157,38 @@ def test_admission_control_rejects_clearly_and_loses_nothing(registry, cache_dir
     assert statuses.count("ok") == 1 and statuses.count("rejected") == 2
     assert all("admission control" in r.error for r in result.records if r.status == "rejected")
     assert result.summary["sla_attainment"] == pytest.approx(1 / 3)
+
+
+def test_sequences_joining_a_decode_batch_between_steps(registry, cache_dir, agent_files):
+    from hetagent.compiler import Plan
+    from hetagent.compiler.cache import CompileCache
+    from hetagent.runtime.run import prepare
+
+    plan = Plan.from_dict({"placements": {"answer": {"device": "host-cpu", "batch": 4}}}, source="test")
+    prepared = prepare(agent_files["calculator"], registry=registry, plan=plan, cache=CompileCache(cache_dir))
+    result = _run(prepared, registry, cache_dir, _requests(4))  # one prefill batch: four decodes join at once
+    assert [r.status for r in result.records] == ["ok"] * 4, [r.error for r in result.records]
+    assert all(r.tokens["answer.decode"][0] for r in result.records)
+
+
+def test_a_pool_scales_up_and_down_without_loss(registry, cache_dir, agent_files):
+    from hetagent.runtime.engine import LocalEngine
+
+    prepared = _prepare(agent_files["calculator"], registry, cache_dir)
+    with LocalEngine(prepared.program, prepared.workers, prepared.device_of, _options(cache_dir),
+                     kernels_of=prepared.kernels_of) as engine:
+        engine.scale("host-cpu:0", 2)
+        while not all(w.ready for w in engine.workers):
+            engine.poll(0.1)
+        up = engine.run(_requests(4))
+        busy = {o.worker for o in engine.ops if o.worker != "engine"}
+        late = replace(_requests(1)[0], id=9)
+        engine.submit(late)  # in flight while its worker may be the one retired
+        engine.scale("host-cpu:0", 1)
+        assert len(engine.pools()["host-cpu:0"]) == 1
+        engine.run([])
+    assert [r.status for r in up] == ["ok"] * 4 and engine.requests[9].status == "ok"
+    assert busy == {"host-cpu:0", "host-cpu:0#1"}
 
 
 def test_kv_format_round_trip():

@@ -24,3 +24,8 @@ class PluginError(HetagentError):
 
 class RecordError(PluginError):
     """A record (device profile, detection result, ...) whose fields break its schema."""
+
+
+class UnsupportedError(HetagentError):
+    """A backend declines an op or a kernel it does not support: the op falls back to the CPU reference, and the
+    conformance suite reports "unsupported" rather than a failure (`spec/conformance.md`)."""

@@ -11,7 +11,8 @@ from hetagent.errors import HetagentError
 
 
 # Each module adds its subcommands through `register(commands)`; imported only when the parser is built.
-COMMAND_MODULES = ("backends", "ir_commands", "cost_commands", "compile_command", "run_command", "plan_commands")
+COMMAND_MODULES = ("backends", "ir_commands", "cost_commands", "compile_command", "run_command", "plan_commands",
+                   "serve_command", "conformance_command")
 
 
 def build_parser() -> argparse.ArgumentParser:

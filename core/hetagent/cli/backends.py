@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+from pathlib import Path
 
 from hetagent.cli.output import add_json_flag, print_json, print_table
 from hetagent.errors import HetagentError
 
 
 def register(commands) -> None:
-    p = commands.add_parser("plugins", help="list backends: version, plugin-API version, status")
+    p = commands.add_parser("plugins", help="list backends: version, plugin-API version, status; `plugins new NAME`")
     add_json_flag(p)
     p.set_defaults(handler=cmd_plugins)
+    new = p.add_subparsers(dest="plugins_command", metavar="new").add_parser(
+        "new", help="write a minimal out-of-tree backend package hetagent-NAME to start from",
+        description="Write hetagent-NAME/: profiles, detection, lowering, executors, the entry point, a conformance "
+        "manifest and a test; it installs, is discovered and passes conformance tiers a and b as generated.")
+    new.add_argument("name", help="the backend id (lowercase: acme)")
+    new.add_argument("-o", "--output", type=Path, default=Path("."), help="parent directory (default: .)")
+    new.set_defaults(handler=cmd_plugins_new)
 
     p = commands.add_parser("doctor", help="probe every backend and say why one is unavailable")
     add_json_flag(p)
@@ -60,6 +68,18 @@ def cmd_plugins(args) -> int:
                 for r in rows
             ],
         )
+    return 0
+
+
+def cmd_plugins_new(args) -> int:
+    from hetagent.cli.output import console
+    from hetagent.cli.plugin_template import write_backend
+
+    if not args.output.is_dir():
+        raise HetagentError(f"-o {args.output}: not a directory")
+    root = write_backend(args.name, args.output)
+    console.print(f"wrote {root}: pip install -e {root} && hetagent conformance {args.name}", highlight=False,
+                  soft_wrap=True)
     return 0
 
 

@@ -27,7 +27,7 @@ def register(commands) -> None:
         "run",
         help="run an agent on this node: compile (cached), start workers, run requests, report latency and cost",
         description="Run an agent end to end on this node's devices (LocalEngine: one worker process per placed "
-        "device). Models whose weights are not given (--model-dir) run as tiny random-weight stand-ins, listed in "
+        "device), or on a Ray cluster (--engine ray: one actor pool per device class). Models whose weights are not given (--model-dir) run as tiny random-weight stand-ins, listed in "
         f"the report. Without arguments: {DEFAULT_AGENT} with {DEFAULT_REQUESTS} requests.",
     )
     p.add_argument("agent", type=Path, nargs="?", help=f"an agent module (default {DEFAULT_AGENT})")
@@ -55,6 +55,12 @@ def register(commands) -> None:
                    help="sla: also reject requests predicted to miss the SLA; limit: only --max-inflight")
     p.add_argument("--sla-ms", type=float, help="end-to-end SLA (default: the agent's sla_ms)")
     p.add_argument("--trace-out", type=Path, help="write an OpenTelemetry (OTLP/JSON) trace of the run")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this node; ray: actors on a Ray cluster (needs hetagent[ray])")
+    p.add_argument("--address", help="with --engine ray: the cluster to join (default: start a local one)")
+    p.add_argument("--replan", action="store_true",
+                   help="resize worker pools while running when measured rate or op latencies drift from --plan's "
+                   "(a plan written by `hetagent plan`)")
     add_json_flag(p)
     p.set_defaults(handler=cmd_run)
 
@@ -91,6 +97,7 @@ def cmd_run(args) -> int:
     check_partitions(args.cpu_partitions)
     if args.trace and args.rate is None:
         raise HetagentError("--trace needs --rate R (the mean request rate to replay it at)")
+    engine_class, replanner = _engine(args)
     registry = Registry.load(requested_backends(args.backends))
     plan = Plan.load(args.plan) if args.plan else None
     book = load_pricebook(args.pricebook) if args.pricebook else None
@@ -106,7 +113,7 @@ def cmd_run(args) -> int:
         prepared = prepare(agent, registry=registry, plan=plan, model_dir=args.model_dir,
                            model_overrides=dict(_pairs(args.model_map, "--model-map", "FROM=TO")),
                            cpu_partitions=args.cpu_partitions, strict=args.strict_placement, cache=cache,
-                           progress=compiled)
+                           progress=compiled, local=args.engine == "local")
         audio = next((n.attrs for n in prepared.program.nodes() if n.op == "input.audio"), {})
         count = args.requests or (DEFAULT_TRACE_REQUESTS if args.trace else DEFAULT_REQUESTS)
         requests = workload.requests(count, rate=args.rate, trace=args.trace, prompt=args.prompt, seed=args.seed,
@@ -123,14 +130,51 @@ def cmd_run(args) -> int:
         bar.update(task, stage="run", description="starting workers", completed=0, total=len(requests))
         result = run_prepared(prepared, requests, registry=registry, options=options, pricebook=book,
                               on_finish=lambda record: bar.update(task, advance=1, description=f"request {record.id} "
-                                                                  f"{record.status}"))
+                                                                  f"{record.status}"),
+                              engine_class=engine_class, engine_hook=replanner.tick if replanner else None)
+    replans = [{"at_s": d.at - result.records[0].arrival if result.records else 0.0, "factors": d.factors,
+                "replicas": d.replicas} for d in (replanner.decisions if replanner else [])]
     if args.trace_out:
         args.trace_out.write_text(json.dumps(result.trace) + "\n")
     if args.json:
-        print_json(result.as_json())
+        print_json({**result.as_json(), **({"replans": replans} if replanner else {})})
     else:
         _print_report(agent, result, args)
+        for r in replans:
+            console.print(f"re-planned at {r['at_s']:.1f} s: pools " + ", ".join(f"{k} x{v}" for k, v in r["replicas"].items())
+                          + " (actual/expected: " + ", ".join(f"{k} {v:.2g}" for k, v in r["factors"].items() if v != 1)
+                          + ")",
+                          highlight=False, soft_wrap=True)
     return 0
+
+
+def _engine(args):
+    """The engine class (`--engine`, `--address`) and the re-planner (`--replan`): bad combinations are errors
+    before anything is compiled."""
+    from functools import partial
+
+    from hetagent.runtime.engine import LocalEngine
+
+    if args.address and args.engine != "ray":
+        raise HetagentError("--address names a Ray cluster to join: use it with --engine ray")
+    engine_class = LocalEngine
+    if args.engine == "ray":
+        from hetagent.runtime.ray_engine import RayEngine, import_ray
+
+        import_ray()  # "install hetagent[ray]" when missing
+        engine_class = partial(RayEngine, address=args.address)
+    if not args.replan:
+        return engine_class, None
+    from hetagent.planner.plan import Plan as PlannerPlan
+    from hetagent.runtime.replan import Expectations, Replanner
+
+    if not args.plan:
+        raise HetagentError("--replan compares the run with a plan's expectations: give --plan (from `hetagent plan`)")
+    try:
+        plan = PlannerPlan.load(args.plan)
+    except HetagentError as exc:
+        raise HetagentError(f"--replan needs a plan written by `hetagent plan` (with its ops and problem): {exc}") from None
+    return engine_class, Replanner(Expectations.from_plan(plan))
 
 
 def _print_report(agent: Path, result, args) -> None:

@@ -99,6 +99,11 @@ def clean_module_text(module: ir.Module, symbol: str) -> str:
     return to_text(clean)
 
 
+def artifact_key(source: str, pipeline: LoweringPipeline) -> str:
+    """The artifact-cache key of a clean module's text built by `pipeline` (`spec/compiler.md`, section 5)."""
+    return digest(digest(source), pipeline.hash(), _COMPILER_VERSION)
+
+
 def _jobs(module: ir.Module, registry: Registry, cache: CompileCache, target_options: dict[str, dict[str, str]]) -> list[Job]:
     jobs: dict[tuple[str, str], Job] = {}
     for op in compute_ops(module):
@@ -114,8 +119,7 @@ def _jobs(module: ir.Module, registry: Registry, cache: CompileCache, target_opt
                                 f"{placement.device!r}, where kernel @{symbol} is placed")
         pipeline = with_target_options(pipeline, target_options.get(placement.backend, {}))
         source = clean_module_text(module, symbol)
-        key = digest(digest(source), pipeline.hash(), _COMPILER_VERSION)
-        jobs[(symbol, placement.device)] = Job(symbol, placement.device, pipeline, source, key)
+        jobs[(symbol, placement.device)] = Job(symbol, placement.device, pipeline, source, artifact_key(source, pipeline))
     return list(jobs.values())
 
 

@@ -62,14 +62,17 @@ def describe(pipeline: LoweringPipeline) -> dict:
     }
 
 
-def run_pipeline(pipeline: LoweringPipeline, module: ir.Module, what: str) -> bytes:
-    """Run every stage on `module` (which the caller owns: mlir stages change it); returns the artifact."""
+def run_pipeline(pipeline: LoweringPipeline, module: ir.Module, what: str, on_stage=None) -> bytes:
+    """Run every stage on `module` (which the caller owns: mlir stages change it); returns the artifact.
+    `on_stage(stage, value)` sees what each stage produced (the conformance suite verifies it)."""
     value: ir.Module | bytes = module
     for stage in pipeline.stages:
         where = f"{what}: stage {stage.name!r} ({stage.kind}) of the {pipeline.backend}/{pipeline.device_kind} pipeline"
         value = _STAGE_RUNNERS[stage.kind](stage, value, pipeline, where)
         if not isinstance(value, (ir.Module, bytes)):
             raise HetagentError(f"{where} returned {type(value).__name__}; a stage returns an MLIR module or bytes")
+        if on_stage:
+            on_stage(stage, value)
     if not isinstance(value, bytes):
         raise HetagentError(f"{what}: the {pipeline.backend}/{pipeline.device_kind} pipeline ends with an MLIR "
                             "module, not an artifact: its last stage must produce bytes")

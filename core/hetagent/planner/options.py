@@ -32,6 +32,13 @@ CPU_WORK_S = 0.001
 MODEL_TOKENS = {"audio.stt": 48, "audio.tts": 256, "memory.embed": 64}
 
 
+def replicas_for(rate_rps: float, executions: float, busy_s: float, tp: int, max_utilisation: float) -> int:
+    """Replica groups of `tp` devices that keep up with `rate_rps` requests/s, each running the op `executions`
+    times for `busy_s` device-seconds, at the utilisation cap: the planner's sizing, and the re-planner's."""
+    load = rate_rps * executions * busy_s / (tp * max_utilisation)
+    return max(1, math.ceil(load - 1e-9))
+
+
 @dataclass(frozen=True)
 class Timing:
     """What the plan reports about one option (the `detail` of an `Option`)."""
@@ -160,8 +167,7 @@ class _Options:
 
     def _dedicated(self, executions: float, busy_s: float, tp: int) -> int:
         """Devices for replica groups of `tp` that keep up with the offered rate at the utilisation cap."""
-        load = self.problem.rate_rps * executions * busy_s / (tp * self.problem.max_utilisation)
-        return tp * max(1, math.ceil(load - 1e-9))
+        return tp * replicas_for(self.problem.rate_rps, executions, busy_s, tp, self.problem.max_utilisation)
 
     def _drop(self, index, device, tp, batch, constraint, value, limit, cost) -> None:
         self.result.dropped.append(Dropped(index, device, tp, batch, constraint, value, limit, cost))

@@ -15,11 +15,13 @@ fails only its own request.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
+import os
 import selectors
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from hetagent.errors import HetagentError
@@ -83,6 +85,8 @@ class RequestRecord:
     gaps: list[float] = field(default_factory=list)  # time between tokens, every decode
     outputs: tuple = ()
     tokens: dict[str, list[str]] = field(default_factory=dict)  # decode label -> texts, per trip
+    prompt_tokens: int = 0  # every prefill's prompt as it ran (after truncation to the kernel's capacity)
+    completion_tokens: int = 0  # every decode's tokens, the prefill's first sampled one included
 
 
 class _Frame:
@@ -152,19 +156,14 @@ class LocalEngine:
                  kernels_of: Callable[[WorkerPlan], tuple] | None = None):
         self.program, self.options, self.device_of = program, options, device_of
         _check_names(program)
-        context = multiprocessing.get_context("spawn")  # the parent runs threads (progress bar): never fork it
+        self._kernels_of = kernels_of
+        self._mp = multiprocessing.get_context("spawn")  # the parent runs threads (progress bar): never fork it
         # One selector (epoll on Linux) over every worker's pipe and process sentinel, registered once: building
         # one per wait, as `multiprocessing.connection.wait` and `Connection.poll` do, costs tens of µs per result.
         self._selector = selectors.DefaultSelector()
-        self.workers = []
-        for plan in workers:
-            wc = WorkerContext(
-                worker=plan.name, device=plan.device, cores=plan.cores,
-                kernels=kernels_of(plan) if kernels_of else (), run_id=options.run_id, cache_dir=options.cache_dir,
-                model_dir=options.model_dir, corpus=options.corpus, stores=dict(options.stores),
-                http_tools=dict(options.http_tools), temperature=options.temperature,
-            )
-            self.workers.append(_Worker(plan, WorkerSpec(wc, dict(plan.factories)), context, self._selector))
+        self.plans = {plan.name: plan for plan in workers}  # worker plans by name: one pool of replicas each
+        self.workers = [self._spawn(plan) for plan in workers]  # those the router sends work to
+        self._retiring: list = []  # scaled down: they finish the calls they hold, then stop
         self.ops: list[OpRecord] = []
         self.requests: dict[int, RequestRecord] = {}
         self.live: dict[int, _Live] = {}
@@ -172,6 +171,11 @@ class LocalEngine:
         self._e2e_mean: float | None = None
         self._direct: dict[int, tuple | str] = {}  # results of `execute` calls (values, or the error), by task
         self.on_finish: Callable[[RequestRecord], None] = lambda record: None
+        # `wake()` writes here so that a `poll` blocked in the selector returns when another thread has work
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._await_ready()
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -185,16 +189,10 @@ class LocalEngine:
             self._poll(1.0)
 
     def close(self) -> None:
-        for worker in self.workers:
-            try:
-                worker.conn.send(("stop",))
-            except OSError:
-                pass
-        for worker in self.workers:
-            worker.process.join(timeout=5)
-            if worker.process.is_alive():
-                worker.process.kill()
+        self._stop(self.workers + self._retiring)
         self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         for live in list(self.live.values()):
             self._fail(live, "the engine stopped before the request finished")
 
@@ -208,6 +206,40 @@ class LocalEngine:
         """Kill a worker process (SIGKILL), as a crash would: for fault tests."""
         worker = next(w for w in self.workers if w.plan.name == name)
         worker.process.kill()
+
+    # ------------------------------------------------------------------------------------------ pools
+
+    def pools(self) -> dict[str, list[str]]:
+        """The workers running each worker plan (its pool), by plan name; replicas past the first are `name#k`."""
+        pools: dict[str, list[str]] = {name: [] for name in self.plans}
+        for worker in self.workers:
+            pools[_pool_of(worker.plan.name)].append(worker.plan.name)
+        return pools
+
+    def capacity(self, pool: str) -> int:
+        """How many workers of a pool this node holds: one per core of a CPU partition, one per device."""
+        return max(1, len(self.plans[pool].cores))
+
+    def scale(self, pool: str, replicas: int) -> None:
+        """Run `replicas` workers of plan `pool`: start more, or retire the least loaded. A retired worker gets no
+        new calls and stops once it has answered those it holds, so scaling down loses nothing."""
+        if pool not in self.plans or not 1 <= replicas <= self.capacity(pool):
+            pools = ", ".join(f"{name} (1 to {self.capacity(name)})" for name in self.plans)
+            raise HetagentError(f"cannot scale {pool!r} to {replicas} workers; the pools: {pools}")
+        running = [w for w in self.workers if _pool_of(w.plan.name) == pool]
+        taken = {w.plan.name for w in running + self._retiring}
+        names = (n for k in itertools.count() if (n := pool if k == 0 else f"{pool}#{k}") not in taken)
+        for _ in range(replicas - len(running)):
+            self.workers.append(self._spawn(replace(self.plans[pool], name=next(names))))
+        for worker in sorted(running, key=lambda w: len(w.tasks))[:max(0, len(running) - replicas)]:
+            self.workers.remove(worker)
+            self._retiring.append(worker)
+            self._reap(worker)
+
+    def _reap(self, worker) -> None:
+        if worker in self._retiring and not worker.tasks:
+            self._retiring.remove(worker)
+            self._stop([worker])
 
     # ------------------------------------------------------------------------------------------ running
 
@@ -227,6 +259,16 @@ class LocalEngine:
             if on_tick:
                 on_tick()
         return [self.requests[r.id] for r in requests]
+
+    def poll(self, timeout: float) -> None:
+        """Handle worker results for up to `timeout` s, or until `wake()`: for a caller that drives the engine
+        from its own loop (the HTTP server's engine thread, which `submit`s requests as they come)."""
+        self._poll(timeout)
+
+    def wake(self) -> None:
+        """Make a `poll` waiting in another thread return now: the one method safe to call from any thread."""
+        with contextlib.suppress(BlockingIOError):  # a full pipe: wake-ups are pending already
+            os.write(self._wake_w, b"w")
 
     def submit(self, request: Request, arrived: float | None = None) -> RequestRecord:
         arrived = arrived or time.monotonic()
@@ -248,7 +290,9 @@ class LocalEngine:
         if inflight >= self.options.max_inflight:
             return (f"rejected by admission control: {inflight} requests in flight, the limit (--max-inflight "
                     f"{self.options.max_inflight})")
-        if self.options.admission == "sla" and self._e2e_mean is not None:
+        # An idle engine always admits: the mean only moves when requests finish, so a mean once above the SLA
+        # (a slow first request, a burst) would otherwise reject every request for ever.
+        if self.options.admission == "sla" and self._e2e_mean is not None and inflight:
             predicted = self._e2e_mean * (1 + inflight / max(1, len(self.workers)))
             if predicted * 1000 > sla_ms:
                 return (f"rejected by admission control: predicted end-to-end {predicted * 1000:.0f} ms exceeds the "
@@ -267,7 +311,7 @@ class LocalEngine:
             call = Call(next(self._tasks), -1, node.op, node.label, node.attrs, values, node.kernel, float("inf"), 0,
                         sent=sent)
             worker.tasks[call.task] = _Task(None, None, node, call, sent)
-            worker.conn.send(("call", call))
+            self._send(worker, call)
             ids.append(call.task)
         while not all(i in self._direct for i in ids):
             self._poll(0.5)
@@ -335,19 +379,57 @@ class LocalEngine:
         device = self.device_of[node.index]
         candidates = [w for w in self.workers if w.plan.device == device and w.plan.serves(node.op)]
         home = [w for w in candidates if w.plan.name == live.kv_home and node.op in ("llm.prefill", "llm.decode")]
-        worker = home[0] if home else min(candidates, key=lambda w: (len(w.tasks), w.restarts))
+        # a worker still starting (restarted, or just scaled up) only when no started one serves the op
+        worker = home[0] if home else min(candidates, key=lambda w: (not w.ready, len(w.tasks), w.restarts))
         sent = time.monotonic()
         call = Call(next(self._tasks), live.request.id, node.op, node.label, node.attrs, inputs, node.kernel,
                     live.record.deadline, live.request.seed, attempt, sent)
         worker.tasks[call.task] = _Task(live, frame, node, call, sent)
+        self._send(worker, call)
+
+    # ------------------------------------------------------------------------------------------ transport
+    # How calls reach workers and results come back. Here: a process per worker and a pipe; RayEngine overrides
+    # these (and `kill_worker`) with actors and object refs, and shares everything else.
+
+    def _spec(self, plan: WorkerPlan) -> WorkerSpec:
+        o = self.options
+        context = WorkerContext(
+            worker=plan.name, device=plan.device, cores=plan.cores,
+            kernels=self._kernels_of(plan) if self._kernels_of else (), run_id=o.run_id, cache_dir=o.cache_dir,
+            model_dir=o.model_dir, corpus=o.corpus, stores=dict(o.stores), http_tools=dict(o.http_tools),
+            temperature=o.temperature,
+        )
+        return WorkerSpec(context, dict(plan.factories))
+
+    def _spawn(self, plan: WorkerPlan) -> _Worker:
+        return _Worker(plan, self._spec(plan), self._mp, self._selector)
+
+    def _send(self, worker: _Worker, call: Call) -> None:
         try:
             worker.conn.send(("call", call))
         except OSError:
             pass  # the worker is dead: its sentinel fires and this task is retried with the others
 
+    def _stop(self, workers: list[_Worker]) -> None:
+        """Ask workers to stop; kill those still running after 5 s."""
+        for worker in workers:
+            try:
+                worker.conn.send(("stop",))
+            except OSError:
+                pass
+        for worker in workers:
+            worker.process.join(timeout=5)
+            if worker.process.is_alive():
+                worker.process.kill()
+            self._selector.unregister(worker.conn)
+            self._selector.unregister(worker.process.sentinel)
+
     def _poll(self, timeout: float) -> None:
         for key, _ in self._selector.select(timeout):
             worker = key.data
+            if worker is None:  # `wake()`: the caller has work (bytes left over wake the next select again)
+                os.read(self._wake_r, 4096)
+                continue
             if key.fileobj is worker.conn:
                 # one message per readiness: the selector is level-triggered, so more waiting wake the next select
                 try:
@@ -377,6 +459,7 @@ class LocalEngine:
         task = worker.tasks.pop(task_id, None)
         if task is None:
             return
+        self._reap(worker)
         now = time.monotonic()
         live, node = task.live, task.node
         ok = kind == "done"
@@ -387,7 +470,7 @@ class LocalEngine:
         kv_bytes = result[0].header.total_bytes if ok and node.op == "llm.prefill" else 0
         self.ops.append(OpRecord(live.request.id, node.label, node.op, worker.plan.name, task.sent, now, queue_s, run_s,
                                  task.call.attempt, ok, kv_bytes))
-        if ok and node.op == "llm.prefill":
+        if ok and isinstance(result[0], kv_format.KVHandle):  # across nodes the object store holds it instead
             live.segments.add(result[0].segment)
         if live.record.status != "running":
             self._release(live)
@@ -401,9 +484,12 @@ class LocalEngine:
     def _account(self, live: _Live, worker: _Worker, node: Node, values: tuple, token_times: tuple) -> None:
         if node.op in ("llm.prefill", "llm.decode"):
             live.kv_home = worker.plan.name
+        if node.op == "llm.prefill":
+            live.record.prompt_tokens += values[1]["position"]
         if node.op == "llm.prefill" and token_times:
             live.record.first_token = token_times[0]
         if node.op == "llm.decode":
+            live.record.completion_tokens += 1 + len(token_times)
             live.record.gaps += [b - a for a, b in zip(token_times, token_times[1:])]
             live.record.tokens.setdefault(node.label, []).append(values[0])
 
@@ -411,7 +497,10 @@ class LocalEngine:
         """A worker died: restart it and send its in-flight calls again (or fail them past max_attempts)."""
         orphans = list(worker.tasks.values())
         worker.tasks.clear()
-        worker.restart()
+        if worker in self.workers:
+            worker.restart()
+        else:  # it was retiring: it stays down
+            self._reap(worker)
         for task in orphans:
             kv_format.unlink(kv_format.segment_name(self.options.run_id, task.call.task))  # a cache it may have begun
             live = task.live
@@ -448,6 +537,10 @@ class LocalEngine:
         for segment in live.segments:
             kv_format.unlink(segment)
         live.segments.clear()
+
+
+def _pool_of(worker: str) -> str:
+    return worker.partition("#")[0]
 
 
 def _check_names(program: Program) -> None:

@@ -4,7 +4,8 @@ One cache is one contiguous buffer: a 128-byte little-endian header, then one ch
 V as [kv_heads, tokens, head_dim] row-major in the cache's dtype, every chunk starting on a 64-byte boundary.
 Only the `tokens` filled slots travel, so the reader may hold the cache at any capacity >= tokens. On one node
 the buffer lives in POSIX shared memory (`multiprocessing.shared_memory`), named by the writer; the engine
-unlinks it once the request no longer needs it.
+unlinks it once the request no longer needs it. Across nodes (RayEngine) the same buffer, as bytes, travels
+through the Ray object store and is put back into a segment on the reader's node.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ ALIGN = 64
 # magic, version, dtype code, layers, kv_heads, head_dim, tokens, chunk bytes, model id (64 bytes, NUL padded)
 _HEADER = struct.Struct("<4sHHIIIIQ64s")
 DTYPE_CODES = {"fp32": 1, "fp16": 2, "bf16": 3}
-_NUMPY = {"fp32": np.float32, "fp16": np.float16}
+NUMPY_DTYPES = {"fp32": np.float32, "fp16": np.float16}  # the dtypes a cache holds, as numpy reads them
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class KVHeader:
 
     @property
     def chunk_bytes(self) -> int:
-        raw = 2 * self.kv_heads * self.tokens * self.head_dim * np.dtype(_NUMPY[self.dtype]).itemsize
+        raw = 2 * self.kv_heads * self.tokens * self.head_dim * np.dtype(NUMPY_DTYPES[self.dtype]).itemsize
         return -(-raw // ALIGN) * ALIGN
 
     @property
@@ -106,12 +107,34 @@ def read_into(handle: KVHandle, kv: np.ndarray, batch_index: int = 0) -> KVHeade
             raise ValueError(f"KV cache of {header.model} ({header.layers} layers, {header.kv_heads} kv heads, "
                              f"{header.tokens} tokens) does not fit a cache of shape {list(kv.shape)}")
         for layer in range(layers):
-            chunk = np.ndarray((2, heads, header.tokens, dim), dtype=_NUMPY[header.dtype], buffer=shm.buf,
+            chunk = np.ndarray((2, heads, header.tokens, dim), dtype=NUMPY_DTYPES[header.dtype], buffer=shm.buf,
                                offset=HEADER_BYTES + layer * header.chunk_bytes)
             kv[layer, :, batch_index, :, :header.tokens, :] = chunk
         return header
     finally:
         shm.close()
+
+
+def read_buffer(handle: KVHandle) -> bytes:
+    """The whole cache as one buffer (header and chunks): what crosses nodes through the Ray object store."""
+    shm = _untracked(shared_memory.SharedMemory(name=handle.segment))
+    try:
+        return bytes(shm.buf[:handle.header.total_bytes])
+    finally:
+        shm.close()
+
+
+def write_buffer(buffer, segment: str) -> KVHandle:
+    """Put a cache buffer that came from another node into a segment of this node, checking its header."""
+    header = KVHeader.unpack(buffer)
+    if len(buffer) < header.total_bytes:
+        raise ValueError(f"KV buffer of {len(buffer)} bytes is shorter than its header says ({header.total_bytes})")
+    shm = _untracked(shared_memory.SharedMemory(name=segment, create=True, size=header.total_bytes))
+    try:
+        shm.buf[:header.total_bytes] = memoryview(buffer)[:header.total_bytes]
+    finally:
+        shm.close()
+    return KVHandle(segment, header)
 
 
 def unlink(segment: str) -> None:

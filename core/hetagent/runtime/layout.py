@@ -7,13 +7,14 @@ decode really run on different processes and cores; host ops (tools, transforms,
 
 Each op runs in the executor its placement's backend declares for it on that device (`hetagent_executors`); an
 op that backend does not claim falls back to the cpu backend's executor on the host, reported (or an error with
-`strict`). A placed device that is not present on this node is an error.
+`strict`). A placed device that is not present on this node is an error — unless the workers run on a cluster
+(`local=False`, RayEngine), where a worker of a device holds the device profile's Ray resource instead.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hetagent.compiler.place import HOST_DEVICE, REFERENCE_BACKEND
 from hetagent.errors import HetagentError
@@ -32,6 +33,7 @@ class WorkerPlan:
     backend: str
     cores: tuple[int, ...]
     factories: dict[str, str]  # op -> executor factory
+    resources: dict[str, float] = field(default_factory=dict)  # Ray resources one worker holds: {"h100-sxm": 1}
 
     def serves(self, op: str) -> bool:
         return op in self.factories
@@ -46,8 +48,9 @@ def _executor_for(registry: Registry, backend: str, device: str, op: str) -> str
 
 
 def plan_workers(program: Program, registry: Registry, *, cpu_partitions: int = 1, strict: bool = False,
-                 on_fallback=None) -> tuple[list[WorkerPlan], dict[int, str]]:
-    """The workers to start, and for each node (by index) the device it runs on after any fallback."""
+                 on_fallback=None, local: bool = True) -> tuple[list[WorkerPlan], dict[int, str]]:
+    """The workers to start, and for each node (by index) the device it runs on after any fallback; `local`:
+    on this node (its devices must be present), else on a cluster."""
     present = {HOST_DEVICE} | {d.profile for det in registry.detect() if det.available for d in det.devices}
     factories: dict[str, dict[str, str]] = {}
     backends: dict[str, str] = {}
@@ -64,7 +67,7 @@ def plan_workers(program: Program, registry: Registry, *, cpu_partitions: int = 
             factory = _executor_for(registry, backend, device, node.op)
         if factory is None:
             raise HetagentError(f"'{node.label}': no executor for {node.op} on {backend}/{device} is installed")
-        if device not in present:
+        if local and device not in present:
             raise HetagentError(f"'{node.label}' is placed on {device}, which is not present on this node "
                                 f"(present: {', '.join(sorted(present))}); plan for this node's devices")
         factories.setdefault(device, {})[node.op] = factory
@@ -75,8 +78,15 @@ def plan_workers(program: Program, registry: Registry, *, cpu_partitions: int = 
         if device == HOST_DEVICE:
             workers += _cpu_partitions(ops, cpu_partitions)
         else:
-            workers.append(WorkerPlan(device, device, backends[device], (), ops))
+            workers.append(WorkerPlan(device, device, backends[device], (), ops, ray_resources(registry.profile(device))))
     return workers, device_of
+
+
+def ray_resources(profile) -> dict[str, float]:
+    """What one worker of a device holds on a Ray cluster: its class's custom resource (`ray_resource`, which keeps
+    device classes apart) and, for a GPU, Ray's GPU slot, so that Ray gives the actor one device of its own and sets
+    its visibility variable (CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES)."""
+    return {profile.ray_resource: 1.0, **({"GPU": 1.0} if profile.kind == "gpu" else {})}
 
 
 def usable_cores() -> list[int]:

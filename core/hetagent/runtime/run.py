@@ -1,7 +1,7 @@
 """`run_agent`: everything `hetagent run` does, as a function — prepare, start the workers, run, report.
 
     load + model map (tiny stand-ins unless weights are given) -> compile (cached) -> program -> weights ->
-    workers (layout) -> LocalEngine.run(requests) -> report (+ OTLP trace)
+    workers (layout) -> LocalEngine or RayEngine .run(requests) -> report (+ OTLP trace)
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class Prepared:
 
 def prepare(agent: Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
             model_overrides: dict[str, str] | None = None, cpu_partitions: int = 1, strict: bool = False,
-            cache: CompileCache | None = None, progress=None) -> Prepared:
+            cache: CompileCache | None = None, progress=None, local: bool = True) -> Prepared:
+    """Compile `agent` and lay out its workers: on this node, or (`local=False`) on a cluster (RayEngine)."""
     cache = cache or CompileCache()
     module = verify(load(agent), what=str(agent))
     named = standins.named_models(module)
@@ -65,7 +66,7 @@ def prepare(agent: Path, *, registry: Registry, plan: Plan | None = None, model_
     for kernel in {n.kernel for n in program.nodes() if n.kernel}:
         prepare_weights(kernel.function["model"], kernel.function["dtype"], model_dir=model_dir, cache_dir=cache.root)
     workers, device_of = plan_workers(program, registry, cpu_partitions=cpu_partitions, strict=strict,
-                                      on_fallback=fallbacks.append)
+                                      on_fallback=fallbacks.append, local=local)
     substituted = {k: v for k, v in mapping.items() if k != v}
     return Prepared(program, workers, device_of, substituted, fallbacks, work / "compiled")
 
@@ -89,11 +90,13 @@ class RunResult:
 
 def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Registry, options: EngineOptions,
                  pricebook: PriceBook | None = None, on_finish: Callable[[RequestRecord], None] | None = None,
-                 engine_hook: Callable[[LocalEngine], None] | None = None) -> RunResult:
+                 engine_hook: Callable[[LocalEngine], None] | None = None,
+                 engine_class: Callable[..., LocalEngine] = LocalEngine) -> RunResult:
     """Start the workers, run the requests, stop the workers, report. `engine_hook(engine)` is called on every
-    tick of the run loop (tests use it to kill a worker mid-run)."""
-    with LocalEngine(prepared.program, prepared.workers, prepared.device_of, options,
-                     kernels_of=prepared.kernels_of) as engine:
+    tick of the run loop (tests use it to kill a worker mid-run; the re-planner to scale pools). `engine_class`:
+    LocalEngine, or RayEngine (with its address bound)."""
+    with engine_class(prepared.program, prepared.workers, prepared.device_of, options,
+                      kernels_of=prepared.kernels_of) as engine:
         if on_finish:
             engine.on_finish = on_finish
         start = time.monotonic()

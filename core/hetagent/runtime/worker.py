@@ -17,6 +17,7 @@ import importlib
 import itertools
 import os
 import selectors
+import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -75,6 +76,14 @@ def _pin_threads(cores: tuple[int, ...]) -> None:
 
 
 def worker_main(conn, spec: WorkerSpec) -> None:
+    # Ctrl-C reaches the whole process group; the engine stops its workers itself (a "stop" message), after
+    # failing or finishing what they hold, so a worker must not die of it first
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    run_worker(conn, spec)
+
+
+def run_worker(conn, spec: WorkerSpec) -> None:
+    """The worker loop: in a worker process (`worker_main`), or in a thread of a Ray actor (RayEngine)."""
     try:
         executors = _build(spec.factories, spec.context)
     except Exception as exc:  # a backend that cannot start: the engine reports it and stops

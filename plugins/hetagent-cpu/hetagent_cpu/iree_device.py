@@ -50,3 +50,19 @@ class IreeDevice:
             arrays = load_weights(model, source)
             self._weights[(model, dtype)] = [self.upload(arrays[name]) for name in kernel.weights]
         return self._weights[(model, dtype)]
+
+
+def kernel_runner(artifact: str | Path, symbol: str, device: str):
+    """One compiled kernel as a function of numpy arrays, on IREE's `local-sync` driver (the caller's thread).
+    The conformance suite runs kernels through it (`conformance.toml`'s `runner`, `spec/conformance.md`)."""
+    import iree.runtime as rt
+
+    config = rt.Config("local-sync")
+    module = rt.VmModule.copy_buffer(config.vm_instance, Path(artifact).read_bytes())
+    function = rt.SystemContext(vm_modules=[module], config=config).modules.module[symbol]
+
+    def run(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        results = function(*arrays)
+        return tuple(np.asarray(r) for r in (results if isinstance(results, (tuple, list)) else (results,)))
+
+    return run

@@ -54,9 +54,11 @@ class _DecodeBatch:
         if self.host_kv is None:
             model = self.device.card(self.kernel)
             self.host_kv = np.zeros((model.num_layers, 2, self.batch, model.num_kv_heads, self.capacity,
-                                     model.head_size), dtype=np.float32)
+                                     model.head_size), dtype=kv_format.NUMPY_DTYPES[self.kernel.function["dtype"]])
         elif self.kv is not None:
-            self.host_kv = np.array(self.kv)  # the other slots' caches as the last step left them
+            # the other slots' caches as the last step (or join) left them; explicitly, since an array this
+            # worker uploaded (two joins between steps) refuses numpy's implicit transfer
+            self.host_kv = np.array(self.kv.to_host())
         kv_format.read_into(handle, self.host_kv, sequence.slot)
         self.kv = self.device.upload(self.host_kv)
         self.slots[sequence.slot] = sequence

@@ -33,13 +33,13 @@ def save_torch_graph(module) -> bytes:
 
     from hetagent.compiler.export import FUNCTION_ATTR, export_program
     from hetagent.compiler.functions import ModelFunction
-    from hetagent.errors import HetagentError
+    from hetagent.errors import UnsupportedError
     from hetagent.ir.module import functions
 
     kernels = [op for op in functions(module).values() if FUNCTION_ATTR in op.attributes]
     if len(kernels) != 1:
         names = ", ".join(functions(module)) or "none"
-        raise HetagentError(
+        raise UnsupportedError(  # a declined kernel, not a broken one: the op runs on the CPU reference
             f"the gaudi pipeline builds reference-decoder functions only (func.funcs carrying {FUNCTION_ATTR}); "
             f"this kernel module has {len(kernels)} of them (functions: {names})"
         )
