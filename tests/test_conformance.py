@@ -24,11 +24,6 @@ BROKEN_SRC = ROOT / "tests" / "conformance_broken"
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("conformance-cache")
-
-
-@pytest.fixture(scope="session")
 def site(tmp_path_factory, cache_dir):
     """A folder with two backends pip-installed into it: one `hetagent plugins new acme` wrote, and the broken one."""
     from hetagent.cli.plugin_template import write_backend

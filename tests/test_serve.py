@@ -123,8 +123,9 @@ def test_non_streamed_and_streamed_completions_agree(client):
     chunks = list(client.chat.completions.create(model="chat", messages=[{"role": "user", "content": QUESTION}],
                                                  stream=True, stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == choice.message.content  # greedy sampling: the same answer either way
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert "".join(deltas) == choice.message.content  # greedy sampling: the same answer either way
+    assert len(deltas) > 1  # the answer IS the decode's text: it streams as the tokens come, not in one piece
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].usage.completion_tokens == usage.completion_tokens and not chunks[-1].choices
 
@@ -261,15 +262,12 @@ def taken_port():
 
 
 def test_bad_input_exits_2(cli, agent, taken_port, monkeypatch):
-    import importlib.util
-
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed: `import ray` fails
     cases = [
         (["serve", "no/such/agent.mlir", "--port", "0"], "no/such/agent.mlir"),
         (["serve", str(agent), "--port", "70000"], "--port 70000"),
         (["serve", str(agent), "--port", str(taken_port)], f"cannot listen on 127.0.0.1:{taken_port}"),
-        (["serve", str(agent), "--address", "10.0.0.1:6379"], "--address joins a Ray cluster"),
+        (["serve", str(agent), "--address", "10.0.0.1:6379"], "--address names a Ray cluster"),
         (["serve", str(agent), "--engine", "ray"], "hetagent[ray]"),
         (["serve", str(agent), "--api-key", ""], "--api-key"),
         (["serve", str(agent), "--max-inflight", "0"], "--max-inflight 0"),
@@ -277,3 +275,130 @@ def test_bad_input_exits_2(cli, agent, taken_port, monkeypatch):
     for argv, message in cases:
         code, _, err = cli(*argv)
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+
+
+REDACTING = AGENT.replace('"agent.return"(%a)', """%r = "data.transform"(%a) {fn = "pii_redact", name = "redact"}
+      : (!agent.text) -> !agent.text
+  "agent.return"(%r)""").replace('sym_name = "chat"', 'sym_name = "redacting"')
+
+
+def test_an_answer_transformed_after_the_model_streams_whole(tmp_path):
+    """A transform between the decode and the answer (redaction) must never be bypassed: no token streams, the
+    transformed answer goes out as one content chunk when the agent returns."""
+    path = tmp_path / "redacting.mlir"
+    path.write_text(REDACTING)
+    server = Server(str(path))
+    try:
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+        messages = [{"role": "user", "content": QUESTION}]
+        answer = client.chat.completions.create(model="redacting", messages=messages).choices[0].message.content
+        chunks = list(client.chat.completions.create(model="redacting", messages=messages, stream=True))
+        deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+        assert deltas == [answer]
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_stream_shows_its_first_tokens_before_the_request_ends(server):
+    """Time to the first content delta against the whole stream: the tokens leave as the decode makes them."""
+    async def main():
+        client = openai.AsyncOpenAI(base_url=server.url, api_key=KEY, max_retries=0)
+        start, times = time.monotonic(), []
+        stream = await client.chat.completions.create(model="chat", stream=True,
+                                                      messages=[{"role": "user", "content": "Tell me a story."}])
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                times.append(time.monotonic() - start)
+        await client.close()
+        return times, time.monotonic() - start
+
+    times, total = asyncio.run(main())
+    assert len(times) > 1 and times[0] < times[-1] <= total
+
+
+def test_incremental_detokenizer_yields_only_whole_characters():
+    from hetagent.runtime.text import EOS, IncrementalDetokenizer, decode, encode
+
+    ids = encode("né €😀 ok")[1:] + [EOS]  # 2-, 3- and 4-byte characters, one byte per token
+    detokenizer = IncrementalDetokenizer()
+    deltas = [detokenizer.push([t]) for t in ids]
+    assert all("\ufffd" not in d for d in deltas)  # a character's first bytes are held back, not replaced
+    assert [d for d in deltas if d] == ["n", "é", " ", "€", "😀", " ", "o", "k"]
+    assert detokenizer.finish(decode(ids)) == "" and "".join(deltas) == "né €😀 ok"
+    # invalid bytes decode to U+FFFD for good: held back while last, then let through; `finish` sends the rest
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        ids = list(3 + rng.integers(0, 256, rng.integers(0, 24)))
+        detokenizer, deltas, i = IncrementalDetokenizer(), [], 0
+        while i < len(ids):
+            size = int(rng.integers(1, 4))  # several ids per report, as a worker sends them
+            deltas.append(detokenizer.push(ids[i:i + size]))
+            i += size
+        assert decode(ids).startswith("".join(deltas))
+        assert "".join(deltas) + detokenizer.finish(decode(ids)) == decode(ids)
+
+
+def test_a_retried_decode_does_not_repeat_streamed_tokens():
+    """The engine hands each answer position on once: a decode retried after its worker died reports its tokens
+    again from the first (greedy decode reproduces them), and only the new ones reach `on_tokens`."""
+    from types import SimpleNamespace
+
+    from hetagent.runtime.engine import LocalEngine
+
+    engine, got = LocalEngine.__new__(LocalEngine), []
+    engine.on_tokens = lambda request, tokens: got.extend(tokens)
+    live = SimpleNamespace(request=SimpleNamespace(id=5), record=SimpleNamespace(status="running"), streamed=0)
+    first = SimpleNamespace(live=live, reported=0)
+    worker = SimpleNamespace(tasks={1: first})
+    engine._tokens(worker, ((1, (10, 11)),))
+    engine._tokens(worker, ((1, (12,)),))
+    worker.tasks = {2: SimpleNamespace(live=live, reported=0)}  # the worker died; the retry starts over
+    engine._tokens(worker, ((2, (10,)),))
+    engine._tokens(worker, ((2, (11, 12, 13)),))
+    engine._tokens(worker, ((2, (14,)), (9, (99,))))  # a task the engine no longer knows is ignored
+    assert got == [10, 11, 12, 13, 14]
+
+
+def test_a_stream_survives_its_decode_worker_dying_without_repeating_tokens(agent):
+    """In the engine, end to end: the decode worker is killed once tokens of an answer have been handed on; the
+    retried decode reports them again, and `on_tokens` still sees each position once — the ids of a run without
+    the kill, which detokenise to the answer."""
+    from hetagent.compiler.cache import CompileCache
+    from hetagent.plugins import Registry
+    from hetagent.runtime.engine import EngineOptions, LocalEngine, Request
+    from hetagent.runtime.run import new_run_id, prepare
+    from hetagent.runtime.text import IncrementalDetokenizer
+
+    cache = CompileCache()  # the servers' (the kernels are built)
+    # prefill and decode on two workers, so that the decode's can die alone
+    prepared = prepare(agent, registry=Registry.load(["cpu"]), cpu_partitions=2, cache=cache)
+    options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root))
+    prompts = [QUESTION, "Tell me a story.", "hi"]
+    with LocalEngine(prepared.program, prepared.workers, prepared.device_of, options,
+                     kernels_of=prepared.kernels_of) as engine:
+        streamed: dict[int, list[int]] = {}
+        engine.on_tokens = lambda request, tokens: streamed.setdefault(request, []).extend(tokens)
+        killed = []
+
+        def kill_mid_stream():
+            decoder = next(w for w in engine.workers if w.plan.name == "host-cpu:1")
+            busy = {t.live.request.id for t in decoder.tasks.values() if t.node.op == "llm.decode"}
+            if not killed and busy & set(streamed):
+                killed.extend(len(streamed[r]) for r in busy & set(streamed))
+                engine.kill_worker("host-cpu:1")
+
+        records = engine.run([Request(i, {"query": p}, 0.0, stream=True) for i, p in enumerate(prompts)],
+                             on_tick=kill_mid_stream)
+        retried = [o for o in engine.ops if o.op == "llm.decode" and o.attempt > 1]
+        reference = engine.run([Request(10 + i, {"query": p}, 0.0, stream=True) for i, p in enumerate(prompts)])
+    assert killed and max(killed) > 0 and retried, "the decode worker was never killed mid-stream"
+    assert [r.status for r in records + reference] == ["ok"] * 6
+    for i, (record, clean) in enumerate(zip(records, reference)):
+        # both are the answer's ids up to where the last report before the result left off (the final steps' come
+        # with the result, as text): the same ids, so nothing was repeated or skipped
+        killed_ids, clean_ids = streamed.get(i, []), streamed.get(10 + i, [])
+        shorter = min(len(killed_ids), len(clean_ids))
+        assert killed_ids[:shorter] == clean_ids[:shorter] and 0 < len(clean_ids) <= clean.completion_tokens
+        detokenizer = IncrementalDetokenizer()
+        deltas = detokenizer.push(killed_ids)
+        assert deltas + detokenizer.finish(record.outputs[0]) == record.outputs[0] == clean.outputs[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hetagent.cli.compile_command import _pairs
+from hetagent.cli.engine_args import add_engine_arguments, checkout_path, engine_class, engine_options, prepare_agent, progress
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
 from hetagent.errors import HetagentError
 
@@ -14,50 +14,25 @@ DEFAULT_REQUESTS = 4
 DEFAULT_TRACE_REQUESTS = 32
 
 
-def _checkout_path(relative: str) -> Path:
-    """A path in the working directory, else in the checkout hetagent is installed from (editable install)."""
-    here = Path(relative)
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parents[3] / relative
-
-
 def register(commands) -> None:
     p = commands.add_parser(
         "run",
         help="run an agent on this node: compile (cached), start workers, run requests, report latency and cost",
         description="Run an agent end to end on this node's devices (LocalEngine: one worker process per placed "
-        "device), or on a Ray cluster (--engine ray: one actor pool per device class). Models whose weights are not given (--model-dir) run as tiny random-weight stand-ins, listed in "
-        f"the report. Without arguments: {DEFAULT_AGENT} with {DEFAULT_REQUESTS} requests.",
+        "device), or on a Ray cluster (--engine ray: one actor pool per device class). Models whose weights are not "
+        f"given (--model-dir) run as tiny random-weight stand-ins, listed in the report. Without arguments: "
+        f"{DEFAULT_AGENT} with {DEFAULT_REQUESTS} requests.",
     )
     p.add_argument("agent", type=Path, nargs="?", help=f"an agent module (default {DEFAULT_AGENT})")
-    p.add_argument("--plan", type=Path, help="a plan (JSON, spec/plan-format.md); default: everything on the host CPU")
+    add_engine_arguments(p)
     p.add_argument("--requests", type=int, help=f"number of requests (default {DEFAULT_REQUESTS}; "
                    f"{DEFAULT_TRACE_REQUESTS} with --trace)")
     p.add_argument("--rate", type=float, help="requests per second (Poisson; with --trace, the replay's mean rate); "
                    "default: all requests at once")
     p.add_argument("--trace", type=Path, help="replay the arrivals of a request trace (CSV with TIMESTAMP)")
-    p.add_argument("--model-dir", type=Path, help="DIR/<model>/*.safetensors: real weights for those models")
-    p.add_argument("--model-map", action="append", default=[], metavar="FROM=TO",
-                   help="run model TO where the agent names FROM (default: tiny stand-ins for models without weights)")
-    p.add_argument("--cpu-partitions", type=int, default=1, metavar="N",
-                   help="split the host's cores into N pinned CPU workers (N >= 2: prefill and decode apart)")
-    p.add_argument("--strict-placement", action="store_true", help="an op its placed backend cannot run is an error")
     p.add_argument("--seed", type=int, default=0, help="request seed (sampling, synthetic audio)")
-    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
     p.add_argument("--prompt", help="the text of every request (default: a few fixed questions in turn)")
-    p.add_argument("--store", action="append", default=[], metavar="NAME=INDEX", help="a memory store's index")
-    p.add_argument("--tool", action="append", default=[], metavar="NAME=URL", help="an HTTP tool (POST JSON)")
-    p.add_argument("--corpus", type=Path, help="the corpus web_search reads (default examples/corpus)")
-    p.add_argument("--pricebook", type=Path, help="price book (TOML) for $/request (default: the paper's)")
-    p.add_argument("--max-inflight", type=int, default=64, help="admission control: requests in flight at most")
-    p.add_argument("--admission", choices=("sla", "limit"), default="sla",
-                   help="sla: also reject requests predicted to miss the SLA; limit: only --max-inflight")
-    p.add_argument("--sla-ms", type=float, help="end-to-end SLA (default: the agent's sla_ms)")
     p.add_argument("--trace-out", type=Path, help="write an OpenTelemetry (OTLP/JSON) trace of the run")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: worker processes on this node; ray: actors on a Ray cluster (needs hetagent[ray])")
-    p.add_argument("--address", help="with --engine ray: the cluster to join (default: start a local one)")
     p.add_argument("--replan", action="store_true",
                    help="resize worker pools while running when measured rate or op latencies drift from --plan's "
                    "(a plan written by `hetagent plan`)")
@@ -75,63 +50,39 @@ def register(commands) -> None:
     i.set_defaults(handler=cmd_index)
 
 
-def _progress(quiet: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("[bold]{task.fields[stage]}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
-    return Progress(*columns, console=console, transient=True, disable=quiet)
-
-
 def cmd_run(args) -> int:
-    from hetagent.compiler import Plan
     from hetagent.compiler.cache import CompileCache
     from hetagent.hardware.pricebook import load_pricebook
     from hetagent.plugins.registry import Registry, requested_backends
     from hetagent.runtime import workload
-    from hetagent.runtime.layout import check_partitions
-    from hetagent.runtime.engine import EngineOptions
-    from hetagent.runtime.run import new_run_id, prepare, run_prepared
+    from hetagent.runtime.run import run_prepared
 
-    agent = args.agent or _checkout_path(DEFAULT_AGENT)
-    check_partitions(args.cpu_partitions)
+    agent = args.agent or checkout_path(DEFAULT_AGENT)
     if args.trace and args.rate is None:
         raise HetagentError("--trace needs --rate R (the mean request rate to replay it at)")
-    engine_class, replanner = _engine(args)
+    make_engine = engine_class(args)
+    replanner = _replanner(args)
     registry = Registry.load(requested_backends(args.backends))
-    plan = Plan.load(args.plan) if args.plan else None
     book = load_pricebook(args.pricebook) if args.pricebook else None
-    if args.model_dir and not args.model_dir.is_dir():
-        raise HetagentError(f"--model-dir {args.model_dir}: not a directory")
     cache = CompileCache()
-    with _progress(args.json) as bar:
+    with progress(args.json) as bar:
         task = bar.add_task("placing", total=None, stage="compile")
 
         def compiled(description: str, advance: int, total: int) -> None:
             bar.update(task, description=description, advance=advance, total=total)
 
-        prepared = prepare(agent, registry=registry, plan=plan, model_dir=args.model_dir,
-                           model_overrides=dict(_pairs(args.model_map, "--model-map", "FROM=TO")),
-                           cpu_partitions=args.cpu_partitions, strict=args.strict_placement, cache=cache,
-                           progress=compiled, local=args.engine == "local")
+        prepared = prepare_agent(agent, args, registry=registry, cache=cache, on_progress=compiled)
         audio = next((n.attrs for n in prepared.program.nodes() if n.op == "input.audio"), {})
         count = args.requests or (DEFAULT_TRACE_REQUESTS if args.trace else DEFAULT_REQUESTS)
         requests = workload.requests(count, rate=args.rate, trace=args.trace, prompt=args.prompt, seed=args.seed,
                                      audio_seconds=audio.get("duration_s", 2.0),
                                      sample_rate=audio.get("sample_rate", 16000))
-        options = EngineOptions(
-            run_id=new_run_id(), cache_dir=str(cache.root),
-            model_dir=str(args.model_dir) if args.model_dir else None,
-            corpus=str(args.corpus or _checkout_path("examples/corpus")),
-            stores=dict(_pairs(args.store, "--store", "NAME=INDEX")),
-            http_tools=dict(_pairs(args.tool, "--tool", "NAME=URL")),
-            temperature=args.temperature, max_inflight=args.max_inflight, admission=args.admission, sla_ms=args.sla_ms,
-        )
         bar.update(task, stage="run", description="starting workers", completed=0, total=len(requests))
-        result = run_prepared(prepared, requests, registry=registry, options=options, pricebook=book,
+        result = run_prepared(prepared, requests, registry=registry, options=engine_options(args, cache),
+                              pricebook=book,
                               on_finish=lambda record: bar.update(task, advance=1, description=f"request {record.id} "
                                                                   f"{record.status}"),
-                              engine_class=engine_class, engine_hook=replanner.tick if replanner else None)
+                              engine_class=make_engine, engine_hook=replanner.tick if replanner else None)
     replans = [{"at_s": d.at - result.records[0].arrival if result.records else 0.0, "factors": d.factors,
                 "replicas": d.replicas} for d in (replanner.decisions if replanner else [])]
     if args.trace_out:
@@ -148,23 +99,10 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _engine(args):
-    """The engine class (`--engine`, `--address`) and the re-planner (`--replan`): bad combinations are errors
-    before anything is compiled."""
-    from functools import partial
-
-    from hetagent.runtime.engine import LocalEngine
-
-    if args.address and args.engine != "ray":
-        raise HetagentError("--address names a Ray cluster to join: use it with --engine ray")
-    engine_class = LocalEngine
-    if args.engine == "ray":
-        from hetagent.runtime.ray_engine import RayEngine, import_ray
-
-        import_ray()  # "install hetagent[ray]" when missing
-        engine_class = partial(RayEngine, address=args.address)
+def _replanner(args):
+    """`--replan`: a re-planner holding the expectations of a plan written by `hetagent plan`, else None."""
     if not args.replan:
-        return engine_class, None
+        return None
     from hetagent.planner.plan import Plan as PlannerPlan
     from hetagent.runtime.replan import Expectations, Replanner
 
@@ -174,7 +112,7 @@ def _engine(args):
         plan = PlannerPlan.load(args.plan)
     except HetagentError as exc:
         raise HetagentError(f"--replan needs a plan written by `hetagent plan` (with its ops and problem): {exc}") from None
-    return engine_class, Replanner(Expectations.from_plan(plan))
+    return Replanner(Expectations.from_plan(plan))
 
 
 def _print_report(agent: Path, result, args) -> None:

@@ -11,6 +11,11 @@ end-to-end time exceeds its SLA, is rejected at once with the reason. Nothing ac
 dies has its in-flight calls retried (on its restarted process or another worker serving the op) up to
 `max_attempts` times, after which the request ends with an explicit error; an op that fails (a tool timing out)
 fails only its own request.
+
+Streaming: for a request submitted with `stream`, the decode whose text is the agent's answer (`answer_decode`)
+is dispatched with `Call.stream`; its worker reports the tokens as the steps make them (the last step's come with
+the result, as text), and the engine hands them on to `on_tokens(request_id, token_ids)` — each position once, so a decode retried after its worker died does not
+repeat the tokens already handed on (sampling is deterministic: the retry produces them again).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from hetagent.errors import HetagentError
 from hetagent.runtime import kv_format
 from hetagent.runtime.executor import Call, WorkerContext
 from hetagent.runtime.layout import ENGINE_OPS, WorkerPlan
-from hetagent.runtime.program import Block, Node, Program
+from hetagent.runtime.program import Block, Node, Program, answer_decode
 from hetagent.runtime.transforms import predicate, transform
 from hetagent.runtime.worker import WorkerSpec, worker_main
 
@@ -56,6 +61,7 @@ class Request:
     payload: dict  # "query": text, "audio": samples
     arrival: float  # offset in seconds from the start of the run
     seed: int = 0
+    stream: bool = False  # report the answer's tokens as they are generated (`on_tokens`), when the agent allows
 
 
 @dataclass
@@ -113,6 +119,7 @@ class _Live:
     top: _Frame
     segments: set[str] = field(default_factory=set)
     kv_home: str | None = None  # the worker that last held this request's KV cache
+    streamed: int = 0  # answer tokens handed to `on_tokens` so far
 
 
 @dataclass
@@ -122,6 +129,7 @@ class _Task:
     node: Node
     call: Call
     sent: float
+    reported: int = 0  # tokens its worker has reported so far (a streamed call)
 
 
 class _Worker:
@@ -152,6 +160,8 @@ class _Worker:
 
 
 class LocalEngine:
+    streams_tokens = True  # the transport carries workers' per-step token reports (RayEngine: not yet)
+
     def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
                  kernels_of: Callable[[WorkerPlan], tuple] | None = None):
         self.program, self.options, self.device_of = program, options, device_of
@@ -171,6 +181,10 @@ class LocalEngine:
         self._e2e_mean: float | None = None
         self._direct: dict[int, tuple | str] = {}  # results of `execute` calls (values, or the error), by task
         self.on_finish: Callable[[RequestRecord], None] = lambda record: None
+        # a streamed request's answer tokens as its final decode generates them (never for other requests)
+        self.on_tokens: Callable[[int, tuple[int, ...]], None] = lambda request, tokens: None
+        answer = answer_decode(program) if self.streams_tokens else None
+        self._answer_decode = None if answer is None else answer.index
         # `wake()` writes here so that a `poll` blocked in the selector returns when another thread has work
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -383,7 +397,8 @@ class LocalEngine:
         worker = home[0] if home else min(candidates, key=lambda w: (not w.ready, len(w.tasks), w.restarts))
         sent = time.monotonic()
         call = Call(next(self._tasks), live.request.id, node.op, node.label, node.attrs, inputs, node.kernel,
-                    live.record.deadline, live.request.seed, attempt, sent)
+                    live.record.deadline, live.request.seed, attempt, sent,
+                    stream=live.request.stream and node.index == self._answer_decode)
         worker.tasks[call.task] = _Task(live, frame, node, call, sent)
         self._send(worker, call)
 
@@ -455,6 +470,9 @@ class LocalEngine:
             return
         if kind == "broken":
             raise HetagentError(f"worker {worker.plan.name} could not start its executors: {message[1]}")
+        if kind == "tokens":
+            self._tokens(worker, message[1])
+            return
         _, task_id, result, token_times, queue_s, run_s = message  # result: the values, or the error
         task = worker.tasks.pop(task_id, None)
         if task is None:
@@ -480,6 +498,19 @@ class LocalEngine:
             return
         self._account(live, worker, node, result, token_times)
         self._complete(live, task.frame, node, result)
+
+    def _tokens(self, worker: _Worker, report: tuple) -> None:
+        """A worker's per-step tokens of streamed calls: hand on those at positions not handed on before."""
+        for task_id, tokens in report:
+            task = worker.tasks.get(task_id)
+            if task is None or task.live is None or task.live.record.status != "running":
+                continue
+            live, start = task.live, task.reported
+            task.reported += len(tokens)
+            fresh = tokens[max(0, live.streamed - start):]  # a retry reports again from its first token
+            if fresh:
+                live.streamed += len(fresh)
+                self.on_tokens(live.request.id, fresh)
 
     def _account(self, live: _Live, worker: _Worker, node: Node, values: tuple, token_times: tuple) -> None:
         if node.op in ("llm.prefill", "llm.decode"):

@@ -8,7 +8,9 @@ declared for that op and device (`ExecutorSpec`), imports its `factory` and buil
   `Outcome` (or an Exception, which fails only that call's request) per call, in order;
 - stepped ops (`stepped_ops`, e.g. `llm.decode`): `join(call)` adds a sequence while `free_slots(call) > 0`,
   and each `step()` advances every joined sequence by one step and returns the calls that finished. This is
-  continuous batching: sequences join and leave between steps.
+  continuous batching: sequences join and leave between steps. An executor that can say which tokens a joined
+  call has generated so far implements `progress(call) -> sequence of token ids` (optional): the worker reports
+  them after each step for calls with `stream` set (the answer's decode of a streamed request), and only then.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Call:
     seed: int  # the request's seed (sampling is seeded by seed and label, never by worker)
     attempt: int = 1
     sent: float = 0.0  # time.monotonic() when the engine sent it: queue time counts from here
+    stream: bool = False  # report this stepped call's tokens after each step (`progress`), not only at its end
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,18 @@ def build_program(module: ir.Module, manifest: dict, out_dir: Path) -> Program:
 
 def is_compute(node: Node) -> bool:
     return node.op not in CONTROL_OPS and OPS.get(node.op) is not None
+
+
+def answer_decode(program: Program) -> Node | None:
+    """The `llm.decode` whose text IS the agent's answer, or None: the node whose tokens may stream to a client
+    as they are generated (`spec/serve.md`, streaming).
+
+    Static and deliberately narrow: the agent returns exactly one value, and that value is the result of an
+    `llm.decode` of the top-level graph — so the decode runs once per request and its detokenised text reaches
+    the answer unchanged. Anything between them (a `data.transform` such as `pii_redact`, a tool, `audio.tts`),
+    several returned values, or a decode nested in a loop or branch (a loop's earlier trips are not the answer,
+    and which trip is the last is known only when it ends) gives None: such agents stream at answer level."""
+    if len(program.body.yields) != 1:
+        return None
+    (answer,) = program.body.yields
+    return next((n for n in program.body.nodes if n.op == "llm.decode" and answer in n.results), None)

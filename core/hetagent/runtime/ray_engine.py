@@ -17,7 +17,9 @@ a node with `ray start --resources '{"h100-sxm": 8}'`) and one CPU per core of i
 worker). Every actor loads the same backends as the driver (`Registry`) and refuses to start on a node that lacks
 its backend, runs another version of it, or does not detect its device.
 
-`ray.init()` starts a local cluster unless `address` names one to join (or Ray is already initialised).
+Without `address` the engine starts a fresh local cluster (`ray.init(address="local")`): a bare `ray.init()` would
+silently join whatever cluster this node last ran (or `RAY_ADDRESS`), and hang if that one is gone. `address`
+joins a cluster (`"auto"`: the one `ray start` made on this node); a driver that initialised Ray itself keeps it.
 """
 
 from __future__ import annotations
@@ -78,6 +80,10 @@ class _RayWorker:
 
 
 class RayEngine(LocalEngine):
+    # A call's only way back is its one result ref, so workers' per-step token reports have no channel to the
+    # router: streamed requests stream at answer level here (their decodes are sent without `Call.stream`).
+    streams_tokens = False
+
     def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
                  kernels_of: Callable[[WorkerPlan], tuple] | None = None, address: str | None = None):
         ray = import_ray()
@@ -87,7 +93,7 @@ class RayEngine(LocalEngine):
                 # Ray announces that it will stop hiding GPUs from actors that ask for none; its present behaviour
                 # is the one wanted (a CPU worker sees no GPU), and the notice would land in every run's output
                 warnings.filterwarnings("ignore", "Tip: In future versions of Ray", FutureWarning)
-                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
         self._actor_class = ray.remote(WorkerActor)
         self._backends = requested_backends()
         registry = Registry.load(self._backends)

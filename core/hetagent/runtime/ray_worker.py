@@ -63,6 +63,8 @@ class WorkerActor:
                 return
             if message[0] in ("ready", "broken"):
                 self.started.set_result(message)
+            elif message[0] == "tokens":  # a streamed call's progress: RayEngine never asks for it (no channel)
+                continue
             else:
                 self.waiting.pop(message[1]).set_result(message)
 

@@ -41,3 +41,32 @@ def sample(logits: np.ndarray, temperature: float, seed: int, step: int) -> int:
     probs = np.exp(scaled)
     probs /= probs.sum()
     return int(np.random.default_rng((seed, step)).choice(VOCAB_USED, p=probs))
+
+
+class IncrementalDetokenizer:
+    """Text deltas of a token stream: `push` the ids as they come, get the text they add.
+
+    Each push decodes every id so far and returns what extends the text already returned, holding back a trailing
+    U+FFFD: an incomplete multi-byte character (or, for a merging tokenizer, a piece whose text depends on the
+    next token) decodes to it until the rest arrives. So the deltas never need correcting, and `finish` with the
+    decoded text of all the ids returns the remainder: the deltas joined are exactly that text. Decoding from the
+    start each time is quadratic in the answer's length, which its token budget bounds (a few hundred)."""
+
+    def __init__(self, detokenize=decode):
+        self._detokenize = detokenize
+        self._tokens: list[int] = []
+        self.text = ""  # returned so far
+
+    def push(self, tokens) -> str:
+        self._tokens.extend(tokens)
+        stable = self._detokenize(self._tokens).rstrip("\ufffd")
+        if len(stable) <= len(self.text) or not stable.startswith(self.text):
+            return ""
+        delta, self.text = stable[len(self.text):], stable
+        return delta
+
+    def finish(self, final: str) -> str:
+        """What of `final` (the decoded text of every id) has not been returned yet."""
+        rest = final.removeprefix(self.text)  # the text returned is a prefix of it (the held-back rule)
+        self.text = final
+        return rest

@@ -7,6 +7,13 @@ compatible calls queued behind it (same op and kernel, up to the executor's batc
 `("done", task, values, token_times, queue_s, run_s)` or `("failed", task, message, (), queue_s, run_s)`: the
 `Outcome` taken apart, because the engine unpickles every result on the critical path, usually with its caches
 cold from the worker's kernels, and each class in a message costs it tens of µs there.
+
+A stepped call with `stream` set (the answer's decode of a streamed request) is also reported as it runs: after
+a step, one `("tokens", ((task, token_ids), ...))` message carries the tokens each such call generated since its
+last report (its executor's `progress`), always before that call's result — after every step, except that steps
+faster than `STREAM_REPORT_S` share a message (a call's first tokens always go at once): each message costs the
+router and the server a wake-up, which on a small host slows the decode itself. Tokens of the step that ends a
+call come with its result (the whole text). Calls without the flag cost nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import traceback
 from dataclasses import dataclass
 
 from hetagent.runtime.executor import Call, WorkerContext
+
+STREAM_REPORT_S = 0.005  # the least time between two token reports (a GPU's decode step is longer: each its own)
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,8 @@ def run_worker(conn, spec: WorkerSpec) -> None:
     conn.send(("ready",))
     queue = DeadlineQueue()
     joined: dict[int, tuple[float, float]] = {}  # task -> (arrival, time it joined a stepped executor)
+    streaming: dict[int, list] = {}  # task -> [its executor, the call, tokens reported]: joined calls with `stream`
+    reported = 0.0  # when the last token report went out
     stepped = {id(e): e for e in executors.values() if e.stepped_ops}.values()
 
     def is_stepped(call: Call) -> bool:
@@ -123,11 +134,25 @@ def run_worker(conn, spec: WorkerSpec) -> None:
                 continue
             joined[call.task] = (arrived, time.monotonic())
             executors[call.op].join(call)
+            if call.stream and hasattr(executors[call.op], "progress"):
+                streaming[call.task] = [executors[call.op], call, 0]
         for executor in stepped:
             if executor.active():
                 for call, result in executor.step():
                     arrived, started = joined.pop(call.task)
                     send_result(call, result, arrived, started)
+                    streaming.pop(call.task, None)  # its result carries the whole text
+        if streaming and (time.monotonic() - reported >= STREAM_REPORT_S or any(e[2] == 0 for e in streaming.values())):
+            report = []
+            for task, entry in streaming.items():
+                executor, call, sent = entry
+                tokens = executor.progress(call)
+                if len(tokens) > sent:
+                    report.append((task, tuple(tokens[sent:])))
+                    entry[2] = len(tokens)
+            if report:
+                conn.send(("tokens", tuple(report)))
+                reported = time.monotonic()
         first = queue.take(lambda c: not is_stepped(c))
         if not first:
             continue

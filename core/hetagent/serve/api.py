@@ -14,7 +14,6 @@ the agent failed (an op that raised, a worker lost too often).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hmac
 import io
@@ -32,6 +31,7 @@ from starlette.exceptions import HTTPException
 
 from hetagent.runtime.engine import RequestRecord
 from hetagent.runtime.program import Program
+from hetagent.runtime.text import IncrementalDetokenizer
 from hetagent.runtime.transforms import render
 from hetagent.serve.metrics import CONTENT_TYPE
 from hetagent.serve.service import AgentService, Rejection
@@ -242,7 +242,7 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
         payload = {"query": _query(body.messages)}
         if audio_in is not None:
             payload["audio"] = _audio(body.messages, int(audio_in.get("sample_rate", 16000)))
-        ticket = service.submit(payload, body.seed)
+        ticket = service.submit(payload, body.seed, stream=body.stream)
         rejection: Rejection | None = await ticket.admitted
         if rejection is not None:
             raise ApiError(rejection.status, rejection.reason, code="admission_rejected", headers={"Retry-After": "1"})
@@ -255,7 +255,7 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
             return {**head, "object": "chat.completion", "usage": _usage(record),
                     "choices": [{"index": 0, "message": _message(record), "finish_reason": "stop", "logprobs": None}]}
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return StreamingResponse(_stream(head, ticket.finished, include_usage), media_type="text/event-stream",
+        return StreamingResponse(_stream(head, ticket, include_usage), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     return app
@@ -265,19 +265,38 @@ def _event(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
-async def _stream(head: dict, finished: asyncio.Future, include_usage: bool):
-    """Server-sent events in OpenAI's chunk format. The role goes out at once (the request was admitted); the
-    agent's output goes out when it has one — its last op may transform the model's tokens (redaction), so no
-    token is sent before the agent has returned."""
+async def _stream(head: dict, ticket, include_usage: bool):
+    """Server-sent events in OpenAI's chunk format. The role goes out at once (the request was admitted). Where
+    the agent's answer is its final decode's text (`answer_decode`), that text goes out as the decode generates
+    its tokens (the engine reports only those), a delta per step; otherwise — a transform (redaction), tool or
+    TTS after the model — nothing is sent before the agent has returned, and its output goes out whole. Either
+    way what follows the last delta, when the agent returns, completes the same content a non-streamed answer has."""
     chunk = {**head, "object": "chat.completion.chunk"}
+
+    def content(delta: dict) -> str:
+        return _event({**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}]})
+
     yield _event({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                         "finish_reason": None, "logprobs": None}]})
-    record = await finished
+    detokenizer, ended = IncrementalDetokenizer(), False
+    while not ended:
+        reports = [await ticket.tokens.get()]
+        while not ticket.tokens.empty():  # a client slower than the decode gets the steps since as one delta
+            reports.append(ticket.tokens.get_nowait())
+        ended = None in reports  # the last report: the request has ended
+        if text := detokenizer.push([t for report in reports if report is not None for t in report]):
+            yield content({"content": text})
+    record = await ticket.finished
     if record.status != "ok":  # a 200 is already on its way: the error travels as an event, which clients raise
         yield _event(error_body(500, f"the agent failed this request: {record.error}", code="agent_error"))
         return
     delta = {k: v for k, v in _message(record).items() if k != "role"}
-    yield _event({**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}]})
+    if detokenizer.text and isinstance(delta.get("content"), str):  # streamed: only what is still missing
+        delta["content"] = detokenizer.finish(delta["content"])
+        if not delta["content"]:
+            del delta["content"]
+    if delta or not detokenizer.text:
+        yield content(delta)
     yield _event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}]})
     if include_usage:
         yield _event({**chunk, "choices": [], "usage": _usage(record)})

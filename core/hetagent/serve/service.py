@@ -6,7 +6,8 @@ thread: Ray, for one, installs signal handlers as it starts.) HTTP handlers (on 
 only append to the inbox (a deque: thread-safe) and `wake()` the engine, then await two futures the engine
 thread resolves through `call_soon_threadsafe`: admission (accepted, or rejected with the reason) and the end
 of the request. Admission is decided before any byte of the response is sent, so a rejected request gets a real
-HTTP status (429/503), even when it asked for a stream.
+HTTP status (429/503), even when it asked for a stream. A streamed request also gets the answer's token ids as
+the engine reports them (`engine.on_tokens`), on `Ticket.tokens`, which ends with None after the request's end.
 """
 
 from __future__ import annotations
@@ -39,9 +40,29 @@ class Ticket:
     loop: asyncio.AbstractEventLoop
     admitted: asyncio.Future = field(init=False)  # -> None, or a Rejection
     finished: asyncio.Future = field(init=False)  # -> the RequestRecord: ok or error
+    # a streamed request's answer tokens (tuples of ids) as the engine reports them; None after the request's end
+    tokens: asyncio.Queue = field(init=False, default_factory=asyncio.Queue)
+    _pending: list = field(init=False, default_factory=list)  # reported, not yet moved to `tokens` by the loop
+    _pending_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self):
         self.admitted, self.finished = self.loop.create_future(), self.loop.create_future()
+
+    def put(self, tokens: tuple | None) -> None:
+        """From the engine thread. Waking the loop costs a system call and a thread switch per call, so the
+        reports that arrive before the loop has moved the last ones share one wake-up."""
+        with self._pending_lock:
+            self._pending.append(tokens)
+            if len(self._pending) > 1:
+                return  # a move is scheduled and will take this one too
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            self.loop.call_soon_threadsafe(self._move)
+
+    def _move(self) -> None:
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        for tokens in pending:
+            self.tokens.put_nowait(tokens)
 
     def resolve(self, future: asyncio.Future, value) -> None:
         def settle():
@@ -57,6 +78,7 @@ class AgentService:
         """`engine`: a started LocalEngine (or RayEngine), which this service owns and closes from now on."""
         self.engine, self.metrics = engine, metrics
         engine.on_finish = self._finished
+        engine.on_tokens = self._tokens
         self._inbox: collections.deque[Ticket] = collections.deque()
         self._tickets: dict[int, Ticket] = {}  # admitted requests, by id (touched by the engine thread only)
         self._ids = itertools.count()
@@ -78,10 +100,11 @@ class AgentService:
     def healthy(self) -> bool:
         return not self._closed
 
-    def submit(self, payload: dict, seed: int | None) -> Ticket:
-        """Queue a request for the engine (called on the asyncio loop)."""
+    def submit(self, payload: dict, seed: int | None, stream: bool = False) -> Ticket:
+        """Queue a request for the engine (called on the asyncio loop); `stream`: report its answer's tokens."""
         rid = next(self._ids)
-        ticket = Ticket(Request(rid, payload, 0.0, rid if seed is None else seed), asyncio.get_running_loop())
+        ticket = Ticket(Request(rid, payload, 0.0, rid if seed is None else seed, stream=stream),
+                        asyncio.get_running_loop())
         with self._lock:  # against the engine thread closing the inbox between the test and the append
             if self._closed:
                 ticket.admitted.set_result(Rejection(503, f"the engine has stopped: {self.failure or 'shutting down'}"))
@@ -127,3 +150,10 @@ class AgentService:
         ticket = self._tickets.pop(record.id, None)
         if ticket is not None:
             ticket.resolve(ticket.finished, record)
+            if ticket.request.stream:
+                ticket.put(None)  # after its tokens: the stream then reads `finished`
+
+    def _tokens(self, request: int, tokens: tuple) -> None:
+        ticket = self._tickets.get(request)
+        if ticket is not None:
+            ticket.put(tokens)

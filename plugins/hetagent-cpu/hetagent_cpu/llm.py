@@ -7,7 +7,8 @@ stay resident, passed to every call as arguments (the kernels hold no weights, `
 - prefill: a batch of prompts (byte tokens, the tail kept when longer than the kernel's prompt capacity) ->
   the first token of each, sampled, and its KV cache written to shared memory in the `spec/kv-format.md` layout.
 - decode: sequences join a kernel's batch slots between steps (their cache read from shared memory into the
-  slot) and leave when they reach their token budget, end of sequence or the cache's capacity.
+  slot) and leave when they reach their token budget, end of sequence or the cache's capacity; `progress` tells
+  the tokens a sequence has so far (streamed answers).
 - embed: a batch of texts -> unit-length embeddings.
 """
 
@@ -170,6 +171,15 @@ class LLMExecutor:
             if batch.slots:
                 finished += [(s.call, Outcome((text.decode(s.tokens),), tuple(s.times))) for s in batch.step()]
         return finished
+
+    def progress(self, call: Call) -> list[int]:
+        """The tokens a joined decode has generated so far, the prefill's first one included: the ids whose
+        detokenised text its result will be (the worker streams them for calls with `stream`)."""
+        if call.kernel is not None:
+            for sequence in self._batch(call).slots.values():
+                if sequence.call.task == call.task:
+                    return sequence.tokens
+        return []
 
     def active(self) -> int:
         return sum(len(b.slots) for b in self.batches.values()) + len(self.done)
