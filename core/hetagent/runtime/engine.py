@@ -14,8 +14,9 @@ fails only its own request.
 
 Streaming: for a request submitted with `stream`, the decode whose text is the agent's answer (`answer_decode`)
 is dispatched with `Call.stream`; its worker reports the tokens as the steps make them (the last step's come with
-the result, as text), and the engine hands them on to `on_tokens(request_id, token_ids)` — each position once, so a decode retried after its worker died does not
-repeat the tokens already handed on (sampling is deterministic: the retry produces them again).
+the result, as text), and the engine hands them on to `on_tokens(request_id, token_ids)` — each position once, so
+a decode retried after its worker died does not repeat the tokens already handed on (sampling is deterministic:
+the retry produces them again).
 """
 
 from __future__ import annotations
@@ -570,15 +571,14 @@ class LocalEngine:
         record.status, record.end, record.outputs = "ok", time.monotonic(), outputs
         e2e = record.end - record.arrival
         self._e2e_mean = e2e if self._e2e_mean is None else 0.8 * self._e2e_mean + 0.2 * e2e
-        self._departures.append(record.end)
         self._end(live)
 
     def _fail(self, live: _Live, message: str) -> None:
         live.record.status, live.record.error, live.record.end = "error", message, time.monotonic()
-        self._departures.append(live.record.end)
         self._end(live)
 
     def _end(self, live: _Live) -> None:
+        self._departures.append(live.record.end)
         self.live.pop(live.request.id, None)
         self._release(live)
         self.on_finish(live.record)
