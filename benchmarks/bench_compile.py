@@ -51,7 +51,7 @@ def main() -> None:
 
     from hetagent.compiler import CompileCache
     from hetagent.compiler.driver import compile_agent
-    from hetagent.plugins import Registry
+    from hetagent.backend import Registry
 
     registry = Registry.load(["cpu"])
     registry.lowering_pipelines()

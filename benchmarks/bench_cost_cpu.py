@@ -21,9 +21,9 @@ import numpy as np
 
 from accuracy import abs_rel_errors, print_summary, summary_row
 from hetagent.cli.output import print_table
-from hetagent.cost.calibrate import DEVICE, calibrate
+from hetagent.cost.calibrate import calibrate
 from hetagent.cost.roofline import RooflineModel
-from hetagent.plugins.registry import Registry
+from hetagent.backend.registry import Registry
 
 
 def main() -> int:
@@ -41,7 +41,7 @@ def main() -> int:
     for i, m in enumerate(report.measurements):
         groups[m.kernel.kind].append(i)
         groups["all kernels"].append(i)
-    predicted = [model.kernel_time(DEVICE, m.kernel, m.dtype).seconds for m in report.measurements]
+    predicted = [model.kernel_time(report.calibration.device, m.kernel, m.dtype).seconds for m in report.measurements]
     errors = abs_rel_errors(predicted, [m.seconds for m in report.measurements])
     print_summary(f"host CPU kernels vs the curves fitted to them ({elapsed:.1f} s calibration)", ["kind"],
                   [summary_row((kind,), errors[idx]) for kind, idx in sorted(groups.items())])

@@ -23,7 +23,7 @@ from hetagent.cost.fit_vidur import fit_devices
 from hetagent.cost.reference import reference_calibrations
 from hetagent.cost.roofline import RooflineModel
 from hetagent.cost.vidur import DTYPE, load_link_measurements, load_operator_rows
-from hetagent.plugins.registry import Registry
+from hetagent.backend.registry import Registry
 
 DECODE_SIZED_MAX_TOKENS = 256
 ROOT = Path(__file__).resolve().parent.parent

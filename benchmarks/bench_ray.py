@@ -39,7 +39,7 @@ AGENT = """"agent.graph"() ({
 
 def prepare(work: Path):
     from hetagent.compiler.cache import CompileCache
-    from hetagent.plugins import Registry
+    from hetagent.backend import Registry
     from hetagent.runtime.run import prepare
 
     agent = work / "bench.mlir"

@@ -178,7 +178,7 @@ def main() -> None:
     from hetagent.cli.output import print_table
     from hetagent.compiler import Plan
     from hetagent.compiler.cache import CompileCache
-    from hetagent.plugins import Registry
+    from hetagent.backend import Registry
     from hetagent.runtime.run import prepare
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))

@@ -97,7 +97,7 @@ def main() -> None:
     from hetagent.cost import RooflineModel
     from hetagent.planner.planner import make_plan
     from hetagent.planner.problem import load_problem
-    from hetagent.plugins.registry import Registry
+    from hetagent.backend.registry import Registry
 
     model = RooflineModel.from_registry(Registry.load())
     problem = load_problem(ROOT / "examples/problems/voice_agent.toml")

@@ -23,7 +23,7 @@ def main() -> None:
     from hetagent.cost import RooflineModel
     from hetagent.planner.planner import build, make_plan
     from hetagent.planner.problem import load_problem
-    from hetagent.plugins.registry import Registry
+    from hetagent.backend.registry import Registry
     from hetagent.sim.run import requests_for, simulate_plan
 
     model = RooflineModel.from_registry(Registry.load())

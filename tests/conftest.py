@@ -66,7 +66,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def registry():
-    from hetagent.plugins import Registry
+    from hetagent.backend import Registry
 
     return Registry.load(["cpu"])
 

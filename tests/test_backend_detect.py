@@ -14,7 +14,7 @@ import hetagent_cuda
 import hetagent_gaudi
 import hetagent_rocm
 import pytest
-from hetagent.plugins import Detection
+from hetagent.backend import Detection
 from hetagent_cpu import detect as cpu_detect
 from hetagent_cuda import detect as cuda_detect
 from hetagent_gaudi import detect as gaudi_detect

@@ -10,7 +10,7 @@ import hetagent_gaudi
 import hetagent_rocm
 import pytest
 from hetagent.hardware import default_pricebook
-from hetagent.plugins import PLUGIN_API_VERSION, BackendInfo, Registry
+from hetagent.backend import PLUGIN_API_VERSION, BackendInfo, Registry
 
 BACKENDS = {"cpu": hetagent_cpu, "cuda": hetagent_cuda, "rocm": hetagent_rocm, "gaudi": hetagent_gaudi}
 VENDORS = {"cpu": "generic", "cuda": "nvidia", "rocm": "amd", "gaudi": "intel"}

@@ -15,7 +15,7 @@ from hetagent.compiler import CompileCache, Plan  # noqa: E402
 from hetagent.compiler.driver import compile_agent  # noqa: E402
 from hetagent.models import card  # noqa: E402
 from hetagent.models import reference  # noqa: E402
-from hetagent.plugins import Registry  # noqa: E402
+from hetagent.backend import Registry  # noqa: E402
 
 TINY = card("tiny-llama")
 RELATIVE_TOLERANCE = 1e-4  # float32

@@ -14,7 +14,7 @@ from hetagent.compiler.place import Placement, agent_ops, compute_ops, label_of
 from hetagent.errors import HetagentError
 from hetagent.ir import decompose, load, parse, verify
 from hetagent.ir.module import functions
-from hetagent.plugins import Registry
+from hetagent.backend import Registry
 
 BACKENDS = ["cpu", "cuda", "rocm", "gaudi"]
 
@@ -48,13 +48,26 @@ def test_a_label_covers_the_parts_decompose_made_and_kv_transfer_follows_decode(
     assert got["redact"].backend == "cpu"
 
 
-def test_an_op_no_backend_claims_falls_back_and_is_reported(registry):
+def test_an_op_no_backend_claims_is_an_error_unless_fallback_is_allowed(registry):
+    with pytest.raises(HetagentError, match=r"(?s)'redact' \(data.transform.*no cuda executor or lowering pipeline "
+                                            r"claims data.transform on h100-sxm.*--allow-fallback"):
+        placed("rag_qa.mlir", {"redact": {"device": "h100-sxm"}}, registry)
     reports = []
-    module = placed("rag_qa.mlir", {"redact": {"device": "h100-sxm"}}, registry, on_fallback=reports.append)
+    module = placed("rag_qa.mlir", {"redact": {"device": "h100-sxm"}}, registry, allow_fallback=True,
+                    on_fallback=reports.append)
     assert placements(module)["redact"].backend == "cpu"
     assert len(reports) == 1 and "redact" in reports[0] and "falls back to cpu/host-cpu" in reports[0]
-    with pytest.raises(HetagentError, match="strict-placement"):
-        placed("rag_qa.mlir", {"redact": {"device": "h100-sxm"}}, registry, strict=True)
+
+
+def test_placing_on_devices_absent_from_this_node_names_each(registry):
+    plan = {"answer.prefill": {"device": "h100-sxm"}, "answer.decode": {"device": "mi300x"}}
+    with pytest.raises(HetagentError) as error:
+        placed("rag_qa.mlir", plan, registry, present={"host-cpu"})
+    message = str(error.value)
+    assert "device h100-sxm is not present on this node" in message and "device mi300x is not present" in message
+    assert "'answer.prefill'" in message and "'answer.decode'" in message
+    module = placed("rag_qa.mlir", plan, registry, present={"host-cpu"}, allow_fallback=True, on_fallback=lambda m: None)
+    assert {p.device for p in placements(module).values()} == {"host-cpu"}
 
 
 @pytest.mark.parametrize(

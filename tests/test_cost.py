@@ -15,8 +15,8 @@ from hetagent.errors import HetagentError
 from hetagent.hardware.device import EfficiencyCurve
 from hetagent.models import card
 from hetagent.models.kernels import Kernel, matmul
-from hetagent.plugins import CostTable
-from hetagent.plugins.registry import Registry
+from hetagent.backend import CostTable
+from hetagent.backend.registry import Registry
 
 VIDUR = ROOT.parent / "shared" / "data" / "vidur"
 

@@ -39,7 +39,7 @@ def test_address_without_the_ray_engine_is_an_error(cli):
 
 
 def test_device_classes_map_to_ray_resources():
-    from hetagent.plugins import Registry
+    from hetagent.backend import Registry
     from hetagent.runtime.layout import ray_resources
 
     profiles = Registry.load(["cpu", "cuda", "gaudi"])

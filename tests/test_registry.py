@@ -10,7 +10,7 @@ import pytest
 
 from hetagent.errors import PluginError
 from hetagent.hardware.device import DeviceProfile, Link
-from hetagent.plugins import (
+from hetagent.backend import (
     PLUGIN_API_VERSION,
     BackendInfo,
     DetectedDevice,
@@ -22,7 +22,7 @@ from hetagent.plugins import (
     Stage,
     hookimpl,
 )
-from hetagent.plugins.registry import ENV_BACKENDS, ENV_DISABLE_AUTOLOAD, requested_backends
+from hetagent.backend.registry import ENV_BACKENDS, ENV_DISABLE_AUTOLOAD, requested_backends
 
 SRC = "test fixture"
 
@@ -483,7 +483,7 @@ def test_lowering_pipeline_hash_is_the_same_in_another_process():
     import sys
 
     code = (
-        "from hetagent.plugins import LoweringPipeline, Stage; "
+        "from hetagent.backend import LoweringPipeline, Stage; "
         "print(LoweringPipeline('a', 'accelerator', (Stage('canon', 'mlir', 'builtin.module(canonicalize)'), "
         "Stage('pack', 'python', 'pkg.mod:pack')), {'arch': 'x1'}).hash())"
     )

@@ -151,7 +151,7 @@ def test_a_pool_scales_up_and_down_without_loss(registry, cache_dir, agent_files
 
 
 def test_kv_format_round_trip():
-    from hetagent.runtime import kv_format
+    from hetagent.backend import kv_format
 
     kv = np.random.default_rng(0).standard_normal((2, 2, 3, 2, 16, 8)).astype(np.float32)
     name = f"hxtest{os.getpid()}"
@@ -168,9 +168,9 @@ def test_kv_format_round_trip():
 
 
 def test_transforms_tools_and_predicates():
-    from hetagent.runtime.builtin_tools import calculator, web_search
-    from hetagent.runtime.tools import ToolContext
-    from hetagent.runtime.transforms import is_safe, no_tool_call, pii_redact
+    from hetagent.backend.builtin_tools import calculator, web_search
+    from hetagent.backend.tools import ToolContext
+    from hetagent.backend.transforms import is_safe, no_tool_call, pii_redact
 
     assert pii_redact("mail bob@corp.com or call 555-123-4567") == "mail [EMAIL] or call [PHONE]"
     assert not is_safe(["ssn 123-45-6789"], {}) and is_safe(["hello"], {})

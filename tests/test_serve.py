@@ -317,7 +317,7 @@ def test_a_stream_shows_its_first_tokens_before_the_request_ends(server):
 
 
 def test_incremental_detokenizer_yields_only_whole_characters():
-    from hetagent.runtime.text import EOS, IncrementalDetokenizer, decode, encode
+    from hetagent.backend.text import EOS, IncrementalDetokenizer, decode, encode
 
     ids = encode("né €😀 ok")[1:] + [EOS]  # 2-, 3- and 4-byte characters, one byte per token
     detokenizer = IncrementalDetokenizer()
@@ -364,10 +364,10 @@ def test_a_stream_survives_its_decode_worker_dying_without_repeating_tokens(agen
     retried decode reports them again, and `on_tokens` still sees each position once — the ids of a run without
     the kill, which detokenise to the answer."""
     from hetagent.compiler.cache import CompileCache
-    from hetagent.plugins import Registry
+    from hetagent.backend import Registry
     from hetagent.runtime.engine import EngineOptions, LocalEngine, Request
     from hetagent.runtime.run import new_run_id, prepare
-    from hetagent.runtime.text import IncrementalDetokenizer
+    from hetagent.backend.text import IncrementalDetokenizer
 
     cache = CompileCache()  # the servers' (the kernels are built)
     # prefill and decode on two workers, so that the decode's can die alone

@@ -41,8 +41,8 @@ def expected_answers(backend, prompts: list[str]) -> list[str]:
     """The oracle's greedy answers (float64, the same random weights the workers load)."""
     from hetagent.models.catalog import card
     from hetagent.models.weights import weight_shapes
-    from hetagent.runtime import text
-    from hetagent.runtime.weights import load_weights, prepare_weights
+    from hetagent.backend import text
+    from hetagent.backend.weights import load_weights, prepare_weights
 
     weights = load_weights(MODEL, prepare_weights(MODEL, "fp32", model_dir=None, cache_dir=backend.cache.root))
     oracle = Decoder(MODEL, {n: weights[n] for n in weight_shapes(card(MODEL))})

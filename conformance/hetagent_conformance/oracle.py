@@ -103,7 +103,7 @@ class Decoder:
     def generate(self, prompt: list[int], count: int, capacity: int, *, margins: list | None = None) -> list[int]:
         """Greedy tokens, the prefill's first included, as the runtime samples them at temperature 0; `margins`
         gets, per token, (lead of its logit over the runner-up's, its logit's magnitude)."""
-        from hetagent.runtime import text
+        from hetagent.backend import text
 
         tokens = np.zeros((1, len(prompt)), dtype=np.int64)
         tokens[0] = prompt
@@ -124,7 +124,7 @@ class Decoder:
         """A prompt whose greedy continuation of `steps` tokens never hinges on a near-tie: at each step the
         winning logit leads by more than the tolerance allows an implementation to be off. Any conforming backend
         must then produce exactly these tokens."""
-        from hetagent.runtime import text
+        from hetagent.backend import text
 
         for attempt in range(256):
             prompt = text.encode(f"Conformance prompt {attempt}: the reference decides every token.")

@@ -23,8 +23,8 @@ import pytest
 
 from hetagent.compiler.cache import CompileCache
 from hetagent.errors import HetagentError, UnsupportedError
-from hetagent.plugins import Registry
-from hetagent.plugins.registry import installed_backends
+from hetagent.backend import Registry
+from hetagent.backend.registry import installed_backends
 
 MANIFEST_FILE = "conformance.toml"
 UNSUPPORTED = "unsupported: "  # the skip-reason prefix that makes a skip an "unsupported" outcome
@@ -97,6 +97,17 @@ class Subject:
         return next(self._tasks)
 
     @cached_property
+    def reference(self) -> str:
+        """The reference backend: the installed one that provides the host device (this one, if it does)."""
+        import warnings
+
+        if self.registry.active() and self.backend.info and self.backend.info.host_device:
+            return self.name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a broken neighbour is not this backend's business
+            return Registry.load(autoload=True, backends=None).host.backend
+
+    @cached_property
     def detection(self):
         (detection,) = self.registry.detect() or (None,)
         return detection
@@ -160,23 +171,26 @@ class Subject:
     # ------------------------------------------------------------------ executors
 
     def factory(self, op: str, device: str) -> str | None:
-        kinds = {device, self.registry.profile(device).kind}
-        for spec in self.registry.executors():
-            if spec.backend == self.name and op in spec.ops and kinds & set(spec.device_kinds):
-                return spec.factory
-        return None
+        spec = self.registry.executor_for(self.name, device, op)
+        return spec.factory if spec else None
+
+    def executor_class(self, op: str, device: str):
+        """The class of the backend's executor for `op` on `device`; unsupported if none claims it."""
+        if self.factory(op, device) is None:
+            unsupported(f"no {self.name} executor claims {op} on {device}")
+        return self.registry.executor_class(op, device, self.name)
 
     def executor(self, op: str, device: str, *, kernels=(), stores=None):
-        """The backend's executor for `op` on `device`, built as a worker builds it; unsupported if none claims it."""
-        from hetagent.runtime.executor import WorkerContext
+        """The backend's executor for `op` on `device`, built as a worker builds it (on the first detected device
+        of that profile); unsupported if none claims it."""
+        from hetagent.backend.executor import WorkerContext
 
-        factory = self.factory(op, device)
-        if factory is None:
-            unsupported(f"no {self.name} executor claims {op} on {device}")
-        module, _, cls = factory.partition(":")
+        cls = self.executor_class(op, device)
+        index = next((d.index for d in self.detection.devices if d.profile == device), None) if self.detection else None
         context = WorkerContext(worker=f"{device}:conformance", device=device, cores=(), kernels=tuple(kernels),
-                                run_id=self.run_id, cache_dir=str(self.cache.root), stores=dict(stores or {}))
-        return getattr(importlib.import_module(module), cls)(context)
+                                run_id=self.run_id, cache_dir=str(self.cache.root), stores=dict(stores or {}),
+                                device_index=index)
+        return cls(context)
 
 
 def other_backends(name: str) -> list[str]:

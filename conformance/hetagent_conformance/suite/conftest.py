@@ -7,8 +7,6 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from hetagent.compiler.place import REFERENCE_BACKEND
-
 from hetagent_conformance.agents import AGENT
 from hetagent_conformance.kernels import MODEL, clean_source, model_function
 
@@ -18,8 +16,8 @@ def kernel(backend):
     """kernel(function, dtype) -> (KernelRef, numpy weights in call order): built for this node's device."""
     from hetagent.models.catalog import card
     from hetagent.models.weights import weight_shapes
-    from hetagent.runtime.program import KernelRef
-    from hetagent.runtime.weights import load_weights, prepare_weights
+    from hetagent.backend.executor import KernelRef
+    from hetagent.backend.weights import load_weights, prepare_weights
 
     built = {}
 
@@ -53,7 +51,8 @@ def agent(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def registry(backend):
-    """The backend with the cpu reference beside it (the host, and where unclaimed ops fall back)."""
-    from hetagent.plugins import Registry
+    """The backend with the reference backend (the one that provides the host device) beside it."""
+    from hetagent.backend import Registry
 
-    return backend.registry if backend.name == REFERENCE_BACKEND else Registry.load([backend.name, REFERENCE_BACKEND])
+    reference = backend.reference
+    return backend.registry if backend.name == reference else Registry.load([backend.name, reference])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hetagent.plugins import Registry, hookspecs
+from hetagent.backend import Registry, hookspecs
 
 from hetagent_conformance.subject import other_backends, unsupported
 
@@ -56,7 +56,7 @@ def test_hooks_have_the_right_signatures(backend):
         elif inspect.signature(value).parameters:
             problems.append(f"{name}{inspect.signature(value)}: hooks take no arguments")
         elif not hasattr(value, f"{hookspecs.PROJECT}_impl"):
-            problems.append(f"{name}: not marked with @hetagent.plugins.hookimpl")
+            problems.append(f"{name}: not marked with @hetagent.backend.hookimpl")
     if not hasattr(module, "hetagent_backend_info"):
         problems.append("hetagent_backend_info() is required")
     assert not problems, "; ".join(problems)
@@ -95,8 +95,8 @@ def test_registration_imports_nothing_heavy(backend):
     """In a fresh interpreter, as `hetagent plugins` does: load the entry point, ask who the backend is."""
     code = f"""
 import json, sys, time
-import hetagent.plugins
-from hetagent.plugins.registry import installed_backends
+import hetagent.backend
+from hetagent.backend.registry import installed_backends
 before, start = set(sys.modules), time.perf_counter()
 module = installed_backends()[{backend.name!r}][0].load()
 module.hetagent_backend_info()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from hetagent.models.catalog import card
-from hetagent.runtime import kv_format, text
-from hetagent.runtime.executor import Call
+from hetagent.backend import kv_format, text
+from hetagent.backend.executor import Call
 
 from hetagent_conformance.kernels import CAPACITY, MODEL, PROMPT
 from hetagent_conformance.oracle import Decoder, compare, tolerance
@@ -126,9 +126,10 @@ def _ok(outcome):
 
 
 def test_vector_search(backend, rng, tmp_path, record_property):
-    from hetagent.runtime.corpus import build_index
+    from hetagent.backend.stores import build_store
 
     device = backend.need_device()
+    searcher = backend.executor_class("memory.search", device)
     docs = tmp_path / "docs"
     docs.mkdir()
     # one chunk per paragraph (each near the chunk size), 256 documents
@@ -140,7 +141,7 @@ def test_vector_search(backend, rng, tmp_path, record_property):
         vectors["base"] = v / np.linalg.norm(v, axis=1, keepdims=True)
         return vectors["base"]
 
-    build_index(docs, tmp_path / "index", embed_model="conformance", embed=embed)
+    build_store(docs, tmp_path / "index", embed_model="conformance", embed=embed, write_index=searcher.write_index)
     executor = backend.executor("memory.search", device, stores={"store": str(tmp_path / "index")})
     queries = rng.standard_normal((8, 64))
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from hetagent.compiler.place import HOST_DEVICE, REFERENCE_BACKEND, Placement, Plan
+from hetagent.compiler.place import Placement, Plan
 from hetagent.runtime.layout import usable_cores
 
 from hetagent_conformance.agents import everything_on, expected_answers, run
@@ -29,14 +29,15 @@ def test_agent_end_to_end(backend, registry, agent, record_property):
 
 def test_kv_cache_handed_to_another_worker(backend, registry, agent, record_property):
     """Prefill on the backend's device, decode in another worker process, reading the prefill's KV cache in the
-    exchange format: the cpu reference's second host partition (or the cpu reference, for another backend)."""
+    exchange format: the reference backend's second host partition (or the host device, for another backend)."""
     device = backend.need_device()
-    if backend.name == REFERENCE_BACKEND:
+    if backend.name == registry.host.backend:
         if len(usable_cores()) < 2:
             pytest.skip("one core here: no second host partition for the decode")
         plan, partitions = None, 2  # host-cpu:0 prefills, host-cpu:1 decodes
     else:
-        plan = Plan(placements={"answer.decode": Placement(HOST_DEVICE, REFERENCE_BACKEND)},
+        host = registry.host
+        plan = Plan(placements={"answer.decode": Placement(host.device, host.backend)},
                     default=Placement(device, backend.name), source="conformance: prefill here, decode on the host")
         partitions = 1
     result, prepared, prompts = run(backend, registry, agent, plan, cpu_partitions=partitions)

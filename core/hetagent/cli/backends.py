@@ -34,7 +34,7 @@ def register(commands) -> None:
 
 
 def load_registry(args):
-    from hetagent.plugins.registry import Registry, requested_backends
+    from hetagent.backend.registry import Registry, requested_backends
 
     return Registry.load(requested_backends(args.backends))
 

@@ -19,8 +19,8 @@ def register(commands) -> None:
     p.add_argument("agent", type=Path, help="an agent module (.mlir or .mlirbc)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
     p.add_argument("--plan", type=Path, help="a plan (JSON, spec/plan-format.md); default: everything on the host CPU")
-    p.add_argument("--strict-placement", action="store_true",
-                   help="an op its planned backend cannot run is an error instead of a reported fallback to the CPU")
+    p.add_argument("--allow-fallback", action="store_true",
+                   help="an op its planned backend cannot run goes to the host device (reported) instead of an error")
     p.add_argument("--target-option", action="append", default=[], metavar="BACKEND.OPTION=VALUE",
                    help="override a lowering target option, e.g. cuda.target=sm_80 (repeatable)")
     p.add_argument("--weights", action="append", default=[], metavar="MODEL=DIR",
@@ -54,7 +54,7 @@ def cmd_compile(args) -> int:
 
     from hetagent.compiler import Plan
     from hetagent.compiler.driver import compile_agent
-    from hetagent.plugins.registry import Registry, requested_backends
+    from hetagent.backend.registry import Registry, requested_backends
 
     target_options = _target_options(args.target_option)
     weights = dict(_pairs(args.weights, "--weights", "MODEL=DIR"))
@@ -70,7 +70,7 @@ def cmd_compile(args) -> int:
 
         manifest = compile_agent(
             args.agent, args.output, registry=registry, plan=plan, target_options=target_options,
-            weights=weights, strict=args.strict_placement, progress=progress,
+            weights=weights, allow_fallback=args.allow_fallback, progress=progress,
         )
     if args.json:
         print_json(manifest)

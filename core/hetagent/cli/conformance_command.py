@@ -43,7 +43,7 @@ def _choices(value: str, valid, flag: str) -> list[str]:
 
 
 def cmd_conformance(args) -> int:
-    from hetagent.plugins.registry import Registry
+    from hetagent.backend.registry import Registry
 
     tiers = _choices(args.tier, TIERS, "--tier")
     dtypes = _choices(args.dtype, DTYPES, "--dtype")

@@ -48,7 +48,7 @@ def register(commands) -> None:
 
 def _cost_model(args):
     from hetagent.cost import RooflineModel
-    from hetagent.plugins.registry import Registry, requested_backends
+    from hetagent.backend.registry import Registry, requested_backends
 
     return RooflineModel.from_registry(Registry.load(requested_backends(args.backends)))
 

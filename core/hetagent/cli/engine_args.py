@@ -39,7 +39,9 @@ def add_engine_arguments(p) -> None:
                    help="run model TO where the agent names FROM (default: tiny stand-ins for models without weights)")
     p.add_argument("--cpu-partitions", type=int, default=1, metavar="N",
                    help="split the host's cores into N pinned CPU workers (N >= 2: prefill and decode apart)")
-    p.add_argument("--strict-placement", action="store_true", help="an op its placed backend cannot run is an error")
+    p.add_argument("--allow-fallback", action="store_true",
+                   help="run an op whose placed device is absent here, or whose backend cannot run it, on the host "
+                   "device (each listed in the report) instead of refusing to start")
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
     p.add_argument("--store", action="append", default=[], metavar="NAME=INDEX", help="a memory store's index")
     p.add_argument("--tool", action="append", default=[], metavar="NAME=URL", help="an HTTP tool (POST JSON)")
@@ -85,7 +87,7 @@ def prepare_agent(agent: Path, args, *, registry, cache, on_progress=None):
 
     return prepare(agent, registry=registry, plan=Plan.load(args.plan) if args.plan else None,
                    model_dir=args.model_dir, model_overrides=dict(_pairs(args.model_map, "--model-map", "FROM=TO")),
-                   cpu_partitions=args.cpu_partitions, strict=args.strict_placement, cache=cache,
+                   cpu_partitions=args.cpu_partitions, allow_fallback=args.allow_fallback, cache=cache,
                    progress=on_progress, local=args.engine == "local")
 
 

@@ -30,7 +30,7 @@ def register(commands) -> None:
 
 def _cost_model(args):
     from hetagent.cost import RooflineModel
-    from hetagent.plugins.registry import Registry, requested_backends
+    from hetagent.backend.registry import Registry, requested_backends
 
     return RooflineModel.from_registry(Registry.load(requested_backends(args.backends)))
 
@@ -127,7 +127,7 @@ def _write_placed_ir(problem, plan, path) -> None:
         raise HetagentError("--ir-out needs a problem with an agent (a profiled problem has no IR)")
     from hetagent.compiler.place import Plan as CompilerPlan, place
     from hetagent.ir import decompose, load, save
-    from hetagent.plugins.registry import Registry
+    from hetagent.backend.registry import Registry
 
     module = decompose(load(problem.agent))
     compiler_plan = CompilerPlan.from_dict(plan.to_dict(), source="the plan")

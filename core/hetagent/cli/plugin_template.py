@@ -67,7 +67,7 @@ pytest tests
 
 from __future__ import annotations
 
-from hetagent.plugins import BackendInfo, hookimpl
+from hetagent.backend import BackendInfo, hookimpl
 
 from {package} import detect, executors, lowering, profiles
 
@@ -126,7 +126,7 @@ PROFILES = (
     "{package}/detect.py": '''\
 """Detection: cheap (enumeration only), side-effect free, re-entrant. Import the SDK inside detect()."""
 
-from hetagent.plugins import Detection
+from hetagent.backend import Detection
 
 
 def detect() -> Detection:
@@ -142,7 +142,7 @@ The generated pipeline is IREE's llvm-cpu target, a stand-in for your compiler: 
 own (an `iree` stage for another IREE target, or a `python` stage "module:function" returning bytes).
 """
 
-from hetagent.plugins import LoweringPipeline, Stage
+from hetagent.backend import LoweringPipeline, Stage
 
 PIPELINE = LoweringPipeline(
     backend="{name}",
@@ -163,7 +163,7 @@ def pipelines() -> list[LoweringPipeline]:
 """The granular ops this backend runs, and on which devices; the classes live in `runtime.py`, which only
 worker processes import (it may import the SDK at the top)."""
 
-from hetagent.plugins import ExecutorSpec
+from hetagent.backend import ExecutorSpec
 
 
 def specs() -> list[ExecutorSpec]:
@@ -173,7 +173,7 @@ def specs() -> list[ExecutorSpec]:
     "{package}/runtime.py": '''\
 """Executor classes (spec/plugin-api.md, section 11), built once per worker with a WorkerContext."""
 
-from hetagent.runtime.executor import OneShotExecutor
+from hetagent.backend.executor import OneShotExecutor
 
 
 class LLMExecutor(OneShotExecutor):
@@ -208,7 +208,7 @@ def test_conformance_tiers_a_and_b():
 
 def write_backend(name: str, parent: Path) -> Path:
     """Write the package `hetagent-<name>` under `parent`; returns its directory."""
-    from hetagent.plugins import PLUGIN_API_VERSION
+    from hetagent.backend import PLUGIN_API_VERSION
 
     if not _ID.match(name):
         raise HetagentError(f"backend id {name!r}: use lowercase letters, digits, '.', '_' and '-', starting with a "

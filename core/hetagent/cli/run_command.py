@@ -53,7 +53,7 @@ def register(commands) -> None:
 def cmd_run(args) -> int:
     from hetagent.compiler.cache import CompileCache
     from hetagent.hardware.pricebook import load_pricebook
-    from hetagent.plugins.registry import Registry, requested_backends
+    from hetagent.backend.registry import Registry, requested_backends
     from hetagent.runtime import workload
     from hetagent.runtime.run import run_prepared
 
@@ -162,8 +162,8 @@ def cmd_index(args) -> int:
     import numpy as np
 
     from hetagent.compiler.cache import CompileCache
-    from hetagent.plugins.registry import Registry, requested_backends
-    from hetagent.runtime.corpus import build_index, chunks
+    from hetagent.backend.registry import Registry, requested_backends
+    from hetagent.backend.stores import build_store, chunks
     from hetagent.runtime.engine import EngineOptions, LocalEngine
     from hetagent.runtime.run import new_run_id, prepare
 
@@ -183,7 +183,8 @@ def cmd_index(args) -> int:
         def embed(texts: list[str]):
             return np.stack([values[0] for values in engine.execute(node, [(t,) for t in texts])])
 
-        meta = build_index(args.directory, args.output, embed_model=args.embed_model, embed=embed)
+        meta = build_store(args.directory, args.output, embed_model=args.embed_model, embed=embed,
+                           write_index=registry.executor_class("memory.search", registry.host.device).write_index)
     if args.json:
         print_json(meta)
     else:

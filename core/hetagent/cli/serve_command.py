@@ -61,7 +61,7 @@ def cmd_serve(args) -> int:
                             f"'hetagent[serve]' ({exc})") from None
     from hetagent.compiler.cache import CompileCache
     from hetagent.hardware.pricebook import default_pricebook, load_pricebook
-    from hetagent.plugins.registry import Registry, requested_backends
+    from hetagent.backend.registry import Registry, requested_backends
     from hetagent.runtime import report
 
     if args.api_key == "":
@@ -77,8 +77,7 @@ def cmd_serve(args) -> int:
             prepared = prepare_agent(args.agent, args, registry=registry, cache=cache,
                                      on_progress=lambda d, a, t: bar.update(task, description=d, advance=a, total=t))
             bar.update(task, stage="start", description="starting workers")
-            devices = {w.device: registry.profile(w.device).tdp_w for w in prepared.workers}
-            usd_per_hour, price_note = report.fleet_usd_per_hour(devices, book)
+            usd_per_hour, price_note = report.fleet_usd_per_hour(prepared.workers, registry, book)
             engine = make_engine(prepared.program, prepared.workers, prepared.device_of, engine_options(args, cache),
                                  kernels_of=prepared.kernels_of)
         service = AgentService(engine, ServeMetrics(prepared.program.name, usd_per_hour))

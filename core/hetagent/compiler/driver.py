@@ -29,7 +29,7 @@ from hetagent.ir import decompose, load, verify
 from hetagent.ir.module import functions, to_text
 from hetagent.models.catalog import card
 from hetagent.models.weights import locate_weights, weight_shapes
-from hetagent.plugins.registry import Registry
+from hetagent.backend.registry import Registry
 
 MANIFEST_FORMAT = 1
 
@@ -46,10 +46,13 @@ def compile_agent(
     cache: CompileCache | None = None,
     target_options: dict[str, dict[str, str]] | None = None,
     weights: dict[str, str | Path] | None = None,
-    strict: bool = False,
+    present: set[str] | None = None,
+    allow_fallback: bool = False,
     progress: Progress | None = None,
 ) -> dict:
-    """Compile `agent` into `out_dir` and return the manifest (also written as `manifest.json`)."""
+    """Compile `agent` into `out_dir` and return the manifest (also written as `manifest.json`). `present`: place
+    for this node's devices (`hetagent run`); `allow_fallback`: ops that cannot run where placed go to the host
+    device (listed in the manifest's `fallbacks`) instead of being an error."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise HetagentError(f"{out}: exists and is not a directory (-o names the output directory)")
@@ -57,7 +60,8 @@ def compile_agent(
     report = progress or (lambda description, advance, total: None)
     module = decompose(verify(load(agent), what=str(agent)))
     fallbacks: list[str] = []
-    place(module, plan, registry=registry, strict=strict, on_fallback=fallbacks.append)
+    place(module, plan, registry=registry, present=present, allow_fallback=allow_fallback,
+          on_fallback=fallbacks.append)
     checked_weights = _check_weights(weights or {})
 
     wanted = wanted_functions(module)
@@ -90,7 +94,7 @@ def compile_agent(
     manifest = {
         "format": MANIFEST_FORMAT,
         "agent": str(agent),
-        "plan": plan.source if plan else "the default placement (every op on the host CPU)",
+        "plan": plan.source if plan else Plan().source,
         "versions": {name: installed_version(name) for name in ("hetagent", "iree-base-compiler", "torch")},
         "partitions": {backend: f"{backend}.mlir" for backend in partitions},
         "ops": ops,

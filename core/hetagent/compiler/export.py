@@ -19,10 +19,7 @@ from pathlib import Path
 from iree.compiler import ir
 
 from hetagent.compiler.cache import CompileCache, digest
-from hetagent.compiler.functions import ModelFunction
-from hetagent.models.catalog import card
-
-FUNCTION_ATTR = "hetagent.function"
+from hetagent.backend.functions import FUNCTION_ATTR, ModelFunction, export_program
 
 
 def installed_version(distribution: str) -> str:
@@ -43,37 +40,6 @@ def function_key(fn: ModelFunction) -> str:
         dataclasses.asdict(fn), installed_version("torch"), installed_version("iree-base-compiler"),
         _reference_source_digest(),
     )
-
-
-def export_program(fn: ModelFunction):
-    """The `torch.export.ExportedProgram` of `fn`: arguments are its inputs, then the weights in
-    `reference.weight_shapes` order; traced on the meta device."""
-    from hetagent.models import reference  # raises the "install hetagent[torch]" error when torch is missing
-
-    import torch
-
-    model = card(fn.model)
-    dtype = reference.torch_dtype(model, fn.dtype)
-    shapes = reference.weight_shapes(model)
-    names = list(shapes)
-    inputs = [
-        (shape, torch.int64 if kind == "i64" else dtype)
-        for _, shape, kind in fn.signature(model)["inputs"]
-    ]
-    body = getattr(reference, fn.function)
-
-    class Function(torch.nn.Module):
-        def forward(self, *args):
-            values, weights = args[: len(inputs)], dict(zip(names, args[len(inputs) :]))
-            if fn.function == "prefill":
-                return body(model, weights, *values, fn.capacity)
-            result = body(model, weights, *values)
-            return result if isinstance(result, tuple) else (result,)
-
-    with torch.device("meta"):  # every tensor the trace creates (aranges, masks) is meta too
-        args = [torch.empty(shape, dtype=kind) for shape, kind in inputs]
-        args += [torch.empty(shape, dtype=dtype) for shape in shapes.values()]
-        return torch.export.export(Function(), tuple(args))
 
 
 def _export_to_module(fn: ModelFunction, context: ir.Context) -> ir.Module:

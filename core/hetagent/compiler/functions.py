@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 from iree.compiler import ir
 
+from hetagent.backend.functions import ModelFunction
 from hetagent.errors import HetagentError
 from hetagent.models.card import ModelCard
 from hetagent.models.catalog import card
@@ -34,48 +35,6 @@ REFERENCE_DTYPES = ("fp32", "bf16", "fp16")
 FUNCTION_OF_OP = {"llm.prefill": "prefill", "llm.decode": "decode", "memory.embed": "embed"}
 
 
-@dataclass(frozen=True)
-class ModelFunction:
-    """One exported function of the reference decoder at static shapes: the unit the compiler builds."""
-
-    model: str
-    function: str  # prefill | decode | embed
-    dtype: str
-    batch: int
-    prompt: int = 0  # prompt capacity T (prefill, embed)
-    capacity: int = 0  # KV-cache capacity S (prefill, decode)
-
-    @property
-    def symbol(self) -> str:
-        """The func.func name: model, function and shapes, e.g. `tiny_llama_decode_fp32_b1_s320`."""
-        shapes = f"b{self.batch}" + (f"_t{self.prompt}" if self.prompt else "") + (f"_s{self.capacity}" if self.capacity else "")
-        return re.sub(r"[^A-Za-z0-9_]", "_", f"{self.model}_{self.function}_{self.dtype}_{shapes}")
-
-    def as_attribute(self, context: ir.Context) -> ir.DictAttr:
-        """The `hetagent.function` attribute on the exported func.func: how to rebuild it from source."""
-        with context:
-            return ir.DictAttr.get({
-                key: ir.StringAttr.get(value) if isinstance(value, str) else ir.IntegerAttr.get(ir.IntegerType.get_signless(64), value)
-                for key, value in asdict(self).items()
-            })
-
-    @classmethod
-    def from_attribute(cls, attr: ir.DictAttr) -> "ModelFunction":
-        fields = {attr[i].name: attr[i].attr for i in range(len(attr))}
-        return cls(**{k: v.value for k, v in fields.items()})
-
-    def signature(self, model: ModelCard) -> dict:
-        """Inputs and outputs (name, shape, dtype) in call order; the weights follow the inputs (see spec)."""
-        kv = ["kv", [model.num_layers, 2, self.batch, model.num_kv_heads, self.capacity, model.head_size], self.dtype]
-        tokens = ["tokens", [self.batch, self.prompt], "i64"]
-        lengths = ["lengths", [self.batch], "i64"]
-        logits = ["logits", [self.batch, model.vocab_size], self.dtype]
-        inputs, outputs = {
-            "prefill": ([tokens, lengths], [logits, kv]),
-            "decode": ([["token", [self.batch], "i64"], ["positions", [self.batch], "i64"], kv], [logits, kv]),
-            "embed": ([tokens, lengths], [["embedding", [self.batch, model.hidden_size], self.dtype]]),
-        }[self.function]
-        return {"inputs": inputs, "outputs": outputs}
 
 
 def _round_up(tokens: float) -> int:

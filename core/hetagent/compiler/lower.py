@@ -28,8 +28,8 @@ from hetagent.errors import HetagentError
 from hetagent.ir.module import functions, new_context, parse, to_text
 from hetagent.ir.optable import is_agent_op
 from hetagent.ir.verifier import verify
-from hetagent.plugins.records import LoweringPipeline
-from hetagent.plugins.registry import Registry
+from hetagent.backend.records import LoweringPipeline
+from hetagent.backend.registry import Registry
 
 ARTIFACTS_ATTR = "hetagent.artifacts"
 _COMPILER_VERSION = importlib.metadata.version("iree-base-compiler")

@@ -1,6 +1,6 @@
 """Backend lowering pipelines: finding the one for a device, applying target options, running its stages.
 
-A pipeline (`hetagent.plugins.LoweringPipeline`) is an ordered list of named stages, Triton-style: each stage
+A pipeline (`hetagent.backend.LoweringPipeline`) is an ordered list of named stages, Triton-style: each stage
 takes what the previous one produced — an MLIR module, then artifact bytes — and the last must produce bytes.
 
     mlir    a pass pipeline run on the module with MLIR's pass manager; the module must verify afterwards
@@ -19,8 +19,8 @@ from iree.compiler import ir, passmanager
 
 from hetagent.errors import HetagentError
 from hetagent.ir.module import to_bytecode
-from hetagent.plugins.records import LoweringPipeline, Stage
-from hetagent.plugins.registry import Registry
+from hetagent.backend.records import LoweringPipeline, Stage
+from hetagent.backend.registry import Registry
 
 # Python stages (a torch export, a vendor tool) need not be thread-safe: run them one at a time.
 _PYTHON_STAGE_LOCK = threading.Lock()

@@ -3,13 +3,16 @@
 Every compute op gets a `placement = {device, backend, replicas, tp, batch}` attribute. The plan names ops by
 their `name` label; an entry for a label also covers the parts decompose split it into (`answer` covers
 `answer.prefill`, `answer.kv`, `answer.decode`; the longest matching label wins). Ops the plan does not name go
-to the plan's default (the host CPU unless it says otherwise); a `kv.transfer` the plan does not name exactly
-runs where the decode that reads its cache runs. The plan format the compiler reads is `spec/plan-format.md`.
+to the plan's default (this node's host device, from the backend that provides it, unless the plan says
+otherwise); a `kv.transfer` the plan does not name exactly runs where the decode that reads its cache runs. The
+plan format the compiler reads is `spec/plan-format.md`.
 
-A placement is honoured only where the backend can run the op: the cpu backend runs every op (it is the
-reference), another backend runs an op one of its executors claims on that device, or an op with a model
-function its lowering pipeline compiles. Any other op falls back to the host CPU and the fallback is reported;
-with `strict`, it is an error instead.
+A placement must be one the backend can run: the reference backend (the host device's) runs every op, another
+backend an op one of its executors claims on that device, or an op with a model function its lowering pipeline
+compiles. When the caller says which devices are present (`present`: `hetagent run` on this node), the placed
+device must be one of them. Anything else is an error naming every such op, its device and why — no silent
+fallback — unless the caller allows fallback (`--allow-fallback`): then those ops go to the host device and
+each fallback is reported.
 """
 
 from __future__ import annotations
@@ -27,10 +30,7 @@ from hetagent.errors import HetagentError
 from hetagent.files import read_json
 from hetagent.ir.optable import OPS
 from hetagent.ir.verifier import verify
-from hetagent.plugins.registry import Registry
-
-REFERENCE_BACKEND = "cpu"  # runs every op: the fallback, and the default placement
-HOST_DEVICE = "host-cpu"
+from hetagent.backend.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,6 @@ class Placement:
         return cls(**values)
 
 
-HOST = Placement(device=HOST_DEVICE, backend=REFERENCE_BACKEND)
 _PLACEMENT_FIELDS = {f.name for f in fields(Placement)}
 
 
@@ -70,7 +69,7 @@ class Plan:
     """The part of a plan the compiler reads: a placement per op label, and a default."""
 
     placements: dict[str, Placement] = field(default_factory=dict)
-    default: Placement = HOST
+    default: Placement | None = None  # None: this node's host device
     source: str = "the default placement (every op on the host CPU)"
 
     @classmethod
@@ -82,7 +81,7 @@ class Plan:
         if not isinstance(data, dict) or not isinstance(data.get("placements", {}), dict):
             raise HetagentError(f"{source}: a plan is a JSON object with a 'placements' object (spec/plan-format.md)")
         placements = {label: _placement(entry, f"{source}: placements.{label}") for label, entry in data.get("placements", {}).items()}
-        default = _placement(data["default"], f"{source}: default") if "default" in data else HOST
+        default = _placement(data["default"], f"{source}: default") if "default" in data else None
         return cls(placements, default, source)
 
     def entry_for(self, label: str | None) -> tuple[str | None, Placement | None]:
@@ -110,10 +109,17 @@ def _placement(entry, where: str) -> Placement:
     return Placement(**{"backend": "", **entry})
 
 
+def host_placement(registry: Registry) -> Placement:
+    """This node's host device, on the backend that provides it (the reference)."""
+    host = registry.host
+    return Placement(device=host.device, backend=host.backend)
+
+
 def _resolve(placement: Placement, registry: Registry, where: str) -> Placement:
     """Fill in the backend from the device profile and check both exist and agree."""
-    if placement == HOST or (placement.device == HOST_DEVICE and placement.backend in ("", REFERENCE_BACKEND)):
-        return replace(placement, backend=REFERENCE_BACKEND)  # the host is always there: no profile lookup
+    host = registry.host
+    if placement.device == host.device and placement.backend in ("", host.backend):
+        return replace(placement, backend=host.backend)  # the host is always there: no profile lookup
     loaded = {b.name for b in registry.active()}
     if placement.backend and placement.backend not in loaded:
         raise HetagentError(
@@ -156,30 +162,46 @@ def label_of(op) -> str | None:
 
 
 def _claims(registry: Registry, op, placement: Placement) -> bool:
-    if placement.backend == REFERENCE_BACKEND:
+    if placement.backend == registry.host.backend:
         return True
-    kinds = {placement.device, registry.profile(placement.device).kind}
-    for executor in registry.executors():
-        if executor.backend == placement.backend and op.name in executor.ops and kinds & set(executor.device_kinds):
-            return True
+    if registry.executor_for(placement.backend, placement.device, op.name) is not None:
+        return True
     function, _ = function_for(op)
     return function is not None and find_pipeline(registry, placement.backend, placement.device) is not None
 
 
-def _honoured(registry: Registry, op, placement: Placement, source: str, strict: bool, report) -> Placement:
-    """`placement` if its backend can run `op` there, else the host CPU (reported, or an error if strict)."""
+def present_devices(registry: Registry) -> set[str]:
+    """The device profiles present on this node: the host device and every device a backend detects."""
+    return {registry.host.device} | {d.profile for det in registry.detect() if det.available for d in det.devices}
+
+
+def _absent(registry: Registry, placement: Placement) -> str:
+    detection = next((d for d in registry.detect() if d.backend == placement.backend), None)
+    if detection is None or not detection.available:
+        return f"{placement.backend} is unavailable here: {detection.reason if detection else 'it detects no devices'}"
+    return f"{placement.backend} detects only {', '.join(sorted({d.profile for d in detection.devices}))}"
+
+
+def _problem(registry: Registry, op, placement: Placement, present: set[str] | None) -> str | None:
+    """Why `placement` cannot run `op` (on this node, when `present` names its devices), or None."""
+    if op.name != "kv.transfer" and not _claims(registry, op, placement):
+        return f"no {placement.backend} executor or lowering pipeline claims {op.name} on {placement.device}"
+    if present is not None and placement.device not in present:
+        return f"device {placement.device} is not present on this node ({_absent(registry, placement)})"
+    return None
+
+
+def _honoured(registry: Registry, op, placement: Placement, source: str, present, problems: list[str]) -> Placement:
+    """`placement`, or the host device with the reason recorded in `problems` when it cannot run `op`."""
     what = f"'{label_of(op) or op.name}' ({op.name}, {source})"
     if placement.tp > 1:
         raise HetagentError(f"{what}: tp = {placement.tp}; the compiler builds single-device kernels only "
                             "(tensor-parallel sharding is not implemented): use tp = 1")
-    if op.name == "kv.transfer" or _claims(registry, op, placement):
+    why = _problem(registry, op, placement, present)
+    if why is None:
         return placement
-    message = (f"{what} is placed on {placement.backend}/{placement.device}, but no {placement.backend} "
-               f"executor or lowering pipeline claims {op.name} there")
-    if strict:
-        raise HetagentError(message + " (--strict-placement makes this an error)")
-    report(message + f"; it falls back to {REFERENCE_BACKEND}/{HOST_DEVICE}")
-    return replace(HOST, replicas=placement.replicas, batch=placement.batch)
+    problems.append(f"{what} is placed on {placement.backend}/{placement.device}: {why}")
+    return replace(host_placement(registry), replicas=placement.replicas, batch=placement.batch)
 
 
 def place(
@@ -187,11 +209,13 @@ def place(
     plan: Plan | None = None,
     *,
     registry: Registry,
-    strict: bool = False,
+    present: set[str] | None = None,
+    allow_fallback: bool = False,
     on_fallback: Callable[[str], None] | None = None,
 ) -> ir.Module:
-    """Set every compute op's placement from `plan` (default: all on the host CPU), in place; returns the
-    module, verified. `on_fallback` receives each fallback's explanation (default: a warning)."""
+    """Set every compute op's placement from `plan` (default: all on the host device), in place; returns the
+    module, verified. `present`: this node's devices (`present_devices`), when placements must run here. An op that cannot run where it is placed is an error naming it, unless
+    `allow_fallback`: then it goes to the host device and `on_fallback` receives why (default: a warning)."""
     verify(module)
     plan = plan or Plan()
     report = on_fallback or (lambda message: warnings.warn(message, stacklevel=2))
@@ -203,16 +227,23 @@ def place(
             f"{plan.source}: no op is labelled {', '.join(repr(u) for u in unused)}; labels in this agent: "
             f"{', '.join(sorted(labels)) or 'none'}"
         )
-    default = _resolve(plan.default, registry, f"{plan.source}: default")
+    default = _resolve(plan.default or host_placement(registry), registry, f"{plan.source}: default")
     resolved = {key: _resolve(p, registry, f"{plan.source}: placements.{key}") for key, p in plan.placements.items()}
     chosen: dict = {}
     transfers = []
+    problems: list[str] = []
     for op in ops:
         key, _ = plan.entry_for(label_of(op))
         if op.name == "kv.transfer" and key != label_of(op):
             transfers.append(op)  # placed with the decode that reads its cache, once that is settled
         else:
-            chosen[op] = _honoured(registry, op, resolved[key] if key else default, plan.source, strict, report)
+            chosen[op] = _honoured(registry, op, resolved[key] if key else default, plan.source, present, problems)
+    if problems and not allow_fallback:
+        raise HetagentError(f"{len(problems)} op(s) cannot run where they are placed:\n  " + "\n  ".join(problems)
+                            + "\n(--allow-fallback runs them on the host device instead, listed in the report)")
+    host = host_placement(registry)
+    for problem in problems:
+        report(f"{problem}; it falls back to {host.backend}/{host.device}")
     for op in transfers:
         decode = next((use.owner for use in op.results[0].uses if use.owner.name == "llm.decode"), None)
         chosen[op] = chosen.get(decode, default)

@@ -15,9 +15,9 @@ typical kernel, not the outliers. Collectives are fitted the same way against th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
+from hetagent.backend.records import Measurement
 from hetagent.cost.curves import CURVES_OF_KIND, LINK_CLASS_OF_KIND, Calibration, floor_class
 from hetagent.hardware.device import EfficiencyCurve
 from hetagent.models.kernels import Kernel
@@ -25,16 +25,6 @@ from hetagent.models.kernels import Kernel
 CURVE_POINTS = 16
 REASSIGN_ROUNDS = 8
 MIN_EFFICIENCY = 1e-4
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One measured kernel: what it did, in which dtype, on how many devices, and how long it took."""
-
-    kernel: Kernel
-    dtype: str
-    seconds: float
-    tp: int = 1  # participants of a collective (allreduce); 2 for a point-to-point transfer
 
 
 def ring_bytes(kernel: Kernel, participants: int) -> float:

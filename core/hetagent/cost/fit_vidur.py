@@ -44,13 +44,13 @@ def fit_devices(directory: str | Path, profiles: dict[str, DeviceProfile], *, ex
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from hetagent.plugins.registry import Registry
+    from hetagent.backend.registry import Registry
 
     parser = argparse.ArgumentParser(prog="python -m hetagent.cost.fit_vidur", description=__doc__.split("\n")[0])
     parser.add_argument("directory", help="Vidur's profiling tables (../shared/data/vidur)")
     parser.add_argument("--out", type=Path, default=REFERENCE_DIR, help="where to write the calibrations")
     args = parser.parse_args(argv)
-    profiles = {p.name: p for p in Registry.load(["cuda"]).device_profiles()}
+    profiles = {p.name: p for p in Registry.load().device_profiles()}  # Vidur's GPUs, whichever backend has them
     for calibration in fit_devices(args.directory, profiles):
         path = args.out / f"{calibration.device}.json"
         calibration.save(path)

@@ -35,7 +35,7 @@ from hetagent.cost.model import KernelTime
 from hetagent.errors import HetagentError
 from hetagent.hardware.device import DeviceProfile, Link
 from hetagent.models.kernels import Kernel
-from hetagent.plugins.records import CostTable
+from hetagent.backend.records import CostTable
 
 # Where a device has no rate for a dtype: the dtype it computes in instead. Low-precision weights are upcast in
 # registers (weight-only quantisation) so their bytes stay small; fp16 and bf16 run at each other's rate.

@@ -3,7 +3,7 @@
 The engine process is the router. Each request walks the program: an op is dispatched as soon as its operands
 are ready, to a worker serving that op on the op's device — the one that last held the request's KV cache if it
 can, else the least loaded. `control.loop` and `control.branch` are evaluated here when reached (predicates by
-name, `hetagent.runtime.transforms`); input ops take the request's payload; `kv.transfer` passes the handle of
+name, `hetagent.backend.transforms`); input ops take the request's payload; `kv.transfer` passes the handle of
 the shared-memory cache (`spec/kv-format.md`), whose bytes the decode worker copies in.
 
 Admission control: a request arriving while `max_inflight` are in flight, or (policy "sla") whose predicted
@@ -32,11 +32,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from hetagent.errors import HetagentError
-from hetagent.runtime import kv_format
-from hetagent.runtime.executor import Call, WorkerContext
+from hetagent.backend import kv_format
+from hetagent.backend.executor import Call, WorkerContext
 from hetagent.runtime.layout import ENGINE_OPS, WorkerPlan
 from hetagent.runtime.program import Block, Node, Program, answer_decode
-from hetagent.runtime.transforms import predicate, transform
+from hetagent.backend.transforms import predicate, transform
 from hetagent.runtime.worker import WorkerSpec, worker_main
 
 START_TIMEOUT_S = 180.0
@@ -83,6 +83,8 @@ class OpRecord:
     attempt: int
     ok: bool
     kv_bytes: int = 0
+    kv_s: float = 0.0  # moving a KV cache between the device and the exchange layout (prefill: out, decode: in)
+    route: str = ""  # kv.transfer: "<from device> -> <to device>"
 
 
 @dataclass
@@ -379,9 +381,14 @@ class LocalEngine:
             now = time.monotonic()
             if node.op == "kv.transfer":
                 values, size = inputs, inputs[0].header.total_bytes
+                source = getattr(inputs[0], "device", "") or "?"  # across nodes (Ray) only the header travels
+                target = node.placement.device if node.placement else "?"
+                record = OpRecord(live.request.id, node.label, node.op, "engine", now, now, 0.0, 0.0, 1, True, size,
+                                  getattr(inputs[0], "store_s", 0.0), f"{source} -> {target}")
             else:
-                values, size = (live.request.payload["audio" if node.op == "input.audio" else "query"],), 0
-            self.ops.append(OpRecord(live.request.id, node.label, node.op, "engine", now, now, 0.0, 0.0, 1, True, size))
+                values = (live.request.payload["audio" if node.op == "input.audio" else "query"],)
+                record = OpRecord(live.request.id, node.label, node.op, "engine", now, now, 0.0, 0.0, 1, True)
+            self.ops.append(record)
             self._complete(live, frame, node, values)
         else:
             self._dispatch(live, frame, node, inputs, attempt=1)
@@ -430,7 +437,7 @@ class LocalEngine:
             worker=plan.name, device=plan.device, cores=plan.cores,
             kernels=self._kernels_of(plan) if self._kernels_of else (), run_id=o.run_id, cache_dir=o.cache_dir,
             model_dir=o.model_dir, corpus=o.corpus, stores=dict(o.stores), http_tools=dict(o.http_tools),
-            temperature=o.temperature,
+            temperature=o.temperature, device_index=plan.device_index, device_uuid=plan.device_uuid,
         )
         return WorkerSpec(context, dict(plan.factories))
 
@@ -491,7 +498,7 @@ class LocalEngine:
         if kind == "tokens":
             self._tokens(worker, message[1])
             return
-        _, task_id, result, token_times, queue_s, run_s = message  # result: the values, or the error
+        _, task_id, result, token_times, queue_s, run_s, kv_s = message  # result: the values, or the error
         task = worker.tasks.pop(task_id, None)
         if task is None:
             return
@@ -505,7 +512,7 @@ class LocalEngine:
             return
         kv_bytes = result[0].header.total_bytes if ok and node.op == "llm.prefill" else 0
         self.ops.append(OpRecord(live.request.id, node.label, node.op, worker.plan.name, task.sent, now, queue_s, run_s,
-                                 task.call.attempt, ok, kv_bytes))
+                                 task.call.attempt, ok, kv_bytes, kv_s))
         if ok and isinstance(result[0], kv_format.KVHandle):  # across nodes the object store holds it instead
             live.segments.add(result[0].segment)
         if live.record.status != "running":

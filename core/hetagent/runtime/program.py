@@ -14,20 +14,11 @@ from pathlib import Path
 
 from iree.compiler import ir
 
+from hetagent.backend.executor import KernelRef
 from hetagent.compiler.place import Placement, compute_ops, label_of
 from hetagent.ir.optable import OPS
 
 CONTROL_OPS = ("control.loop", "control.branch")
-
-
-@dataclass(frozen=True)
-class KernelRef:
-    """A compiled model function: what an executor needs to load and call it."""
-
-    symbol: str
-    artifact: str  # absolute path of the .vmfb (or other artifact): with the symbol, what identifies it
-    function: dict = field(compare=False)  # ModelFunction fields: model, function, dtype, batch, prompt, capacity
-    weights: tuple[str, ...] = field(compare=False)  # weight names in call order
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from hetagent.compiler.place import HOST_DEVICE
 from hetagent.errors import HetagentError
-from hetagent.plugins.registry import Registry, requested_backends
+from hetagent.backend.registry import Registry, requested_backends
 from hetagent.runtime.engine import EngineOptions, LocalEngine
-from hetagent.runtime.executor import Call
+from hetagent.backend.executor import Call
 from hetagent.runtime.layout import WorkerPlan
 from hetagent.runtime.program import Program
 from hetagent.runtime.ray_worker import WorkerActor
@@ -157,7 +156,7 @@ class RayEngine(LocalEngine):
             num_cpus=demand.pop("CPU"), num_gpus=demand.pop("GPU", 0), resources=demand,
             max_restarts=0,  # the router restarts it, retrying its calls
             name=f"hetagent-{self.options.run_id}-{plan.name}-{worker.generation}",
-        ).remote(self._spec(plan), plan.backend, None if plan.device == HOST_DEVICE else plan.device, self._backends,
+        ).remote(self._spec(plan), plan.backend, None if not plan.resources else plan.device, self._backends,
                  self._versions)
         self._refs[actor.ready.remote()] = (worker, worker.generation, None, None)
         return actor
@@ -214,7 +213,7 @@ class RayEngine(LocalEngine):
             self._lost(worker)
             return
         except ray.exceptions.RayTaskError as exc:  # a bug in the actor's transport: fails that call only
-            message = ("failed", task, f"{type(exc).__name__}: {exc}", (), 0.0, 0.0)
+            message = ("failed", task, f"{type(exc).__name__}: {exc}", (), 0.0, 0.0, 0.0)
         if kv is not None and message[0] == "done":
             message = (*message[:2], (replace(message[2][0], ref=kv), *message[2][1:]), *message[3:])
         self._message(worker, message)

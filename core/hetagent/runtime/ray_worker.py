@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from hetagent.plugins.registry import Registry
-from hetagent.runtime import kv_format
-from hetagent.runtime.executor import Call
+from hetagent.backend.registry import Registry
+from hetagent.backend import kv_format
+from hetagent.backend.executor import Call
 from hetagent.runtime.worker import WorkerSpec, run_worker
 
 

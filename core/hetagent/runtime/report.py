@@ -6,7 +6,9 @@ engine saw it, minus queue and run: pickling, pipes, routing). Per request: TTFT
 the last LLM call, the answer), time between tokens (every decode step), end to end, SLA attainment (finished
 within the deadline, over all requests that arrived — rejected and failed ones count as misses). $/request is
 the fleet's $/hour from the price book (each device once: CPU partitions share the host) times the run's wall
-time, divided by the requests that finished.
+time, divided by the requests that finished. KV transfers (`transfers`): per `kv.transfer`, the route (the
+device whose prefill wrote the cache -> the device whose decode reads it), the bytes, and the time staging it
+out of the prefill's device into the `spec/kv-format.md` layout and into the decode's device.
 """
 
 from __future__ import annotations
@@ -43,6 +45,31 @@ def op_rows(ops: list[OpRecord]) -> list[dict]:
             "run_ms_p99": _ms(percentile([r.run_s for r in records], 99)),
             "overhead_us_p50": None if not overhead else percentile(overhead, 50) * 1e6,
             "kv_bytes": sum(r.kv_bytes for r in records) or None,
+            "kv_ms_p50": _ms(percentile([r.kv_s for r in records if r.kv_s], 50)),
+        })
+    return rows
+
+
+def transfers(ops: list[OpRecord]) -> list[dict]:
+    """One row per KV transfer (per `kv.transfer` label): route, bytes, and the staging times at both ends:
+    out of the device (the prefill, recorded on the handle) and into the device (the decode that read it)."""
+    loads: dict[tuple[int, str], list[float]] = defaultdict(list)
+    for record in ops:
+        if record.op == "llm.decode" and record.ok and record.kv_s:
+            loads[(record.request, record.label.rpartition(".")[0])].append(record.kv_s)
+    by_label: dict[str, list[OpRecord]] = defaultdict(list)
+    for record in ops:
+        if record.op == "kv.transfer":
+            by_label[record.label].append(record)
+    rows = []
+    for label, records in by_label.items():
+        base = label.rpartition(".")[0]
+        load = [s for r in records for s in loads.get((r.request, base), [])]
+        rows.append({
+            "transfer": label, "routes": sorted({r.route for r in records}), "count": len(records),
+            "bytes_p50": percentile([r.kv_bytes for r in records], 50),
+            "store_ms_p50": _ms(percentile([r.kv_s for r in records], 50)),
+            "load_ms_p50": _ms(percentile(load, 50)),
         })
     return rows
 
@@ -58,12 +85,14 @@ def request_rows(requests: list[RequestRecord]) -> list[dict]:
     } for r in requests]
 
 
-def fleet_usd_per_hour(devices: dict[str, float], book: PriceBook) -> tuple[float | None, str]:
-    """Sum of each device's $/hour (device -> TDP W), or None and why not."""
-    missing = sorted(set(devices) - set(book.prices))
+def fleet_usd_per_hour(workers, registry, book: PriceBook) -> tuple[float | None, str]:
+    """Sum of the $/hour of the devices the workers use, or None and why not. Each device once: a GPU worker owns
+    its device (`device_index`), CPU partitions share the host."""
+    devices = {(w.device, w.device_index): registry.profile(w.device).tdp_w for w in workers}
+    missing = sorted({profile for profile, _ in devices} - set(book.prices))
     if missing:
         return None, f"not priced: price book {book.name!r} has no price for {', '.join(missing)} (pass --pricebook)"
-    return sum(book.usd_per_hour(device, tdp) for device, tdp in devices.items()), ""
+    return sum(book.usd_per_hour(profile, tdp) for (profile, _), tdp in devices.items()), ""
 
 
 def summary(requests: list[RequestRecord], ops: list[OpRecord], wall_s: float, usd_per_hour: float | None,

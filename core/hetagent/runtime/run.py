@@ -14,17 +14,17 @@ from typing import Callable
 
 from hetagent.compiler.cache import CompileCache, digest
 from hetagent.compiler.driver import compile_agent
-from hetagent.compiler.place import Plan, place
+from hetagent.compiler.place import Plan, place, present_devices
 from hetagent.hardware.pricebook import PriceBook, default_pricebook
 from hetagent.ir import decompose, load, verify
 from hetagent.ir.module import to_text
-from hetagent.plugins.registry import Registry
+from hetagent.backend.registry import Registry
 from hetagent.runtime import report, standins
 from hetagent.runtime.engine import EngineOptions, LocalEngine, Request, RequestRecord
 from hetagent.runtime.layout import WorkerPlan, plan_workers
 from hetagent.runtime.program import Program, build_program
 from hetagent.runtime.trace import otlp_trace
-from hetagent.runtime.weights import prepare_weights
+from hetagent.backend.weights import prepare_weights
 
 
 @dataclass
@@ -44,9 +44,10 @@ class Prepared:
 
 
 def prepare(agent: Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
-            model_overrides: dict[str, str] | None = None, cpu_partitions: int = 1, strict: bool = False,
+            model_overrides: dict[str, str] | None = None, cpu_partitions: int = 1, allow_fallback: bool = False,
             cache: CompileCache | None = None, progress=None, local: bool = True) -> Prepared:
-    """Compile `agent` and lay out its workers: on this node, or (`local=False`) on a cluster (RayEngine)."""
+    """Compile `agent` and lay out its workers: on this node, or (`local=False`) on a cluster (RayEngine). On this
+    node every placed device must be present, unless `allow_fallback` (then such ops run on the host device)."""
     cache = cache or CompileCache()
     module = verify(load(agent), what=str(agent))
     named = standins.named_models(module)
@@ -58,17 +59,19 @@ def prepare(agent: Path, *, registry: Registry, plan: Plan | None = None, model_
     (work / "agent.mlir").write_text(source)
     fallbacks: list[str] = []
     weights = {m: model_dir / m for m in set(mapping.values()) if model_dir and (model_dir / m).is_dir()}
-    manifest = compile_agent(work / "agent.mlir", work / "compiled", registry=registry, plan=plan, cache=cache,
-                             weights=weights, strict=strict, progress=progress)
+    present = present_devices(registry) if local else None
+    compiled = work / "compiled"
+    manifest = compile_agent(work / "agent.mlir", compiled, registry=registry, plan=plan, cache=cache,
+                             weights=weights, present=present, allow_fallback=allow_fallback, progress=progress)
     fallbacks += manifest["fallbacks"]
-    placed = place(decompose(load(work / "agent.mlir")), plan, registry=registry, on_fallback=lambda m: None)
-    program = build_program(placed, manifest, work / "compiled")
+    placed = place(decompose(load(work / "agent.mlir")), plan, registry=registry, present=present,
+                   allow_fallback=allow_fallback, on_fallback=lambda m: None)
+    program = build_program(placed, manifest, compiled)
     for kernel in {n.kernel for n in program.nodes() if n.kernel}:
         prepare_weights(kernel.function["model"], kernel.function["dtype"], model_dir=model_dir, cache_dir=cache.root)
-    workers, device_of = plan_workers(program, registry, cpu_partitions=cpu_partitions, strict=strict,
-                                      on_fallback=fallbacks.append, local=local)
+    workers, device_of = plan_workers(program, registry, cpu_partitions=cpu_partitions, local=local)
     substituted = {k: v for k, v in mapping.items() if k != v}
-    return Prepared(program, workers, device_of, substituted, fallbacks, work / "compiled")
+    return Prepared(program, workers, device_of, substituted, fallbacks, compiled)
 
 
 @dataclass
@@ -81,11 +84,13 @@ class RunResult:
     substitutions: dict[str, str]
     fallbacks: list[str]
     workers: list[dict]
+    transfers: list[dict] = field(default_factory=list)
     trace: dict = field(repr=False, default_factory=dict)
 
     def as_json(self) -> dict:
         return {"agent": self.agent, "summary": self.summary, "ops": self.ops, "requests": self.requests,
-                "substitutions": self.substitutions, "fallbacks": self.fallbacks, "workers": self.workers}
+                "transfers": self.transfers, "substitutions": self.substitutions, "fallbacks": self.fallbacks,
+                "workers": self.workers}
 
 
 def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Registry, options: EngineOptions,
@@ -103,8 +108,7 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
         records = engine.run(requests, on_tick=(lambda: engine_hook(engine)) if engine_hook else None)
         wall = time.monotonic() - start
         ops = list(engine.ops)
-    devices = {w.device: registry.profile(w.device).tdp_w for w in prepared.workers}
-    usd_per_hour, note = report.fleet_usd_per_hour(devices, pricebook or default_pricebook())
+    usd_per_hour, note = report.fleet_usd_per_hour(prepared.workers, registry, pricebook or default_pricebook())
     return RunResult(
         agent=prepared.program.name,
         summary=report.summary(records, ops, wall, usd_per_hour, note),
@@ -115,6 +119,7 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
         fallbacks=prepared.fallbacks,
         workers=[{"name": w.name, "device": w.device, "cores": list(w.cores), "ops": sorted(w.factories)}
                  for w in prepared.workers],
+        transfers=report.transfers(ops),
         trace=otlp_trace(options.run_id, prepared.program.name, records, ops),
     )
 

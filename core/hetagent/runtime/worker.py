@@ -4,7 +4,7 @@ The engine sends `("call", Call)` messages; the worker keeps them in an earliest
 loops: take every message waiting, join queued stepped calls (decode) while their executor has free slots, run
 one step of every executor with joined sequences, then run the most urgent one-shot call together with the
 compatible calls queued behind it (same op and kernel, up to the executor's batch). Results go back as
-`("done", task, values, token_times, queue_s, run_s)` or `("failed", task, message, (), queue_s, run_s)`: the
+`("done", task, values, token_times, queue_s, run_s, kv_s)` or `("failed", task, message, (), queue_s, run_s, 0.0)`: the
 `Outcome` taken apart, because the engine unpickles every result on the critical path, usually with its caches
 cold from the worker's kernels, and each class in a message costs it tens of µs there.
 
@@ -29,7 +29,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from hetagent.runtime.executor import Call, WorkerContext
+from hetagent.backend.executor import Call, WorkerContext
 
 STREAM_REPORT_S = 0.005  # the least time between two token reports (a GPU's decode step is longer: each its own)
 
@@ -113,9 +113,11 @@ def run_worker(conn, spec: WorkerSpec) -> None:
     def send_result(call: Call, result, queued: float, started: float) -> None:
         now = time.monotonic()
         if isinstance(result, Exception):
-            conn.send(("failed", call.task, f"{type(result).__name__}: {result}", (), started - queued, now - started))
+            conn.send(("failed", call.task, f"{type(result).__name__}: {result}", (), started - queued, now - started,
+                       0.0))
         else:
-            conn.send(("done", call.task, result.values, result.token_times, started - queued, now - started))
+            conn.send(("done", call.task, result.values, result.token_times, started - queued, now - started,
+                       result.kv_s))
 
     # registered once: `conn.poll` builds a selector per call, and the loop checks for messages every decode step
     inbox = selectors.DefaultSelector()

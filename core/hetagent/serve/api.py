@@ -31,8 +31,8 @@ from starlette.exceptions import HTTPException
 
 from hetagent.runtime.engine import RequestRecord
 from hetagent.runtime.program import Program
-from hetagent.runtime.text import IncrementalDetokenizer
-from hetagent.runtime.transforms import render
+from hetagent.backend.text import IncrementalDetokenizer
+from hetagent.backend.transforms import render
 from hetagent.serve.metrics import CONTENT_TYPE
 from hetagent.serve.service import AgentService, Rejection
 

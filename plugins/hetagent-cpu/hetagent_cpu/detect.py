@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from hetagent.plugins import DetectedDevice, Detection
+from hetagent.backend import DetectedDevice, Detection
 
 BACKEND = "cpu"
 PROFILE = "host-cpu"

@@ -1,22 +1,14 @@
-"""The cpu backend's executors (`hetagent_executors`): which granular ops it runs on CPU devices.
-
-The classes live in modules only worker processes import (`llm`, `speech`, `memory`, `host_ops`).
-"""
+"""The cpu backend's model-function executor: the shared one on IREE's `local-task` driver (the host's task
+system, one thread group per pinned core), and the conformance suite's kernel runner (`local-sync`)."""
 
 from __future__ import annotations
 
-from hetagent.plugins import ExecutorSpec
-
-BACKEND = "cpu"
-CPU = ("cpu",)
+from hetagent.backend import iree, llm
 
 
-def specs() -> list[ExecutorSpec]:
-    return [
-        ExecutorSpec(BACKEND, "iree-llm", ("llm.prefill", "llm.decode", "memory.embed"), CPU,
-                     "hetagent_cpu.llm:LLMExecutor"),
-        ExecutorSpec(BACKEND, "speech", ("audio.stt", "audio.tts"), CPU, "hetagent_cpu.speech:SpeechExecutor"),
-        ExecutorSpec(BACKEND, "faiss-search", ("memory.search",), CPU, "hetagent_cpu.memory:SearchExecutor"),
-        ExecutorSpec(BACKEND, "host-ops", ("tool.lookup", "tool.compute", "data.transform"), CPU,
-                     "hetagent_cpu.host_ops:HostOpsExecutor"),
-    ]
+class LLMExecutor(llm.LLMExecutor):
+    driver = "local-task"
+
+
+def kernel_runner(artifact, symbol: str, device: str):
+    return iree.kernel_runner(artifact, symbol, device, driver_name="local-sync")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hetagent.runtime.executor import Call, OneShotExecutor
-from hetagent.runtime.tools import ToolContext, call_tool
-from hetagent.runtime.transforms import TOOL_CALL, render, transform
+from hetagent.backend.executor import Call, OneShotExecutor
+from hetagent.backend.tools import ToolContext, call_tool
+from hetagent.backend.transforms import TOOL_CALL, render, transform
 
 
 class HostOpsExecutor(OneShotExecutor):

@@ -8,7 +8,7 @@ says exactly what it was built for.
 
 from __future__ import annotations
 
-from hetagent.plugins import LoweringPipeline, Stage
+from hetagent.backend import LoweringPipeline, Stage
 
 from hetagent_cpu import detect, profiles
 

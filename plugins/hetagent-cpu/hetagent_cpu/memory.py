@@ -1,15 +1,41 @@
-"""Vector search on the CPU with FAISS over an index built by `hetagent index` (`hetagent.runtime.corpus`)."""
+"""Vector search on the CPU with FAISS over a memory store built by `hetagent index` (`hetagent.backend.stores`).
+
+The store's documents and metadata are the core's format; the vector index inside it is a FAISS inner-product
+index over unit-length embeddings (cosine similarity), written by `SearchExecutor.write_index`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
+from hetagent.backend.executor import Call, OneShotExecutor, Outcome
+from hetagent.backend.stores import load_store
 from hetagent.errors import HetagentError
-from hetagent.runtime.corpus import load_index
-from hetagent.runtime.executor import Call, OneShotExecutor, Outcome
+
+INDEX_FILE = "index.faiss"
+
+
+@dataclass(frozen=True)
+class _Index:
+    faiss: object
+    documents: list[dict]
+    meta: dict
 
 
 class SearchExecutor(OneShotExecutor):
+    @staticmethod
+    def write_index(vectors: np.ndarray, out: Path) -> str:
+        """The store's vector index (what `hetagent index` asks of the executor that will search it)."""
+        import faiss
+
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        faiss.write_index(index, str(out / INDEX_FILE))
+        return INDEX_FILE
+
     def __init__(self, context):
         super().__init__(context)
         self.indexes: dict[str, object] = {}
@@ -22,7 +48,10 @@ class SearchExecutor(OneShotExecutor):
             if store not in self.context.stores:
                 raise HetagentError(f"memory store {store!r} has no index: build one with `hetagent index DIR -o "
                                     f"INDEX` and pass `--store {store}=INDEX`")
-            self.indexes[store] = load_index(self.context.stores[store])
+            import faiss
+
+            loaded = load_store(self.context.stores[store])
+            self.indexes[store] = _Index(faiss.read_index(str(loaded.index_file)), loaded.documents, loaded.meta)
         return self.indexes[store]
 
     def run(self, calls: list[Call]) -> list:

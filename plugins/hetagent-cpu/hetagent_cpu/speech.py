@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hetagent.runtime import text
-from hetagent.runtime.executor import Call, OneShotExecutor
-from hetagent.runtime.transforms import render
+from hetagent.backend import text
+from hetagent.backend.executor import Call, OneShotExecutor
+from hetagent.backend.transforms import render
 
 SAMPLE_RATE = 16000
 FRAME, HOP, BANDS, POOL = 400, 160, 80, 4

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hetagent.plugins import DetectedDevice, Detection
+from hetagent.backend import DetectedDevice, Detection
 
 from hetagent_cuda import profiles
 
@@ -71,12 +71,21 @@ def _enumerate(driver: Any) -> list[dict[str, Any]]:
         major = _check(driver, driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev))
         minor = _check(driver, driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev))
         memory = int(_check(driver, driver.cuDeviceTotalMem(dev)))
-        found.append({"index": index, "name": name, "memory": memory, "cc": f"{major}.{minor}"})
+        found.append({"index": index, "name": name, "memory": memory, "cc": f"{major}.{minor}",
+                      "uuid": _uuid(_check(driver, driver.cuDeviceGetUuid(dev)))})
     return found
 
 
+def _uuid(value: Any) -> str:
+    """A CUuuid as NVML and nvidia-smi print it (GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx): how a worker finds its
+    GPU among those IREE's cuda driver enumerates, whatever CUDA_VISIBLE_DEVICES renumbers."""
+    raw = bytes(value.bytes) if hasattr(value, "bytes") else bytes(value)
+    h = raw.hex()
+    return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
 def detection_from(found: list[dict[str, Any]]) -> Detection:
-    """Turn enumerated devices ({index, name, memory, cc}) into a Detection, applying the matching rule."""
+    """Turn enumerated devices ({index, name, memory, cc, uuid}) into a Detection, applying the matching rule."""
     devices, skipped = [], []
     for d in found:
         profile = match_nvidia(d["name"], d["memory"])
@@ -90,7 +99,7 @@ def detection_from(found: list[dict[str, Any]]) -> Detection:
                 index=d["index"],
                 name=d["name"],
                 memory_gb=round(d["memory"] / 1e9, 1),
-                details={"compute_capability": d["cc"]},
+                details={"compute_capability": d["cc"], **({"uuid": d["uuid"]} if d.get("uuid") else {})},
             )
         )
     if not found:

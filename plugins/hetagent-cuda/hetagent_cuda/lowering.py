@@ -9,7 +9,7 @@ iree-org/iree#22147), so their pipelines default to sm_89 PTX. The `target` opti
 
 from __future__ import annotations
 
-from hetagent.plugins import LoweringPipeline, Stage
+from hetagent.backend import LoweringPipeline, Stage
 
 from hetagent_cuda import profiles
 

@@ -1,40 +1,34 @@
-"""hetagent backend `gaudi`: Intel Gaudi 3 profiles and detection.
+"""hetagent backend `gaudi`: Intel Gaudi 3 profiles, detection, torch-graph lowering and the HPU executor.
 
-Only hook implementations live here. hl-smi and habana_frameworks are used inside `detect.detect()`, never at
-import time, so listing this backend costs nothing on a machine without the Gaudi stack.
+hl-smi and habana_frameworks are used inside `detect.detect()` and the worker, never at import time, so listing
+this backend costs nothing on a machine without the Gaudi stack.
 """
 
 from __future__ import annotations
 
-from hetagent.hardware.device import DeviceProfile
-from hetagent.plugins import BackendInfo, Detection, LoweringPipeline, hookimpl
+from hetagent.backend import Backend, ExecutorSpec
 
 from hetagent_gaudi import detect, lowering, profiles
 
 __version__ = "0.1.0"
 
 
-@hookimpl
-def hetagent_backend_info() -> BackendInfo:
-    return BackendInfo(
-        name="gaudi",
-        version=__version__,
-        plugin_api="1.1",  # the API this backend is written against (a literal, so a mismatch shows)
-        vendor="intel",
-        summary="Intel Gaudi 3 accelerators (OAM and PCIe) through hl-smi",
-    )
+class GaudiBackend(Backend):
+    name = "gaudi"
+    vendor = "intel"
+    plugin_api = "2.0"  # the API this backend is written against (a literal, so a mismatch shows)
+    version = __version__
+    summary = "Intel Gaudi 3 accelerators (OAM and PCIe) through hl-smi"
 
+    def profiles(self):
+        return list(profiles.PROFILES)
 
-@hookimpl
-def hetagent_device_profiles() -> list[DeviceProfile]:
-    return list(profiles.PROFILES)
+    def detect(self):
+        return detect.detect()
 
+    def pipelines(self):
+        return lowering.pipelines()
 
-@hookimpl
-def hetagent_detect() -> Detection:
-    return detect.detect()
-
-
-@hookimpl
-def hetagent_lowering_pipelines() -> list[LoweringPipeline]:
-    return lowering.pipelines()
+    def executors(self):
+        return [ExecutorSpec(self.name, "hpu-llm", ("llm.prefill", "llm.decode", "memory.embed"), ("accelerator",),
+                             "hetagent_gaudi.executors:LLMExecutor")]

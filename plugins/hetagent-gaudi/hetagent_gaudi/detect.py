@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from hetagent.plugins import DetectedDevice, Detection
+from hetagent.backend import DetectedDevice, Detection
 
 from hetagent_gaudi import profiles
 

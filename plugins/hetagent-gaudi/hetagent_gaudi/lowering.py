@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from hetagent.plugins import LoweringPipeline, Stage
+from hetagent.backend import LoweringPipeline, Stage
 
 from hetagent_gaudi import profiles
 
@@ -31,19 +31,9 @@ def save_torch_graph(module) -> bytes:
     """The python stage: the kernel of a clean module, as the bytes of a saved `torch.export` program."""
     import torch
 
-    from hetagent.compiler.export import FUNCTION_ATTR, export_program
-    from hetagent.compiler.functions import ModelFunction
-    from hetagent.errors import UnsupportedError
-    from hetagent.ir.module import functions
+    from hetagent.backend.functions import export_program, kernel_function
 
-    kernels = [op for op in functions(module).values() if FUNCTION_ATTR in op.attributes]
-    if len(kernels) != 1:
-        names = ", ".join(functions(module)) or "none"
-        raise UnsupportedError(  # a declined kernel, not a broken one: the op runs on the CPU reference
-            f"the gaudi pipeline builds reference-decoder functions only (func.funcs carrying {FUNCTION_ATTR}); "
-            f"this kernel module has {len(kernels)} of them (functions: {names})"
-        )
-    program = export_program(ModelFunction.from_attribute(kernels[0].attributes[FUNCTION_ATTR]))
+    program = export_program(kernel_function(module))  # another kernel is declined (UnsupportedError)
     program.example_inputs = None  # the trace's meta tensors hold no data and could not be moved to the HPU
     buffer = io.BytesIO()
     torch.export.save(program, buffer)

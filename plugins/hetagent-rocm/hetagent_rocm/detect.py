@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from hetagent.plugins import DetectedDevice, Detection
+from hetagent.backend import DetectedDevice, Detection
 
 from hetagent_rocm import profiles
 

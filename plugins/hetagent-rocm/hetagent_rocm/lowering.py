@@ -7,7 +7,7 @@ MI300X and MI325X), run with IREE's `hip` driver. The `target` option overrides 
 
 from __future__ import annotations
 
-from hetagent.plugins import LoweringPipeline, Stage
+from hetagent.backend import LoweringPipeline, Stage
 
 from hetagent_rocm import profiles
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from hetagent.plugins import BackendInfo, CostTable, DetectedDevice, Detection, ExecutorSpec, hookimpl
+from hetagent.backend import Backend, CostTable, DetectedDevice, Detection, ExecutorSpec
 
 from hetagent_cpu import detect, lowering, profiles
 
@@ -19,37 +19,29 @@ NAME = "broken"
 DEVICE = "broken-cpu"
 
 
-@hookimpl
-def hetagent_backend_info():
-    return BackendInfo(name=NAME, version="0.0.1", plugin_api="1.1", vendor="test", summary="three faults")
+class BrokenBackend(Backend):
+    name = NAME
+    vendor = "test"
+    plugin_api = "2.0"
+    version = "0.0.1"
+    summary = "three faults"
 
+    def profiles(self):
+        return [dataclasses.replace(profiles.host_profile(detect.host_cpu()), name=DEVICE, backend=NAME)]
 
-@hookimpl
-def hetagent_device_profiles():
-    return [dataclasses.replace(profiles.host_profile(detect.host_cpu()), name=DEVICE, backend=NAME)]
+    def detect(self):
+        return Detection(backend=NAME, available=True, devices=(DetectedDevice(profile=DEVICE, index=0, name="host"),))
 
+    def pipelines(self):
+        return [dataclasses.replace(lowering.pipeline(DEVICE, detect.cpu_info().arch), backend=NAME)]
 
-@hookimpl
-def hetagent_detect():
-    return Detection(backend=NAME, available=True, devices=(DetectedDevice(profile=DEVICE, index=0, name="host"),))
+    def executors(self):
+        return [
+            ExecutorSpec(NAME, "llm", ("llm.prefill", "llm.decode", "memory.embed"), (DEVICE,),
+                         "hetagent_cpu.executors:LLMExecutor"),
+            ExecutorSpec(NAME, "search", ("memory.search",), (DEVICE,), "hetagent_broken.executors:CrashingSearch"),
+        ]
 
-
-@hookimpl
-def hetagent_lowering_pipelines():
-    cpu = lowering.pipeline(DEVICE, detect.cpu_info().arch)
-    return [dataclasses.replace(cpu, backend=NAME)]
-
-
-@hookimpl
-def hetagent_executors():
-    return [
-        ExecutorSpec(NAME, "llm", ("llm.prefill", "llm.decode", "memory.embed"), (DEVICE,),
-                     "hetagent_cpu.llm:LLMExecutor"),
-        ExecutorSpec(NAME, "search", ("memory.search",), (DEVICE,), "hetagent_broken.executors:CrashingSearch"),
-    ]
-
-
-@hookimpl
-def hetagent_cost_models():
-    return [CostTable(backend=NAME, device=DEVICE, op_class="gemm", dtype="fp32",
-                      points=((2e9, 0.2), (1e9, 0.1)), source="fault 2: not sorted by size")]
+    def cost_tables(self):
+        return [CostTable(backend=NAME, device=DEVICE, op_class="gemm", dtype="fp32",
+                          points=((2e9, 0.2), (1e9, 0.1)), source="fault 2: not sorted by size")]

@@ -1,8 +1,8 @@
-"""Fault 3: an executor that crashes on every call."""
+"""Fault 3: an executor that crashes on every call (it writes its store's index as the cpu one does)."""
 
-from hetagent.runtime.executor import OneShotExecutor
+from hetagent_cpu.memory import SearchExecutor
 
 
-class CrashingSearch(OneShotExecutor):
+class CrashingSearch(SearchExecutor):
     def run(self, calls):
         raise RuntimeError("simulated executor crash")

@@ -1,6 +1,6 @@
 """Fault 1: the cpu kernel runner, but matrix-vector products come back 5 % too large."""
 
-from hetagent_cpu.iree_device import kernel_runner as cpu_runner
+from hetagent_cpu.executors import kernel_runner as cpu_runner
 
 
 def kernel_runner(artifact, symbol, device):

@@ -1,6 +1,6 @@
 """Detection: cheap, side-effect free, re-entrant. The dummy always "finds" one device."""
 
-from hetagent.plugins import DetectedDevice, Detection
+from hetagent.backend import DetectedDevice, Detection
 
 
 def detect() -> Detection:

@@ -4,6 +4,9 @@ Discovery: entry points of the group `hetagent.backends` (the entry-point name i
 `HETAGENT_BACKENDS` / `--backends` gives, or sorted by name. `HETAGENT_DISABLE_PLUGIN_AUTOLOAD=1` turns off the
 entry-point scan (tests register what they need in code, or name backends explicitly).
 
+Registration: an entry point names a `hetagent.backend.Backend` subclass (registered as an instance) or an
+object with hook implementations.
+
 Isolation: each backend's hook is called on its own. A backend that fails to import, speaks another major
 plugin-API version, raises in a hook or returns records that break their schema is set aside with a warning and
 the others keep working; a backend the user named explicitly fails loudly instead (`PluginError`).
@@ -21,11 +24,13 @@ import pluggy
 
 from hetagent.errors import PluginError, RecordError
 from hetagent.hardware.device import DeviceProfile
-from hetagent.plugins import hookspecs
-from hetagent.plugins.hookspecs import PLUGIN_API_VERSION, PROJECT
-from hetagent.plugins.records import (
+from hetagent.backend import hookspecs
+from hetagent.backend.base import Backend
+from hetagent.backend.hookspecs import PLUGIN_API_VERSION, PROJECT
+from hetagent.backend.records import (
     RECORD_OF_HOOK,
     BackendInfo,
+    CalibrationRun,
     CostTable,
     Detection,
     ExecutorSpec,
@@ -41,14 +46,22 @@ class PluginWarning(UserWarning):
     """A backend was set aside; the message says which, why, and what to do."""
 
 
+@dataclass(frozen=True)
+class HostDevice:
+    """This node's host CPU: the device profile and the backend that provides it (the reference backend)."""
+
+    backend: str
+    device: str
+
+
 @dataclass
-class Backend:
+class LoadedBackend:
     name: str
     origin: str  # where it came from: "hetagent-cpu 0.1.0 (entry point hetagent_cpu)", "registered in code"
     status: str = "ok"  # ok | failed | skipped (another plugin-API major)
     reason: str = ""
     info: BackendInfo | None = None
-    module: Any = None
+    module: Any = None  # the registered object (a `Backend` instance)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +94,7 @@ class Registry:
     def __init__(self, *, strict: Iterable[str] = ()):
         self._pm = pluggy.PluginManager(PROJECT)
         self._pm.add_hookspecs(hookspecs)
-        self._backends: dict[str, Backend] = {}
+        self._backends: dict[str, LoadedBackend] = {}
         self._strict = set(strict)  # backends the user asked for by name: their failures are errors
         self._cache: dict[str, list] = {}
 
@@ -134,18 +147,25 @@ class Registry:
         try:
             module = ep.load()
         except Exception as exc:  # a plugin's import error must not take the core down
-            backend = Backend(name=name, origin=origin)
+            backend = LoadedBackend(name=name, origin=origin)
             self._backends[name] = backend
             self._fail(backend, f"importing {ep.value} failed: {type(exc).__name__}: {exc}")
             return
         self.register(name, module, origin=origin)
 
-    def register(self, name: str, module: Any, *, origin: str = "registered in code") -> Backend:
-        """Register one backend object under `name`, checking its info record and plugin-API version."""
+    def register(self, name: str, module: Any, *, origin: str = "registered in code") -> LoadedBackend:
+        """Register one backend object (a `Backend` subclass is instantiated) under `name`, checking its info
+        record and plugin-API version."""
         if name in self._backends:
             raise PluginError(f"backend {name!r} is registered twice ({self._backends[name].origin}; {origin})")
-        backend = Backend(name=name, origin=origin, module=module)
+        backend = LoadedBackend(name=name, origin=origin, module=module)
         self._backends[name] = backend
+        try:
+            if isinstance(module, type) and issubclass(module, Backend):
+                backend.module = module = module()
+        except Exception as exc:
+            self._fail(backend, f"could not be instantiated: {type(exc).__name__}: {exc}")
+            return backend
         try:
             self._pm.register(module, name=name)
         except Exception as exc:  # pluggy.PluginValidationError and friends
@@ -190,14 +210,14 @@ class Registry:
     # ---------------------------------------------------------------- state
 
     @property
-    def backends(self) -> list[Backend]:
+    def backends(self) -> list[LoadedBackend]:
         """Every backend seen, in order, including those set aside (with status and reason)."""
         return list(self._backends.values())
 
-    def active(self) -> list[Backend]:
+    def active(self) -> list[LoadedBackend]:
         return [b for b in self._backends.values() if b.ok]
 
-    def backend(self, name: str) -> Backend:
+    def backend(self, name: str) -> LoadedBackend:
         try:
             backend = self._backends[name]
         except KeyError:
@@ -231,15 +251,53 @@ class Registry:
     def cost_models(self) -> list[CostTable]:
         return self._collect("hetagent_cost_models", key=lambda t: (t.backend, t.device, t.op_class, t.dtype))
 
+    @property
+    def host(self) -> HostDevice:
+        """This node's host CPU and its backend: from the one active backend whose info declares `host_device`."""
+        hosts = [HostDevice(b.name, b.info.host_device) for b in self.active() if b.info and b.info.host_device]
+        if not hosts:
+            raise PluginError("no loaded backend provides the host device (BackendInfo.host_device): install or "
+                              f"enable the reference CPU backend; loaded: {', '.join(self._backends) or 'none'}")
+        return hosts[0]  # the first in priority order (section 2 of the plugin API)
+
+    def executor_for(self, backend: str, device: str, op: str) -> ExecutorSpec | None:
+        """The executor `backend` declares for `op` on `device` (by profile name, or by the profile's kind)."""
+        kinds = {device, self.profile(device).kind}
+        return next((spec for spec in self.executors()
+                     if spec.backend == backend and op in spec.ops and kinds & set(spec.device_kinds)), None)
+
+    def executor_class(self, op: str, device: str, backend: str | None = None) -> type:
+        """The class of the executor that runs `op` on `device` (default backend: the device's own), imported."""
+        import importlib
+
+        backend = backend or self.profile(device).backend
+        spec = self.executor_for(backend, device, op)
+        if spec is None:
+            raise PluginError(f"no {backend} executor claims {op} on {device}")
+        module, _, name = spec.factory.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def calibrate(self, backend: str, device: str, *, quick: bool = False, progress=None) -> CalibrationRun | None:
+        """One backend's calibration run on `device`; None when it does not calibrate that device."""
+        loaded = self.backend(backend)
+        run = self._call(loaded, "hetagent_calibrate", device=device, quick=quick, progress=progress)
+        if run is None:
+            return None
+        if not isinstance(run, CalibrationRun):
+            raise PluginError(f"backend {backend!r}: hetagent_calibrate() returned {type(run).__name__}, expected "
+                              "CalibrationRun")
+        run.validate()
+        return run
+
     # ---------------------------------------------------------------- internals
 
-    def _call(self, backend: Backend, hook_name: str) -> Any:
+    def _call(self, backend: LoadedBackend, hook_name: str, **arguments) -> Any:
         """Call one backend's implementation of a hook; None when it does not implement it."""
         hook = getattr(self._pm.hook, hook_name)
         for impl in hook.get_hookimpls():
             if impl.plugin_name == backend.name:
                 try:
-                    return impl.function()
+                    return impl.function(**arguments)
                 except Exception as exc:
                     raise PluginError(f"hook {hook_name}() raised {type(exc).__name__}: {exc}") from exc
         return None
@@ -285,7 +343,7 @@ class Registry:
         self._cache[hook_name] = collected
         return collected
 
-    def _fail(self, backend: Backend, reason: str, *, status: str = "failed") -> None:
+    def _fail(self, backend: LoadedBackend, reason: str, *, status: str = "failed") -> None:
         backend.status, backend.reason = status, reason
         self._cache.clear()  # records collected before the failure may include this backend's
         message = f"backend {backend.name!r} ({backend.origin}) {reason}"

@@ -63,10 +63,13 @@ class KVHeader:
 
 @dataclass(frozen=True)
 class KVHandle:
-    """What travels in place of the cache: the shared-memory segment's name and its header."""
+    """What travels in place of the cache: the shared-memory segment's name and its header, with where the cache
+    came from and how long staging it out of that device took (the run report shows each transfer)."""
 
     segment: str
     header: KVHeader
+    device: str = ""  # the device profile whose prefill wrote it
+    store_s: float = 0.0  # device -> host -> this layout in shared memory
 
 
 def _untracked(segment: shared_memory.SharedMemory) -> shared_memory.SharedMemory:
@@ -81,7 +84,8 @@ def segment_name(run_id: str, task: int) -> str:
     return f"{run_id}-kv-{task}"
 
 
-def write(kv: np.ndarray, length: int, *, model: str, dtype: str, segment: str, batch_index: int = 0) -> KVHandle:
+def write(kv: np.ndarray, length: int, *, model: str, dtype: str, segment: str, batch_index: int = 0,
+          device: str = "") -> KVHandle:
     """Write slots [0, length) of sequence `batch_index` of a kernel cache kv[L, 2, B, Hkv, S, D]."""
     layers, _, _, heads, _, dim = kv.shape
     header = KVHeader(model, dtype, layers, heads, dim, length)
@@ -94,7 +98,7 @@ def write(kv: np.ndarray, length: int, *, model: str, dtype: str, segment: str, 
             chunk[...] = kv[layer, :, batch_index, :, :length, :]
     finally:
         shm.close()
-    return KVHandle(segment, header)
+    return KVHandle(segment, header, device)
 
 
 def read_into(handle: KVHandle, kv: np.ndarray, batch_index: int = 0) -> KVHeader:

@@ -4,7 +4,7 @@ A Python tool is `fn(arguments: dict, context: ToolContext) -> JSON value`, regi
 distribution:
 
     [project.entry-points."hetagent.tools"]
-    web_search = "hetagent.runtime.builtin_tools:web_search"
+    web_search = "hetagent.backend.builtin_tools:web_search"
 
 An HTTP tool (`hetagent run --tool NAME=URL`) is called with `POST URL` and the JSON body
 `{"tool": NAME, "arguments": {...}}`; its JSON response is the result. Every call has a time limit (the op's

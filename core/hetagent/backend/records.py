@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from hetagent.errors import RecordError
 from hetagent.hardware.device import DTYPES, DeviceProfile
+from hetagent.models.kernels import Kernel
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _OBJECT_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -38,9 +39,12 @@ class BackendInfo:
 
     name: str  # backend id; equals the entry-point name ("cpu")
     version: str  # the backend distribution's version
-    plugin_api: str  # the plugin-API version the backend was written against ("1.0")
+    plugin_api: str  # the plugin-API version the backend was written against ("2.0")
     vendor: str
     summary: str = ""
+    # the profile of this node's host CPU when this backend provides it: that backend is the reference, which
+    # runs every host op (tools, transforms) and is the default placement (exactly one loaded backend has it)
+    host_device: str = ""
 
     def validate(self) -> None:
         problems = []
@@ -52,6 +56,8 @@ class BackendInfo:
             problems.append(f"plugin_api {self.plugin_api!r} must look like 'MAJOR.MINOR'")
         if not isinstance(self.vendor, str) or not self.vendor:
             problems.append("vendor must be a non-empty string")
+        if self.host_device and not _is_id(self.host_device):
+            problems.append(f"host_device {self.host_device!r} must be empty or a profile id")
         _check(problems, f"backend info of {self.name!r}")
 
 
@@ -230,6 +236,58 @@ class CostTable:
         _check(problems, f"cost table {self.backend}/{self.device}/{self.op_class}/{self.dtype}")
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """One measured kernel: what it did, in which dtype, on how many devices, and how long it took."""
+
+    kernel: Kernel
+    dtype: str
+    seconds: float
+    tp: int = 1  # participants of a collective (allreduce); 2 for a point-to-point transfer
+
+
+@dataclass(frozen=True)
+class PassMeasurement:
+    """A whole pass (a small model's prefill or decode step) timed end to end: checks the fitted curves."""
+
+    name: str
+    kernels: tuple[Kernel, ...]  # every launch of the pass (`Kernel.count` repeats included)
+    dtype: str
+    seconds: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "kernels", tuple(self.kernels))
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    """What `hetagent_calibrate` measured on one device of this node; the core fits curves from it."""
+
+    backend: str
+    device: str  # the profile measured
+    kind: str  # the profile's kind ("cpu", "gpu", "accelerator")
+    dtype: str
+    measurements: tuple[Measurement, ...]
+    checks: tuple[PassMeasurement, ...]
+    source: str  # how it was measured ("hetagent calibrate --backend cpu on <host>")
+    host: Mapping[str, Any] = field(default_factory=dict)  # which machine, when, library versions
+
+    def __post_init__(self):
+        object.__setattr__(self, "measurements", tuple(self.measurements))
+        object.__setattr__(self, "checks", tuple(self.checks))
+        object.__setattr__(self, "host", dict(self.host))
+
+    def validate(self) -> None:
+        problems = []
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if not self.measurements:
+            problems.append("a calibration needs at least one measurement")
+        if any(not (m.seconds > 0) for m in self.measurements) or any(not (c.seconds > 0) for c in self.checks):
+            problems.append("every measured time must be > 0 seconds")
+        _check(problems, f"calibration run {self.backend}/{self.device}")
+
+
 # What each hook returns, and the record type the registry checks for.
 RECORD_OF_HOOK: dict[str, type] = {
     "hetagent_backend_info": BackendInfo,
@@ -238,6 +296,7 @@ RECORD_OF_HOOK: dict[str, type] = {
     "hetagent_lowering_pipelines": LoweringPipeline,
     "hetagent_executors": ExecutorSpec,
     "hetagent_cost_models": CostTable,
+    "hetagent_calibrate": CalibrationRun,
 }
 
 
@@ -249,6 +308,9 @@ __all__ = [
     "LoweringPipeline",
     "ExecutorSpec",
     "CostTable",
+    "Measurement",
+    "PassMeasurement",
+    "CalibrationRun",
     "DeviceProfile",
     "RECORD_OF_HOOK",
 ]

@@ -1,5 +1,8 @@
 """The executor interface: what a backend's executor class implements (`spec/plugin-api.md`, section 11).
 
+An executor that searches memory stores also offers `write_index(vectors, directory) -> file name` (a static
+method): `hetagent index` asks it to write the vector index in the format it reads (`hetagent.backend.stores`).
+
 A worker process owns one device. For each granular op placed on it, the worker finds the executor a backend
 declared for that op and device (`ExecutorSpec`), imports its `factory` and builds it once with the
 `WorkerContext`. It then hands it `Call`s ordered by deadline:
@@ -18,7 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hetagent.runtime.program import KernelRef
+
+@dataclass(frozen=True)
+class KernelRef:
+    """A compiled model function: what an executor needs to load and call it."""
+
+    symbol: str
+    artifact: str  # absolute path of the .vmfb (or other artifact): with the symbol, what identifies it
+    function: dict = field(compare=False)  # ModelFunction fields: model, function, dtype, batch, prompt, capacity
+    weights: tuple[str, ...] = field(compare=False)  # weight names in call order
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,7 @@ class Call:
 class Outcome:
     values: tuple  # one per op result
     token_times: tuple[float, ...] = ()  # time.monotonic() of each token produced (LLM ops)
+    kv_s: float = 0.0  # time spent moving KV caches between the device and the exchange layout (report)
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,9 @@ class WorkerContext:
     stores: dict[str, str] = field(default_factory=dict)  # memory store -> index directory
     http_tools: dict[str, str] = field(default_factory=dict)  # tool -> URL
     temperature: float = 0.0
+    # which of several devices of its profile this worker owns (GPUs): from the detection that found it
+    device_index: int | None = None
+    device_uuid: str = ""
 
 
 class Executor(Protocol):

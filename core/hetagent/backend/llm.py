@@ -1,28 +1,35 @@
-"""The cpu backend's LLM executor: prefill, decode (continuous batching) and embed on compiled IREE kernels.
+"""The model-function executor every backend shares: prefill, decode (continuous batching) and embed on
+compiled kernels.
 
-Each kernel artifact (`.vmfb`, built by the compiler for this CPU) is loaded once per worker on IREE's
-`local-task` driver with one task-system group per pinned core; each model's weights are uploaded once and
-stay resident, passed to every call as arguments (the kernels hold no weights, `spec/compiler.md`).
+The executor is the same on every device; only the kernel device under it differs. `LLMExecutor` runs on
+`IreeDevice` with the class's HAL `driver` (`local-task` for the host CPU, `cuda`, `hip`): a backend whose
+artifacts are IREE modules subclasses it and names its driver, nothing else. A backend with another runtime
+overrides `make_device` with an object of the same shape (`function`, `weights`, `upload`, `to_host`, `card`),
+as hetagent-gaudi does for torch graphs on the HPU. Each kernel is loaded once per worker; each model's weights
+are uploaded once and stay resident on the device, passed to every call as arguments (the kernels hold no
+weights, `spec/compiler.md`); a decode batch's KV cache stays on the device between steps.
 
 - prefill: a batch of prompts (byte tokens, the tail kept when longer than the kernel's prompt capacity) ->
-  the first token of each, sampled, and its KV cache written to shared memory in the `spec/kv-format.md` layout.
+  the first token of each, sampled, and its KV cache staged device -> host -> shared memory in the
+  `spec/kv-format.md` layout (the handle records how long that took).
 - decode: sequences join a kernel's batch slots between steps (their cache read from shared memory into the
-  slot) and leave when they reach their token budget, end of sequence or the cache's capacity; `progress` tells
+  slot and uploaded: host -> device, timed) and leave when they reach their token budget, end of sequence or the cache's capacity; `progress` tells
   the tokens a sequence has so far (streamed answers).
 - embed: a batch of texts -> unit-length embeddings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from hetagent.runtime import kv_format, text
-from hetagent.runtime.executor import Call, Outcome, WorkerContext
-from hetagent.runtime.transforms import render
-from hetagent_cpu.iree_device import IreeDevice
+from hetagent.backend import kv_format, text
+from hetagent.backend.executor import Call, Outcome, WorkerContext
+from hetagent.backend.iree import IreeDevice
+from hetagent.backend.transforms import render
 
 
 @dataclass
@@ -35,12 +42,13 @@ class _Sequence:
     budget: int  # tokens still to generate
     seed: int
     times: list[float] = field(default_factory=list)
+    kv_load_s: float = 0.0  # reading its cache in: shared memory -> host -> device
 
 
 class _DecodeBatch:
     """One decode kernel's batch slots and its cache, resident between steps."""
 
-    def __init__(self, device: IreeDevice, kernel):
+    def __init__(self, device, kernel):
         self.kernel = kernel
         self.function = device.function(kernel)
         self.weights = device.weights(kernel)
@@ -57,11 +65,11 @@ class _DecodeBatch:
             self.host_kv = np.zeros((model.num_layers, 2, self.batch, model.num_kv_heads, self.capacity,
                                      model.head_size), dtype=kv_format.NUMPY_DTYPES[self.kernel.function["dtype"]])
         elif self.kv is not None:
-            # the other slots' caches as the last step (or join) left them; explicitly, since an array this
-            # worker uploaded (two joins between steps) refuses numpy's implicit transfer
-            self.host_kv = np.array(self.kv.to_host())
+            self.host_kv = self.device.to_host(self.kv)  # the other slots' caches as the last step left them
+        start = time.perf_counter()
         kv_format.read_into(handle, self.host_kv, sequence.slot)
         self.kv = self.device.upload(self.host_kv)
+        sequence.kv_load_s = time.perf_counter() - start
         self.slots[sequence.slot] = sequence
 
     def step(self) -> list[_Sequence]:
@@ -70,7 +78,7 @@ class _DecodeBatch:
         for slot, s in self.slots.items():
             tokens[slot], positions[slot] = s.token, s.position
         logits, self.kv = self.function(tokens, positions, self.kv, *self.weights)
-        logits = np.asarray(logits)
+        logits = self.device.to_host(logits)
         now = time.monotonic()
         finished = []
         for slot, s in list(self.slots.items()):
@@ -86,12 +94,17 @@ class _DecodeBatch:
 
 class LLMExecutor:
     stepped_ops = frozenset({"llm.decode"})
+    driver = "local-task"  # the IREE HAL driver of `make_device`: a backend's subclass names its own
 
     def __init__(self, context: WorkerContext):
         self.context = context
-        self.device = IreeDevice(context)
+        self.device = self.make_device(context)
         self.batches: dict[str, _DecodeBatch] = {}
         self.done: list[tuple[Call, Outcome | Exception]] = []  # finished at join: reported by the next step
+
+    def make_device(self, context: WorkerContext):
+        """The kernel device this executor runs on."""
+        return IreeDevice(context, self.driver)
 
     def max_batch(self, call: Call) -> int:
         return call.kernel.function["batch"] if call.kernel else 1
@@ -117,21 +130,26 @@ class LLMExecutor:
         kernel = calls[0].kernel
         tokens, lengths = self._prompts(calls)
         logits, kv = self.device.function(kernel)(tokens, lengths, *self.device.weights(kernel))
-        logits, kv = np.asarray(logits), np.asarray(kv)
         now = time.monotonic()
+        staged = time.perf_counter()
+        logits, kv = self.device.to_host(logits), self.device.to_host(kv)
+        to_host_s = (time.perf_counter() - staged) / len(calls)  # one copy serves the batch: each pays its share
         outcomes = []
         for i, call in enumerate(calls):
             first = text.sample(logits[i], self.context.temperature, text.stream_seed(call.seed, call.label), 0)
+            start = time.perf_counter()
             handle = kv_format.write(kv, int(lengths[i]), model=kernel.function["model"],
                                      dtype=kernel.function["dtype"], batch_index=i,
-                                     segment=kv_format.segment_name(self.context.run_id, call.task))
-            outcomes.append(Outcome((handle, {"token": first, "position": int(lengths[i])}), (now,)))
+                                     segment=kv_format.segment_name(self.context.run_id, call.task),
+                                     device=self.context.device)
+            handle = dataclasses.replace(handle, store_s=to_host_s + time.perf_counter() - start)
+            outcomes.append(Outcome((handle, {"token": first, "position": int(lengths[i])}), (now,), handle.store_s))
         return outcomes
 
     def _embed(self, calls: list[Call]) -> list:
         kernel = calls[0].kernel
         tokens, lengths = self._prompts(calls)
-        embedding = np.asarray(self.device.function(kernel)(tokens, lengths, *self.device.weights(kernel)))
+        embedding = self.device.to_host(self.device.function(kernel)(tokens, lengths, *self.device.weights(kernel)))
         return [Outcome((embedding[i].astype(np.float32),)) for i in range(len(calls))]
 
     # ------------------------------------------------------------------ continuous batching of decode steps
@@ -169,7 +187,8 @@ class LLMExecutor:
         finished, self.done = self.done, []
         for batch in self.batches.values():
             if batch.slots:
-                finished += [(s.call, Outcome((text.decode(s.tokens),), tuple(s.times))) for s in batch.step()]
+                finished += [(s.call, Outcome((text.decode(s.tokens),), tuple(s.times), s.kv_load_s))
+                             for s in batch.step()]
         return finished
 
     def progress(self, call: Call) -> list[int]:

@@ -1,13 +1,15 @@
-"""Memory stores on disk: a directory of text files, chunked, embedded and indexed with FAISS.
+"""Memory stores on disk: a directory of text files, chunked, embedded and indexed.
 
 `hetagent index DIR -o INDEX` writes:
 
-    INDEX/index.faiss       a FAISS inner-product index over unit-length embeddings (cosine similarity)
     INDEX/documents.jsonl   one chunk per line, in index order: {"source": relative path, "chunk": n, "text": ...}
-    INDEX/meta.json         {"format": 1, "embed_model": ..., "dim": ..., "count": ..., "directory": ...}
+    INDEX/meta.json         {"format": 1, "embed_model": ..., "dim": ..., "count": ..., "directory": ..., "index": ...}
+    INDEX/<index>           the vector index over unit-length embeddings (cosine similarity), written by the
+                            executor that searches it (its `write_index`, e.g. hetagent-cpu's FAISS file)
 
 Files are read as UTF-8 text (`.txt`, `.md`), split at blank lines into chunks of at most `CHUNK_CHARS`
-characters. The embeddings come from the embedding model's compiled kernel, run by the engine.
+characters. The embeddings come from the embedding model's compiled kernel, run by the engine. The core knows
+the documents and the metadata; the index file is the searching backend's own format.
 """
 
 from __future__ import annotations
@@ -27,10 +29,14 @@ TEXT_SUFFIXES = (".txt", ".md")
 
 
 @dataclass(frozen=True)
-class Index:
-    faiss: object
+class Store:
     documents: list[dict]
     meta: dict
+    path: Path
+
+    @property
+    def index_file(self) -> Path:
+        return self.path / self.meta["index"]
 
 
 def chunks(directory: Path) -> list[dict]:
@@ -52,28 +58,25 @@ def chunks(directory: Path) -> list[dict]:
     return found
 
 
-def build_index(directory: Path, out: Path, *, embed_model: str, embed: Callable[[list[str]], np.ndarray]) -> dict:
-    import faiss
-
+def build_store(directory: Path, out: Path, *, embed_model: str, embed: Callable[[list[str]], np.ndarray],
+                write_index: Callable[[np.ndarray, Path], str]) -> dict:
+    """Chunk, embed and index `directory` into `out`; `write_index(vectors, out)` writes the vector index and
+    returns its file name (the searching executor's `write_index`)."""
     documents = chunks(directory)
     vectors = np.ascontiguousarray(embed([d["text"] for d in documents]), dtype=np.float32)
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
     out.mkdir(parents=True, exist_ok=True)
-    faiss.write_index(index, str(out / "index.faiss"))
+    index = write_index(vectors, out)
     (out / "documents.jsonl").write_text("".join(json.dumps(d) + "\n" for d in documents))
     meta = {"format": INDEX_FORMAT, "embed_model": embed_model, "dim": int(vectors.shape[1]),
-            "count": len(documents), "directory": str(directory)}
+            "count": len(documents), "directory": str(directory), "index": index}
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
 
-def load_index(path: str | Path) -> Index:
-    import faiss
-
+def load_store(path: str | Path) -> Store:
     path = Path(path)
     if not (path / "meta.json").exists():
         raise HetagentError(f"{path}: not an index (no meta.json); build one with `hetagent index DIR -o {path}`")
     meta = json.loads((path / "meta.json").read_text())
     documents = [json.loads(line) for line in (path / "documents.jsonl").read_text().splitlines()]
-    return Index(faiss.read_index(str(path / "index.faiss")), documents, meta)
+    return Store(documents, meta, path)

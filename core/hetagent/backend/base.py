@@ -1,0 +1,96 @@
+"""`Backend`: the class every backend subclasses (`spec/plugin-api.md`, section 4).
+
+pluggy registers plugin objects: a backend's entry point names its `Backend` subclass (or an instance of it),
+and the registry registers an instance. The hook implementations live here, once; each calls a plain method
+whose default says "nothing here", so a backend sets its class attributes and overrides only what differs —
+as a vLLM `Platform` subclass does. Executors and pipeline stages are named by "module:attribute" strings, so
+listing a backend never imports its vendor SDK.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+from hetagent.backend.hookspecs import hookimpl
+from hetagent.backend.records import (
+    BackendInfo,
+    CalibrationRun,
+    CostTable,
+    Detection,
+    ExecutorSpec,
+    LoweringPipeline,
+)
+from hetagent.hardware.device import DeviceProfile
+
+
+class Backend:
+    """One family of hardware. Subclasses set `name`, `vendor` and `plugin_api` (a literal: the API version the
+    backend is written against, so a major mismatch shows), and override what they offer."""
+
+    name: ClassVar[str]  # the backend id: equals the entry-point name
+    vendor: ClassVar[str]
+    plugin_api: ClassVar[str]
+    version: ClassVar[str] = "0.0.0"
+    summary: ClassVar[str] = ""
+    host_device: ClassVar[str] = ""  # the profile of this node's CPU, for the backend that provides it
+
+    # ---------------------------------------------------------------- what a backend overrides
+
+    def profiles(self) -> list[DeviceProfile]:
+        """The device classes this backend knows (planning uses them whether or not the hardware is here)."""
+        return []
+
+    def detect(self) -> Detection:
+        """The devices present on this node. Cheap, side-effect free, re-entrant."""
+        return Detection(self.name, available=False, reason="this backend detects no devices",
+                         hint="it offers device profiles for planning only")
+
+    def pipelines(self) -> list[LoweringPipeline]:
+        """Per device kind, the stages that turn a kernel into an artifact."""
+        return []
+
+    def executors(self) -> list[ExecutorSpec]:
+        """The executors this backend offers and the ops each claims."""
+        return []
+
+    def cost_tables(self) -> list[CostTable]:
+        """Measured latency tables, preferred over the roofline model."""
+        return []
+
+    def calibrate(self, device: str, quick: bool, progress: Callable[[int, int, str], None] | None) -> CalibrationRun | None:
+        """Time this backend's kernels on `device`; None when it cannot."""
+        return None
+
+    # ---------------------------------------------------------------- the hooks pluggy calls (do not override)
+
+    @hookimpl
+    def hetagent_backend_info(self) -> BackendInfo:
+        return BackendInfo(name=self.name, version=self.version, plugin_api=self.plugin_api, vendor=self.vendor,
+                           summary=self.summary, host_device=self.host_device)
+
+    @hookimpl
+    def hetagent_device_profiles(self) -> list[DeviceProfile]:
+        return list(self.profiles())
+
+    @hookimpl
+    def hetagent_detect(self) -> Detection:
+        return self.detect()
+
+    @hookimpl
+    def hetagent_lowering_pipelines(self) -> list[LoweringPipeline]:
+        return list(self.pipelines())
+
+    @hookimpl
+    def hetagent_executors(self) -> list[ExecutorSpec]:
+        return list(self.executors())
+
+    @hookimpl
+    def hetagent_cost_models(self) -> list[CostTable]:
+        return list(self.cost_tables())
+
+    @hookimpl
+    def hetagent_calibrate(self, device: str, quick: bool, progress) -> CalibrationRun | None:
+        return self.calibrate(device, quick, progress)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} backend {getattr(self, 'name', '?')!r}>"

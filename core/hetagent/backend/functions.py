@@ -1,0 +1,110 @@
+"""Model functions: the reference decoder's functions at static shapes, the unit the compiler builds and every
+backend runs (`spec/compiler.md`).
+
+`ModelFunction` names one (model, function, dtype, shapes); the compiler exports it from torch into a
+func.func that carries it as the `hetagent.function` attribute, so any backend can tell which function a kernel
+module is (`kernel_function`) and, if its runtime is not IREE, trace the same function again with
+`export_program` (hetagent-gaudi saves it as a torch graph for the HPU).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from iree.compiler import ir
+
+from hetagent.errors import UnsupportedError
+from hetagent.models.card import ModelCard
+from hetagent.models.catalog import card
+
+FUNCTION_ATTR = "hetagent.function"
+
+
+@dataclass(frozen=True)
+class ModelFunction:
+    """One exported function of the reference decoder at static shapes: the unit the compiler builds."""
+
+    model: str
+    function: str  # prefill | decode | embed
+    dtype: str
+    batch: int
+    prompt: int = 0  # prompt capacity T (prefill, embed)
+    capacity: int = 0  # KV-cache capacity S (prefill, decode)
+
+    @property
+    def symbol(self) -> str:
+        """The func.func name: model, function and shapes, e.g. `tiny_llama_decode_fp32_b1_s320`."""
+        shapes = f"b{self.batch}" + (f"_t{self.prompt}" if self.prompt else "") + (f"_s{self.capacity}" if self.capacity else "")
+        return re.sub(r"[^A-Za-z0-9_]", "_", f"{self.model}_{self.function}_{self.dtype}_{shapes}")
+
+    def as_attribute(self, context: ir.Context) -> ir.DictAttr:
+        """The `hetagent.function` attribute on the exported func.func: how to rebuild it from source."""
+        with context:
+            return ir.DictAttr.get({
+                key: ir.StringAttr.get(value) if isinstance(value, str) else ir.IntegerAttr.get(ir.IntegerType.get_signless(64), value)
+                for key, value in asdict(self).items()
+            })
+
+    @classmethod
+    def from_attribute(cls, attr: ir.DictAttr) -> "ModelFunction":
+        fields = {attr[i].name: attr[i].attr for i in range(len(attr))}
+        return cls(**{k: v.value for k, v in fields.items()})
+
+    def signature(self, model: ModelCard) -> dict:
+        """Inputs and outputs (name, shape, dtype) in call order; the weights follow the inputs (see spec)."""
+        kv = ["kv", [model.num_layers, 2, self.batch, model.num_kv_heads, self.capacity, model.head_size], self.dtype]
+        tokens = ["tokens", [self.batch, self.prompt], "i64"]
+        lengths = ["lengths", [self.batch], "i64"]
+        logits = ["logits", [self.batch, model.vocab_size], self.dtype]
+        inputs, outputs = {
+            "prefill": ([tokens, lengths], [logits, kv]),
+            "decode": ([["token", [self.batch], "i64"], ["positions", [self.batch], "i64"], kv], [logits, kv]),
+            "embed": ([tokens, lengths], [["embedding", [self.batch, model.hidden_size], self.dtype]]),
+        }[self.function]
+        return {"inputs": inputs, "outputs": outputs}
+
+
+def kernel_function(module: ir.Module) -> ModelFunction:
+    """The one model function a clean kernel module holds; a module with none or several is declined."""
+    from hetagent.ir.module import functions
+
+    kernels = [op for op in functions(module).values() if FUNCTION_ATTR in op.attributes]
+    if len(kernels) != 1:
+        names = ", ".join(functions(module)) or "none"
+        raise UnsupportedError(  # a declined kernel, not a broken one
+            f"expected one reference-decoder function (a func.func carrying {FUNCTION_ATTR}); this kernel module "
+            f"has {len(kernels)} of them (functions: {names})"
+        )
+    return ModelFunction.from_attribute(kernels[0].attributes[FUNCTION_ATTR])
+
+
+def export_program(fn: ModelFunction):
+    """The `torch.export.ExportedProgram` of `fn`: arguments are its inputs, then the weights in
+    `reference.weight_shapes` order; traced on the meta device."""
+    from hetagent.models import reference  # raises the "install hetagent[torch]" error when torch is missing
+
+    import torch
+
+    model = card(fn.model)
+    dtype = reference.torch_dtype(model, fn.dtype)
+    shapes = reference.weight_shapes(model)
+    names = list(shapes)
+    inputs = [
+        (shape, torch.int64 if kind == "i64" else dtype)
+        for _, shape, kind in fn.signature(model)["inputs"]
+    ]
+    body = getattr(reference, fn.function)
+
+    class Function(torch.nn.Module):
+        def forward(self, *args):
+            values, weights = args[: len(inputs)], dict(zip(names, args[len(inputs) :]))
+            if fn.function == "prefill":
+                return body(model, weights, *values, fn.capacity)
+            result = body(model, weights, *values)
+            return result if isinstance(result, tuple) else (result,)
+
+    with torch.device("meta"):  # every tensor the trace creates (aranges, masks) is meta too
+        args = [torch.empty(shape, dtype=kind) for shape, kind in inputs]
+        args += [torch.empty(shape, dtype=dtype) for shape in shapes.values()]
+        return torch.export.export(Function(), tuple(args))
