@@ -20,7 +20,8 @@ from hetagent_cuda import detect as cuda_detect
 from hetagent_gaudi import detect as gaudi_detect
 from hetagent_rocm import detect as rocm_detect
 
-VENDOR_BACKENDS = {"cuda": hetagent_cuda, "rocm": hetagent_rocm, "gaudi": hetagent_gaudi}
+VENDOR_BACKENDS = {"cuda": hetagent_cuda.CudaBackend(), "rocm": hetagent_rocm.RocmBackend(),
+                   "gaudi": hetagent_gaudi.GaudiBackend()}
 GB = 10**9
 MIB = 1 << 20
 
@@ -41,7 +42,7 @@ def test_importing_the_plugins_is_cheap_and_loads_no_sdk():
 
 
 def test_cpu_detects_the_host_and_measures_it():
-    detection = hetagent_cpu.hetagent_detect()
+    detection = hetagent_cpu.CpuBackend().hetagent_detect()
     detection.validate()
     assert detection.available and len(detection.devices) == 1
     device = detection.devices[0]
@@ -50,7 +51,7 @@ def test_cpu_detects_the_host_and_measures_it():
     assert int(device.details["cores"]) > 0 and float(device.details["bandwidth_gbs"]) > 0
     assert cpu_detect.host_cpu() is cpu_detect.host_cpu()  # measured once per process
 
-    host = next(p for p in hetagent_cpu.hetagent_device_profiles() if p.name == "host-cpu")
+    host = next(p for p in hetagent_cpu.CpuBackend().hetagent_device_profiles() if p.name == "host-cpu")
     host.validate()
     assert host.peak_tflops["fp32"] > 0 and host.memory_bandwidth_gbs > 0 and host.memory_gb > 0
     assert host.cores == int(device.details["cores"]) and host.tdp_w == 10 * host.cores
@@ -154,6 +155,7 @@ def fake_driver(devices, init=CUresult.CUDA_SUCCESS):
         cuDeviceGetName=lambda size, dev: (ok, devices[dev][0].encode().ljust(size, b"\x00")),
         cuDeviceTotalMem=lambda dev: (ok, devices[dev][1]),
         cuDeviceGetAttribute=lambda a, dev: (ok, devices[dev][2][0 if a == 75 else 1]),
+        cuDeviceGetUuid=lambda dev: (ok, types.SimpleNamespace(bytes=bytes([dev] * 16))),
     )
 
 
@@ -170,7 +172,9 @@ def test_cuda_enumerates_and_matches(monkeypatch):
     d = cuda_detect.detect()
     d.validate()
     assert d.available and [x.profile for x in d.devices] == ["h100-sxm", "h100-sxm"]
-    assert d.devices[1].index == 1 and d.devices[0].details == {"compute_capability": "9.0"}
+    assert d.devices[1].index == 1
+    assert d.devices[0].details == {"compute_capability": "9.0", "uuid": "GPU-00000000-0000-0000-0000-000000000000"}
+    assert d.devices[1].details["uuid"] == "GPU-01010101-0101-0101-0101-010101010101"  # how its worker finds it
     assert d.devices[0].name == "NVIDIA H100 80GB HBM3" and d.devices[0].memory_gb == 85.5
     assert "#2 NVIDIA H100 PCIe" in d.hint  # left out, and said so
 

@@ -12,7 +12,9 @@ import pytest
 from hetagent.hardware import default_pricebook
 from hetagent.backend import PLUGIN_API_VERSION, BackendInfo, Registry
 
-BACKENDS = {"cpu": hetagent_cpu, "cuda": hetagent_cuda, "rocm": hetagent_rocm, "gaudi": hetagent_gaudi}
+BACKENDS = {"cpu": hetagent_cpu.CpuBackend(), "cuda": hetagent_cuda.CudaBackend(), "rocm": hetagent_rocm.RocmBackend(),
+            "gaudi": hetagent_gaudi.GaudiBackend()}
+PACKAGES = {"cpu": hetagent_cpu, "cuda": hetagent_cuda, "rocm": hetagent_rocm, "gaudi": hetagent_gaudi}
 VENDORS = {"cpu": "generic", "cuda": "nvidia", "rocm": "amd", "gaudi": "intel"}
 NAMES = {
     "cpu": {"host-cpu", "xeon-6980p", "epyc-9654"},
@@ -39,7 +41,7 @@ def test_backend_info(backend):
     assert isinstance(info, BackendInfo)
     info.validate()
     assert (info.name, info.vendor, info.plugin_api) == (backend, VENDORS[backend], PLUGIN_API_VERSION)
-    assert info.version == module.__version__ == "0.1.0"
+    assert info.version == PACKAGES[backend].__version__ == "0.1.0"
 
 
 def test_profile_names_are_exactly_the_agreed_ones_and_unique(profiles):

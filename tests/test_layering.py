@@ -103,7 +103,7 @@ def _backend_literals(tree, ids: set[str], ambiguous: set[str]) -> list[tuple[in
             contexts.append(node.value)
         elif isinstance(node, ast.Compare) and mentions_backend(node):
             contexts.append(node)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and any(
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None and any(
                 mentions_backend(t) for t in getattr(node, "targets", [getattr(node, "target", None)])):
             contexts.append(node.value)
         elif isinstance(node, ast.Call) and ast.unparse(node.func).endswith("Registry.load"):

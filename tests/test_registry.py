@@ -174,13 +174,13 @@ def test_info_name_must_equal_registered_name():
 
 
 def test_plugin_api_major_mismatch_is_skipped_naming_both_versions():
-    info = BackendInfo(name="a", version="1", plugin_api="2.0", vendor="acme")
+    info = BackendInfo(name="a", version="1", plugin_api="1.1", vendor="acme")  # a backend from before API 2.0
     with pytest.warns(PluginWarning) as record:
         registry = load(("a", make_backend("a", info=info, profiles=[profile("a-npu", "a")])), ("b", make_backend("b")))
     backend = registry.backend("a")
     assert backend.status == "skipped" and not backend.ok
-    assert "2.0" in backend.reason and PLUGIN_API_VERSION in backend.reason
-    assert any("2.0" in str(w.message) and PLUGIN_API_VERSION in str(w.message) for w in record)
+    assert "1.1" in backend.reason and PLUGIN_API_VERSION in backend.reason
+    assert any("1.1" in str(w.message) and PLUGIN_API_VERSION in str(w.message) for w in record)
     assert [b.name for b in registry.active()] == ["b"]
     assert registry.device_profiles() == []
 
@@ -387,8 +387,8 @@ def test_explicitly_named_backend_that_fails_at_load_is_an_error():
 
 
 def test_explicitly_named_backend_with_another_major_is_an_error():
-    info = BackendInfo(name="a", version="1", plugin_api="2.0", vendor="acme")
-    with pytest.raises(PluginError, match=rf"2\.0.*{PLUGIN_API_VERSION}"):
+    info = BackendInfo(name="a", version="1", plugin_api="1.1", vendor="acme")
+    with pytest.raises(PluginError, match=rf"1\.1.*{PLUGIN_API_VERSION}"):
         load(("a", make_backend("a", info=info)), backends=["a"])
 
 
@@ -503,3 +503,61 @@ def test_profile_source_of_falls_back_to_the_whole_field():
     assert p.source_of("peak_tflops.bf16") == "datasheet p. 3"
     assert p.source_of("peak_tflops.fp8") == SRC
     assert p.source_of("notes") is None
+
+
+# ---------------------------------------------------------------- the Backend base class (plugin API 2.0)
+
+
+def test_a_backend_subclass_overrides_only_what_differs():
+    from hetagent.backend import Backend
+
+    class Acme(Backend):
+        name, vendor, plugin_api = "acme", "acme", PLUGIN_API_VERSION
+
+        def profiles(self):
+            return [profile("acme-npu", "acme")]
+
+    registry = load(("acme", Acme))  # a class is registered as an instance
+    assert registry.backend("acme").ok and isinstance(registry.backend("acme").module, Acme)
+    assert [p.name for p in registry.device_profiles()] == ["acme-npu"]
+    assert registry.executors() == [] and registry.lowering_pipelines() == [] and registry.cost_models() == []
+    (detection,) = registry.detect()
+    assert not detection.available and detection.reason  # the default: detects nothing, says so
+    assert registry.calibrate("acme", "acme-npu") is None
+
+
+def test_the_host_device_comes_from_the_backend_that_declares_it():
+    from hetagent.backend import Backend
+
+    class Host(Backend):
+        name, vendor, plugin_api, host_device = "hostly", "acme", PLUGIN_API_VERSION, "hostly-cpu"
+
+        def profiles(self):
+            return [profile("hostly-cpu", "hostly", kind="cpu")]
+
+    registry = load(("a", make_backend("a")), ("hostly", Host))
+    assert (registry.host.backend, registry.host.device) == ("hostly", "hostly-cpu")
+    with pytest.raises(PluginError, match="no loaded backend provides the host device"):
+        load(("a", make_backend("a"))).host
+
+
+def test_calibrate_hook_gets_its_arguments_and_its_record_is_checked():
+    from hetagent.backend import Backend, CalibrationRun, Measurement
+    from hetagent.models.kernels import Kernel
+
+    seen = {}
+
+    class Timer(Backend):
+        name, vendor, plugin_api = "timer", "acme", PLUGIN_API_VERSION
+
+        def calibrate(self, device, quick, progress):
+            seen.update(device=device, quick=quick)
+            kernel = Kernel("qkv_proj", "matmul", 2e9, 1e6)
+            seconds = 0.01 if device == "good" else -1.0
+            return CalibrationRun("timer", device, "cpu", "fp32", (Measurement(kernel, "fp32", seconds),), (), "test")
+
+    registry = load(("timer", Timer))
+    run = registry.calibrate("timer", "good", quick=True)
+    assert seen == {"device": "good", "quick": True} and run.measurements[0].seconds == 0.01
+    with pytest.raises(Exception, match="every measured time must be > 0"):
+        registry.calibrate("timer", "bad")
