@@ -224,6 +224,8 @@ def test_bad_estimates_exit_2_with_a_clear_message(cli, args, message):
     assert code == 2 and message in " ".join(err.split()) and "Traceback" not in err
 
 
-def test_calibrate_an_unknown_backend(cli):
+def test_calibrate_an_unknown_backend_or_one_without_a_device_here(cli):
     code, _, err = cli("calibrate", "--backend", "tpu")
-    assert code == 2 and "calibratable backends: cpu" in err
+    assert code == 2 and "'tpu' is not installed" in err
+    code, _, err = cli("calibrate", "--backend", "cuda")
+    assert code == 2 and "no device of it to calibrate on this node" in err and "Traceback" not in err

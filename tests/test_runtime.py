@@ -58,6 +58,11 @@ def test_disaggregated_run_gives_the_tokens_of_a_single_worker(registry, cache_d
     assert all("[EMAIL]" in r.outputs[0] and "@example.com" not in r.outputs[0] for r in apart.records)
     assert '"result": 5' in apart.records[1].outputs[0]  # 2 + 1 * 3
     assert apart.summary["ttft_ms_p50"] > 0 and apart.summary["tbt_ms_p50"] > 0
+    # the cache moved through host staging in the spec's layout, and the report shows each transfer's time
+    (transfer,) = apart.transfers
+    assert transfer["transfer"] == "answer.kv" and transfer["routes"] == ["host-cpu -> host-cpu"]
+    assert transfer["count"] == 3 and transfer["bytes_p50"] > 0
+    assert transfer["store_ms_p50"] > 0 and transfer["load_ms_p50"] > 0
 
 
 def test_a_killed_worker_loses_nothing(registry, cache_dir, agent_files):
@@ -214,6 +219,35 @@ def test_run_without_arguments_runs_the_voice_agent(cli, cache_dir):
     assert report["agent"] == "voice_agent" and report["summary"]["ok"] == 1
     assert report["substitutions"]["llama-3-8b"] == "tiny-llama"
     assert {o["kind"] for o in report["ops"]} >= {"audio.stt", "llm.prefill", "llm.decode", "tool.compute", "audio.tts"}
+
+
+def test_a_plan_for_absent_devices_is_refused_unless_fallback_is_allowed(cli, cache_dir, tmp_path):
+    """Prefill on an H100 (cuda), decode on an MI300X (rocm): it compiles here (cross-compiled, no GPU needed);
+    `run` refuses to start naming both devices, and with --allow-fallback runs on the host, listing each op."""
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"placements": {"answer.prefill": {"device": "h100-sxm"},
+                                               "answer.decode": {"device": "mi300x"}}}))
+    agent = EXAMPLES / "rag_qa.mlir"
+    code, out, err = cli("--backends", "cpu,cuda,rocm", "compile", str(agent), "--plan", str(plan),
+                         "-o", str(tmp_path / "out"), "--json")
+    assert code == 0, err
+    kernels = {(k["backend"], k["device"]) for k in json.loads(out)["kernels"]}
+    assert {("cuda", "h100-sxm"), ("rocm", "mi300x")} <= kernels
+    store = tmp_path / "store"
+    code, _, err = cli("--backends", "cpu", "index", str(EXAMPLES / "corpus" / "handbook"), "-o", str(store))
+    assert code == 0, err
+    code, out, err = cli("--backends", "cpu,cuda,rocm", "run", str(agent), "--plan", str(plan), "--requests", "1",
+                         "--store", f"handbook={store}")
+    assert code == 2 and "Traceback" not in err
+    assert "device h100-sxm is not present on this node" in err and "device mi300x is not present" in err
+    assert "answer.prefill" in err and "answer.decode" in err and "--allow-fallback" in err
+    code, out, err = cli("--backends", "cpu,cuda,rocm", "run", str(agent), "--plan", str(plan), "--requests", "1",
+                         "--store", f"handbook={store}", "--allow-fallback", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["summary"]["ok"] == 1
+    fallen = "\n".join(report["fallbacks"])
+    assert "'answer.prefill'" in fallen and "'answer.decode'" in fallen and "falls back to cpu/host-cpu" in fallen
 
 
 @pytest.mark.parametrize("argv, message", [

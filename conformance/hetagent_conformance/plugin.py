@@ -246,11 +246,11 @@ def _runnable_ops() -> list[str]:
 
 
 def _op_counts(subject) -> dict:
-    """Runnable ops this backend's executors claim, and those that fall back to the CPU reference."""
+    """Runnable ops this backend's executors claim, and those they leave to other backends (the host's)."""
     try:
         executors = subject.registry.executors() if subject.backend.ok else []
     except Exception:  # a broken executor record: tier a reports it
         executors = []
     claimed = sorted({op for spec in executors for op in spec.ops})
-    fallback = [op for op in _runnable_ops() if op not in claimed]
-    return {"claimed": len(claimed), "fallback": len(fallback), "claimed_ops": claimed, "fallback_ops": fallback}
+    unclaimed = [op for op in _runnable_ops() if op not in claimed]
+    return {"claimed": len(claimed), "unclaimed": len(unclaimed), "claimed_ops": claimed, "unclaimed_ops": unclaimed}

@@ -86,7 +86,8 @@ class Subject:
         self.cache = cache
         self.registry = Registry.load([name])
         self.backend = self.registry.backend(name)
-        self.package = self.backend.module.__name__.split(".")[0]
+        plugin = self.backend.module  # a Backend instance (plugin API 2), or a module of hook functions
+        self.package = getattr(plugin, "__name__", type(plugin).__module__).split(".")[0]
         self.manifest = Manifest.of(self.package)
         self.run_id = f"hc{uuid.uuid4().hex[:10]}"  # prefix for the shared-memory segments tests create
         self.compiles: list[dict] = []  # every kernel built for the report: kernel, device, seconds, cache

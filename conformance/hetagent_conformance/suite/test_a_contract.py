@@ -46,18 +46,24 @@ def test_records_match_their_schemas(backend, hook):
 
 
 def test_hooks_have_the_right_signatures(backend):
-    module = backend.backend.module
+    """The registered plugin (a `Backend` instance) implements hooks with the hookspecs' arguments, each still
+    marked as a hook (a subclass overrides the plain method, `detect`, never the hook `hetagent_detect`)."""
+    plugin = backend.backend.module
     problems = []
-    for name, value in vars(module).items():
+    for name in dir(plugin):
+        value = getattr(plugin, name, None)
         if not name.startswith("hetagent_") or not callable(value):
             continue
         if name not in HOOKS:
             problems.append(f"{name}: no such hook (misspelt? known hooks: {', '.join(HOOKS)})")
-        elif inspect.signature(value).parameters:
-            problems.append(f"{name}{inspect.signature(value)}: hooks take no arguments")
+            continue
+        wanted = list(inspect.signature(getattr(hookspecs, name)).parameters)
+        if list(inspect.signature(value).parameters) != wanted:
+            problems.append(f"{name}{inspect.signature(value)}: the hook takes ({', '.join(wanted)})")
         elif not hasattr(value, f"{hookspecs.PROJECT}_impl"):
-            problems.append(f"{name}: not marked with @hetagent.backend.hookimpl")
-    if not hasattr(module, "hetagent_backend_info"):
+            problems.append(f"{name}: not marked as a hook implementation (override the Backend method it calls, "
+                            "not the hook)")
+    if not hasattr(plugin, "hetagent_backend_info"):
         problems.append("hetagent_backend_info() is required")
     assert not problems, "; ".join(problems)
 
@@ -98,8 +104,9 @@ import json, sys, time
 import hetagent.backend
 from hetagent.backend.registry import installed_backends
 before, start = set(sys.modules), time.perf_counter()
-module = installed_backends()[{backend.name!r}][0].load()
-module.hetagent_backend_info()
+plugin = installed_backends()[{backend.name!r}][0].load()
+plugin = plugin() if isinstance(plugin, type) else plugin
+plugin.hetagent_backend_info()
 print(json.dumps({{"seconds": time.perf_counter() - start, "modules": sorted(set(sys.modules) - before)}}))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

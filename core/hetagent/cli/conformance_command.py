@@ -77,7 +77,7 @@ def _print(result: dict, report: dict) -> None:
     )
     ops = result.get("ops", {})
     summary = ", ".join(f"{n} {k}" for k, n in sorted(result["summary"].items()))
-    console.print(f"{summary}; ops claimed {ops.get('claimed', 0)}, falling back {ops.get('fallback', 0)}; "
+    console.print(f"{summary}; ops claimed {ops.get('claimed', 0)}, left to other backends {ops.get('unclaimed', 0)}; "
                   f"{report['wall_s']:.1f} s", highlight=False, soft_wrap=True)
     for entry in result.get("stale_manifest_entries", []):
         console.print(f"stale manifest entry (matches no test): {entry}", highlight=False, soft_wrap=True)

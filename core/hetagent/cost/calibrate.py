@@ -53,9 +53,9 @@ class CalibrationReport:
 
 def calibration_device(registry, backend: str) -> str:
     """What `backend` calibrates here: the host device if it provides it, else its first detected device."""
-    host = registry.host
-    if host.backend == backend:
-        return host.device
+    info = registry.backend(backend).info
+    if info and info.host_device:
+        return info.host_device
     detection = next((d for d in registry.detect() if d.backend == backend), None)
     if detection is None or not detection.available:
         why = detection.reason if detection else "it detects no devices"
