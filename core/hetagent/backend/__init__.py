@@ -13,6 +13,7 @@ Submodules are imported where used; this module imports only the contract.
 """
 
 from hetagent.backend.base import Backend
+from hetagent.backend.executor import MODEL_FUNCTION_OPS
 from hetagent.backend.hookspecs import PLUGIN_API_VERSION, hookimpl
 from hetagent.backend.records import (
     BackendInfo,
@@ -33,6 +34,7 @@ __all__ = [
     "PLUGIN_API_VERSION",
     "hookimpl",
     "Backend",
+    "MODEL_FUNCTION_OPS",
     "BackendInfo",
     "CalibrationRun",
     "CostTable",

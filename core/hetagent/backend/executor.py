@@ -21,6 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# the ops of model functions: what the shared executor (`hetagent.backend.llm`) runs on any kernel device
+MODEL_FUNCTION_OPS = ("llm.prefill", "llm.decode", "memory.embed")
+
 
 @dataclass(frozen=True)
 class KernelRef:

@@ -4,7 +4,7 @@ The cpu, cuda and rocm backends compile the same kernels with different IREE tar
 only in the HAL driver that loads the artifact (`local-task`, `cuda`, `hip`) and in how a worker picks its
 device. Those differences live in the small `DRIVERS` table (as iree-turbine's `runtime/device.py` keeps
 them); everything else — loading a `.vmfb` once, uploading a model's weights once and keeping them resident,
-calling a kernel — is `IreeDevice`, whatever the driver.
+calling a kernel — is `IreeDevice` (a `KernelDevice`), whatever the driver.
 
 Device pinning: a worker of a GPU owns one device, named by the detection that found it (`WorkerContext.
 device_index`, and `device_uuid` where the backend's detection reports one). `select_device` picks it from what
@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hetagent.backend.devices import KernelDevice, device_runner, runner_context
 from hetagent.backend.executor import KernelRef, WorkerContext
-from hetagent.backend.weights import load_weights, prepare_weights
 from hetagent.errors import HetagentError
-from hetagent.models.catalog import card
 
 
 @dataclass(frozen=True)
@@ -63,15 +62,15 @@ def select_device(available: list[dict], *, driver_name: str, index: int | None,
     raise HetagentError(f"the {driver_name} driver has no device with {who}; it enumerates: {seen}")
 
 
-class IreeDevice:
+class IreeDevice(KernelDevice):
     """A worker's device through one IREE HAL driver: kernels loaded once, weights uploaded once and resident."""
 
     def __init__(self, context: WorkerContext, driver_name: str):
         import iree.runtime as rt
 
+        super().__init__(context)
         self._rt = rt
         self.driver = driver(driver_name)
-        self.context = context
         if self.driver.threads_per_core:
             # one task-system worker per core this worker is pinned to: IREE would otherwise size its pool from
             # every core of the machine. IREE resets its threads' affinity; `worker_main` pins them afterwards.
@@ -83,57 +82,21 @@ class IreeDevice:
             self.config = rt.Config(device=hal.create_device(entry["device_id"]))
         else:
             self.config = rt.Config(driver_name)
-        self._functions: dict[str, object] = {}
-        self._weights: dict[tuple[str, str], list] = {}
-        for kernel in context.kernels:  # load everything before the first call, so no request pays for it
-            self.function(kernel)
-            self.weights(kernel)
+        self.preload()
 
-    def card(self, kernel: KernelRef):
-        return card(kernel.function["model"])
+    def load(self, kernel: KernelRef):
+        module = self._rt.VmModule.copy_buffer(self.config.vm_instance, Path(kernel.artifact).read_bytes())
+        return self._rt.SystemContext(vm_modules=[module], config=self.config).modules.module[kernel.symbol]
 
     def upload(self, array: np.ndarray):
         return self._rt.asdevicearray(self.config.device, array)
 
-    @staticmethod
-    def to_host(array) -> np.ndarray:
+    def to_host(self, array) -> np.ndarray:
         # explicit: an array this device uploaded refuses numpy's implicit transfer
         return np.array(array.to_host()) if hasattr(array, "to_host") else np.asarray(array)
 
-    def function(self, kernel: KernelRef):
-        if kernel.symbol not in self._functions:
-            module = self._rt.VmModule.copy_buffer(self.config.vm_instance, Path(kernel.artifact).read_bytes())
-            system = self._rt.SystemContext(vm_modules=[module], config=self.config)
-            self._functions[kernel.symbol] = system.modules.module[kernel.symbol]
-        return self._functions[kernel.symbol]
-
-    def weights(self, kernel: KernelRef) -> list:
-        model, dtype = kernel.function["model"], kernel.function["dtype"]
-        if (model, dtype) not in self._weights:
-            model_dir = Path(self.context.model_dir) if self.context.model_dir else None
-            source = prepare_weights(model, dtype, model_dir=model_dir, cache_dir=Path(self.context.cache_dir))
-            arrays = load_weights(model, source)
-            self._weights[(model, dtype)] = [self.upload(arrays[name]) for name in kernel.weights]
-        return self._weights[(model, dtype)]
-
 
 def kernel_runner(artifact: str | Path, symbol: str, device: str, *, driver_name: str = "local-sync"):
-    """One compiled kernel as a function of numpy arrays (the conformance suite's kernel runner,
-    `spec/conformance.md`). Host drivers run on the caller's thread (`local-sync`); a GPU driver runs on the
-    first device it enumerates."""
-    import iree.runtime as rt
-
-    if driver(driver_name).pinned:
-        hal = rt.get_driver(driver_name)
-        config = rt.Config(device=hal.create_device(select_device(
-            hal.query_available_devices(), driver_name=driver_name, index=0, uuid=None)["device_id"]))
-    else:
-        config = rt.Config(driver_name)
-    module = rt.VmModule.copy_buffer(config.vm_instance, Path(artifact).read_bytes())
-    function = rt.SystemContext(vm_modules=[module], config=config).modules.module[symbol]
-
-    def run(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-        results = function(*arrays)
-        return tuple(IreeDevice.to_host(r) for r in (results if isinstance(results, (tuple, list)) else (results,)))
-
-    return run
+    """The conformance suite's kernel runner on an IREE driver: host drivers run on the caller's thread
+    (`local-sync`), a GPU driver on the first device it enumerates."""
+    return device_runner(IreeDevice(runner_context(device), driver_name), artifact, symbol)

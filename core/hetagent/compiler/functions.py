@@ -16,14 +16,11 @@ reason is reported in the compile manifest.
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import asdict, dataclass
 
 from iree.compiler import ir
 
 from hetagent.backend.functions import ModelFunction
 from hetagent.errors import HetagentError
-from hetagent.models.card import ModelCard
 from hetagent.models.catalog import card
 from hetagent.models.weights import architecture_problem
 

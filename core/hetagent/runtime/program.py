@@ -9,7 +9,7 @@ Workers receive `Call`s built from nodes; neither imports MLIR.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from iree.compiler import ir
