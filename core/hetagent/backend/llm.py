@@ -82,7 +82,7 @@ class _DecodeBatch:
         now = time.monotonic()
         finished = []
         for slot, s in list(self.slots.items()):
-            s.token = text.sample(logits[slot], self.device.temperature, s.seed, len(s.tokens))
+            s.token = text.sample(logits[slot], self.device.context.temperature, s.seed, len(s.tokens))
             s.tokens.append(s.token)
             s.times.append(now)
             s.position += 1

@@ -127,6 +127,11 @@ def _print_report(agent: Path, result, args) -> None:
                                      "run ms p99", "overhead µs p50"],
                 [(o["op"], o["kind"], " ".join(o["workers"]), o["calls"], o["retries"], o["failed"], o["queue_ms_p50"],
                   o["run_ms_p50"], o["run_ms_p99"], o["overhead_us_p50"]) for o in result.ops])
+    if result.transfers:
+        print_table("KV transfers (device -> host staging -> kv-format -> device)",
+                    ["transfer", "route", "count", "bytes p50", "store ms p50", "load ms p50"],
+                    [(t["transfer"], " ".join(t["routes"]), t["count"], t["bytes_p50"], t["store_ms_p50"],
+                      t["load_ms_p50"]) for t in result.transfers])
     print_table("per request", ["request", "status", "TTFT ms", "TBT ms", "e2e ms", "SLA met", "error"],
                 [(r["request"], r["status"], r["ttft_ms"], r["tbt_ms_mean"], r["e2e_ms"], r["met_sla"], r["error"])
                  for r in result.requests])
