@@ -131,8 +131,8 @@ def _write_placed_ir(problem, plan, path) -> None:
 
     module = decompose(load(problem.agent))
     compiler_plan = CompilerPlan.from_dict(plan.to_dict(), source="the plan")
-    # a placement is the planner's decision whether or not this node can compile it: no fallback to the host
-    place(module, compiler_plan, registry=Registry.load(), on_fallback=lambda message: None)
+    # the planner's decision as it is, whether or not this node's backends can run it: compile and run check it
+    place(module, compiler_plan, registry=Registry.load(), check=False)
     save(module, path)
 
 

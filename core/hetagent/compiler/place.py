@@ -191,13 +191,14 @@ def _problem(registry: Registry, op, placement: Placement, present: set[str] | N
     return None
 
 
-def _honoured(registry: Registry, op, placement: Placement, source: str, present, problems: list[str]) -> Placement:
-    """`placement`, or the host device with the reason recorded in `problems` when it cannot run `op`."""
+def _honoured(registry: Registry, op, placement: Placement, source: str, present, problems: list[str] | None) -> Placement:
+    """`placement`, or the host device with the reason recorded in `problems` when it cannot run `op` (None:
+    record the placement unchecked)."""
     what = f"'{label_of(op) or op.name}' ({op.name}, {source})"
     if placement.tp > 1:
         raise HetagentError(f"{what}: tp = {placement.tp}; the compiler builds single-device kernels only "
                             "(tensor-parallel sharding is not implemented): use tp = 1")
-    why = _problem(registry, op, placement, present)
+    why = None if problems is None else _problem(registry, op, placement, present)
     if why is None:
         return placement
     problems.append(f"{what} is placed on {placement.backend}/{placement.device}: {why}")
@@ -212,10 +213,13 @@ def place(
     present: set[str] | None = None,
     allow_fallback: bool = False,
     on_fallback: Callable[[str], None] | None = None,
+    check: bool = True,
 ) -> ir.Module:
     """Set every compute op's placement from `plan` (default: all on the host device), in place; returns the
     module, verified. `present`: this node's devices (`present_devices`), when placements must run here. An op that cannot run where it is placed is an error naming it, unless
-    `allow_fallback`: then it goes to the host device and `on_fallback` receives why (default: a warning)."""
+    `allow_fallback`: then it goes to the host device and `on_fallback` receives why (default: a warning).
+    `check=False` records the plan's placements as they are (a planner's decision written out as IR, `hetagent
+    plan --ir-out`): compiling or running that IR checks them."""
     verify(module)
     plan = plan or Plan()
     report = on_fallback or (lambda message: warnings.warn(message, stacklevel=2))
@@ -231,7 +235,7 @@ def place(
     resolved = {key: _resolve(p, registry, f"{plan.source}: placements.{key}") for key, p in plan.placements.items()}
     chosen: dict = {}
     transfers = []
-    problems: list[str] = []
+    problems: list[str] | None = [] if check else None
     for op in ops:
         key, _ = plan.entry_for(label_of(op))
         if op.name == "kv.transfer" and key != label_of(op):
@@ -242,7 +246,7 @@ def place(
         raise HetagentError(f"{len(problems)} op(s) cannot run where they are placed:\n  " + "\n  ".join(problems)
                             + "\n(--allow-fallback runs them on the host device instead, listed in the report)")
     host = host_placement(registry)
-    for problem in problems:
+    for problem in problems or ():
         report(f"{problem}; it falls back to {host.backend}/{host.device}")
     for op in transfers:
         decode = next((use.owner for use in op.results[0].uses if use.owner.name == "llm.decode"), None)
