@@ -94,7 +94,7 @@ def test_installed_dummy_is_listed_and_the_broken_one_is_set_aside(hetagent):
     dummy = rows["dummy"]
     assert dummy["status"] == "ok" and dummy["reason"] == ""
     assert dummy["version"] == "0.0.1"
-    assert dummy["plugin_api"] == "1.0"
+    assert dummy["plugin_api"] == "2.0"
     assert dummy["vendor"] == "dummy"
     assert dummy["origin"].startswith("hetagent-dummy 0.0.1")
     broken = rows["dummy-broken"]

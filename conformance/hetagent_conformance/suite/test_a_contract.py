@@ -29,6 +29,7 @@ RECORD_HOOKS = {
     "executors": "hetagent_executors",
     "cost_models": "hetagent_cost_models",
 }
+OPTIONAL_HOOKS = ("cost_models",)  # offering nothing here is declining, not failing
 # vendor SDKs, ML frameworks and runtimes: none may load when a backend is registered
 HEAVY = ("torch", "iree", "cuda", "habana_frameworks", "intel_extension_for_pytorch", "ray", "jax", "tensorflow",
          "triton", "faiss", "hip", "pynvml", "amdsmi", "cupy", "onnxruntime", "transformers")
@@ -43,6 +44,8 @@ def test_records_match_their_schemas(backend, hook):
     # a registry of its own: a bad record sets the backend aside, which must not spill into other tests
     records = getattr(Registry.load([backend.name]), hook)()  # PluginError naming the offending fields
     assert all(getattr(r, "backend", backend.name) == backend.name for r in records)
+    if not records and hook in OPTIONAL_HOOKS:
+        unsupported(f"{RECORD_HOOKS[hook]}() returns nothing (optional)")
 
 
 def test_hooks_have_the_right_signatures(backend):
