@@ -33,7 +33,8 @@ def profiles():
 
 @pytest.fixture(scope="module")
 def model(profiles):
-    return RooflineModel(profiles, calibrations=reference_calibrations())
+    """Kernel curves only: these tests are about the curves, not the serving efficiency on top (test_serving.py)."""
+    return RooflineModel(profiles, calibrations=reference_calibrations(), serving=())
 
 
 def big_gemm(b=2):
@@ -120,7 +121,7 @@ def test_tensor_parallel_all_reduce_and_kv_transfer_links(model):
 
 def test_a_backends_measured_table_wins(profiles):
     table = CostTable("cuda", "h100-sxm", "gemm", "fp16", ((1e12, 2e-3), (2e12, 4e-3)), "test bench")
-    tabled = RooflineModel(profiles, tables=[table], calibrations=reference_calibrations())
+    tabled = RooflineModel(profiles, tables=[table], calibrations=reference_calibrations(), serving=())
     timed = tabled.kernel_time("h100-sxm", big_gemm(), "fp16")
     assert timed.basis == "table from backend cuda"
     assert timed.seconds == pytest.approx(2e-3 * 2 * 8192**3 / 1e12)  # below the table: its first point's time

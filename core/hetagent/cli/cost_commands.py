@@ -20,14 +20,20 @@ def register(commands) -> None:
     add_json_flag(p)
     p.set_defaults(handler=cmd_estimate_gemm)
 
-    p = kinds.add_parser("llm", help="prefill, TTFT, time between tokens, memory of serving a model")
+    p = kinds.add_parser("llm", help="prefill, TTFT, time between tokens, memory of serving a model; or its maximum "
+                         "throughput (--max-throughput)")
     p.add_argument("--model", required=True, help="a built-in model id, or a Hugging Face config.json (or its directory)")
-    p.add_argument("--device", required=True)
+    p.add_argument("--device", help="device profile id (not with --disaggregated)")
     p.add_argument("--dtype", default="bf16")
-    p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--tp", type=int, default=None, help="TP degree (default 1; with --max-throughput: searched over 1, 2, 4, 8)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--input-tokens", type=int, required=True)
     p.add_argument("--output-tokens", type=int, required=True)
+    p.add_argument("--max-throughput", action="store_true",
+                   help="the most output tokens/s per device over TP degree and batch (prefill and decode sharing the devices)")
+    p.add_argument("--ttft-ms", type=float, help="with --max-throughput: time-to-first-token limit")
+    p.add_argument("--tbt-ms", type=float, help="with --max-throughput: time-between-tokens limit")
+    p.add_argument("--disaggregated", metavar="P::D", help="with --max-throughput: prefill on device P, decode on device D")
     add_json_flag(p)
     p.set_defaults(handler=cmd_estimate_llm)
 
@@ -86,8 +92,17 @@ def cmd_estimate_gemm(args) -> int:
 def cmd_estimate_llm(args) -> int:
     from hetagent.cost import estimate_llm, require_some_fit
     from hetagent.cost.llm import TP_DEGREES, memory_use
+    from hetagent.errors import HetagentError
     from hetagent.models.catalog import resolve
 
+    if args.max_throughput:
+        return _max_throughput(args)
+    for flag in ("ttft_ms", "tbt_ms", "disaggregated"):
+        if getattr(args, flag) is not None:
+            raise HetagentError(f"--{flag.replace('_', '-')} needs --max-throughput")
+    if not args.device:
+        raise HetagentError("--device is required (the device profile to estimate on; see `hetagent devices`)")
+    args.tp = 1 if args.tp is None else args.tp
     model = _cost_model(args)
     card = resolve(args.model)
     profile = model.profile(args.device)
@@ -120,6 +135,61 @@ def cmd_estimate_llm(args) -> int:
         ["", "value", "bound / detail"],
         rows,
     )
+    return 0
+
+
+def _max_throughput(args) -> int:
+    from hetagent.cost.llm import TP_DEGREES
+    from hetagent.cost.serving import Workload, max_throughput, max_throughput_disaggregated
+    from hetagent.errors import HetagentError
+    from hetagent.models.catalog import resolve
+
+    for name in ("ttft_ms", "tbt_ms"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise HetagentError(f"--{name.replace('_', '-')} = {value!r} must be a positive number of milliseconds")
+    if args.tp is not None and args.tp not in TP_DEGREES:
+        raise HetagentError(f"--tp {args.tp}: with --max-throughput one of {', '.join(map(str, TP_DEGREES))}")
+    tp_degrees = (args.tp,) if args.tp else TP_DEGREES
+    workload = Workload(args.input_tokens, args.output_tokens,
+                        args.ttft_ms / 1000 if args.ttft_ms else None, args.tbt_ms / 1000 if args.tbt_ms else None)
+    model = _cost_model(args)
+    card = resolve(args.model)
+    if args.disaggregated:
+        if args.device:
+            raise HetagentError("give either --device or --disaggregated P::D, not both")
+        prefill, sep, decode = args.disaggregated.partition("::")
+        if not sep or not prefill or not decode:
+            raise HetagentError(f"--disaggregated {args.disaggregated!r} must read PREFILL::DECODE, e.g. h100-sxm::gaudi3-pcie")
+        model.profile(prefill), model.profile(decode)
+        point = max_throughput_disaggregated(model, card, prefill, decode, dtype=args.dtype, workload=workload,
+                                             tp_degrees=tp_degrees)
+        basis = f"{prefill}: {model.basis(prefill)}; {decode}: {model.basis(decode)}"
+    else:
+        if not args.device:
+            raise HetagentError("--device (or --disaggregated P::D) is required")
+        model.profile(args.device)
+        point = max_throughput(model, card, args.device, dtype=args.dtype, workload=workload, tp_degrees=tp_degrees)
+        basis = model.basis(args.device)
+    data = {**point.to_dict(), "input_tokens": args.input_tokens, "output_tokens": args.output_tokens,
+            "ttft_limit_ms": args.ttft_ms, "tbt_limit_ms": args.tbt_ms, "efficiency_basis": basis}
+    if args.json:
+        print_json(data)
+        return 0
+    rows = [
+        ["output tokens/s per device", f"{point.output_tokens_per_s_per_device:,.1f}"],
+        ["output tokens/s (one group)", f"{point.output_tokens_per_s:,.1f}"],
+        ["TP degree × batch" + (" (decode)" if point.prefill_tp else ""), f"{point.tp} × {point.batch}"],
+        ["TTFT ms", _ms(point.ttft_s)],
+        ["time between tokens ms", _ms(point.tbt_s)],
+        ["memory per device GB", f"{point.memory_gb:,.2f}"],
+        ["binding limit", point.binding],
+    ]
+    if point.prefill_tp:
+        rows.insert(3, ["prefill TP × prompts per chunk", f"{point.prefill_tp} × {point.prefill_batch}"])
+        rows.insert(4, ["prefill devices per decode device", f"{point.prefill_devices_per_decode_device:.3f}"])
+    print_table(f"maximum throughput: {card.name} {args.dtype} on {point.device}, {args.input_tokens} in / "
+                f"{args.output_tokens} out (efficiency: {basis})", ["", "value"], rows)
     return 0
 
 
