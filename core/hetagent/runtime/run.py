@@ -82,10 +82,12 @@ class RunResult:
     fallbacks: list[str]
     workers: list[dict]
     trace: dict = field(repr=False, default_factory=dict)
+    cost_check: list[dict] = field(default_factory=list)  # predicted vs measured per op kind (report.cost_check)
 
     def as_json(self) -> dict:
         return {"agent": self.agent, "summary": self.summary, "ops": self.ops, "requests": self.requests,
-                "substitutions": self.substitutions, "fallbacks": self.fallbacks, "workers": self.workers}
+                "substitutions": self.substitutions, "fallbacks": self.fallbacks, "workers": self.workers,
+                "cost_check": self.cost_check}
 
 
 def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Registry, options: EngineOptions,
@@ -103,6 +105,8 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
         records = engine.run(requests, on_tick=(lambda: engine_hook(engine)) if engine_hook else None)
         wall = time.monotonic() - start
         ops = list(engine.ops)
+    from hetagent.cost import RooflineModel
+
     devices = {w.device: registry.profile(w.device).tdp_w for w in prepared.workers}
     usd_per_hour, note = report.fleet_usd_per_hour(devices, pricebook or default_pricebook())
     return RunResult(
@@ -116,6 +120,8 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
         workers=[{"name": w.name, "device": w.device, "cores": list(w.cores), "ops": sorted(w.factories)}
                  for w in prepared.workers],
         trace=otlp_trace(options.run_id, prepared.program.name, records, ops),
+        cost_check=report.cost_check(prepared.program, prepared.device_of, ops, records,
+                                     RooflineModel.from_registry(registry)),
     )
 
 
