@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
 
@@ -48,6 +49,11 @@ def register(commands) -> None:
     p.add_argument("--pricebook", help="price book TOML replacing the study's")
     p.add_argument("--devices", help="comma-separated device ids replacing the study's")
     p.add_argument("--chart", default=None, help="PNG to write the bar chart to (default: <study name>-tco.png here)")
+    p.add_argument("--report", metavar="DIR", help="write a Markdown report with one chart per workload and the "
+                   "paper's findings checked (holds or not, deciding input, flip value) into DIR")
+    p.add_argument("--compare-pricebook", default="cloud-2026-03", metavar="BOOK",
+                   help="with --report: a second price book the ranking and findings are re-priced under "
+                   "(default: the shipped cloud-2026-03; a shipped name or a TOML path)")
     add_json_flag(p)
     p.set_defaults(handler=cmd_tco)
 
@@ -239,12 +245,25 @@ def cmd_tco(args) -> int:
     with Progress(console=console, transient=True, disable=args.json) as progress:
         task = progress.add_task(f"study {study.name}", total=scenario_count(study))
         outcome = run_study(study, model, progress=lambda n: progress.advance(task, n))
-    chart = _chart_path(args, study.name)
-    from hetagent.planner.tco_chart import write_chart
+    report = None
+    if args.report:
+        from hetagent.planner.tco_report import write_report
+        from hetagent.planner.tco_study import _pricebook
 
-    write_chart(outcome, chart)
+        second = _pricebook(args.compare_pricebook, Path.cwd())
+        report = write_report(outcome, model, args.report, second=second)
+        chart = None
+    else:
+        chart = _chart_path(args, study.name)
+        from hetagent.planner.tco_chart import write_chart
+
+        write_chart(outcome, chart)
     if args.json:
-        print_json({"study": study.name, "pricebook": study.pricebook.name, "chart": str(chart),
+        from hetagent.planner.tco_findings import findings
+
+        print_json({"study": study.name, "pricebook": study.pricebook.name, "chart": str(chart) if chart else None,
+                    "report": str(report) if report else None,
+                    "findings": [f.to_dict() for f in findings(outcome, model)],
                     "results": [_result_dict(r) for r in outcome.results]})
         return 0
     for model_name, dtype, workload, sla in outcome.scenarios():
@@ -257,8 +276,24 @@ def cmd_tco(args) -> int:
              "$/M tokens", "$/request", f"benefit vs {'::'.join(study.baseline)}", "binding constraint"],
             [_result_row(r) for r in results],
         )
-    console.print(f"{len(outcome.results)} pair results in {time.perf_counter() - start:.1f} s; chart: {chart}", highlight=False)
+    if report:
+        from hetagent.planner.tco_findings import findings
+
+        _print_findings(findings(outcome, model))
+    where = f"report: {report}" if report else f"chart: {chart}"
+    console.print(f"{len(outcome.results)} pair results in {time.perf_counter() - start:.1f} s; {where}", highlight=False)
     return 0
+
+
+def _print_findings(found) -> None:
+    rows = []
+    for f in found:
+        ours = "-" if f.figure is None else (f"{f.figure:.0%}" if f.unit == "share" else f"{f.figure:.2f}")
+        flip = "-" if f.flip_usd_per_hour is None else f"${f.flip_usd_per_hour:.3f}/h" + (
+            f" (≈ ${f.flip_purchase_usd:,.0f})" if f.flip_purchase_usd is not None else "")
+        holds = "n/a" if f.holds is None else ("holds" if f.holds else "does not hold")
+        rows.append([f.id, f.claim, f.paper, ours, holds, f"{f.deciding_device} $/h", f"${f.price_usd_per_hour:.3f}", flip])
+    print_table("the paper's findings", ["#", "claim", "paper", "ours", "", "deciding input", "today", "flips at"], rows)
 
 
 def _chart_path(args, study_name: str):

@@ -24,7 +24,7 @@ from hetagent.cost.llm import memory_use, phase_time
 from hetagent.cost.model import CostModel
 from hetagent.errors import HetagentError
 from hetagent.files import read_toml
-from hetagent.hardware.pricebook import PriceBook, default_pricebook, load_pricebook
+from hetagent.hardware.pricebook import PriceBook, default_pricebook, load_pricebook, shipped_pricebook, shipped_pricebooks
 from hetagent.hardware.tco import SECONDS_PER_HOUR, usd_per_million_tokens
 from hetagent.models.card import ModelCard
 from hetagent.models.catalog import card
@@ -150,8 +150,10 @@ def load_study(path: str | Path, *, pricebook: str | Path | None = None, devices
 
 
 def _pricebook(value: str | Path | None, base: Path) -> PriceBook:
-    if value is None or value == default_pricebook().name:
+    if value is None:
         return default_pricebook()
+    if str(value) in shipped_pricebooks():
+        return shipped_pricebook(str(value))
     path = Path(value)
     return load_pricebook(path if path.is_absolute() or path.exists() else base / path)
 
