@@ -173,6 +173,9 @@ def test_feedback_loop_replans_until_the_simulated_percentile_meets_the_sla(cli)
     simulation = json.loads(out)["simulation"]
     assert simulation["meets_sla"] and simulation["e2e_at_percentile_s"] <= 3.0
     assert simulation["rounds"] >= 2 and simulation["max_utilisation"] < 0.8  # the first plan missed at p99
+    # attainment is measured against the user's SLA; the tightened target the MILP planned for has its own name
+    assert simulation["sla_s"] == 3.0 and simulation["planning_target_s"] <= 3.0
+    assert simulation["sla_attainment"] >= 0.99  # met at p99 means at least 99 % within the SLA
 
 
 @pytest.mark.skipif(not CONV_TRACE.exists(), reason="the Azure traces are not in ../shared/data")
