@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from hetagent.cost.curves import (
     COMPUTE_CLASSES,
@@ -31,16 +31,19 @@ from hetagent.cost.curves import (
     FALLBACK_CLASS,
     LINK_CLASS_OF_KIND,
     Calibration,
+    combine,
     interpolate,
     interpolate_seconds,
 )
 from hetagent.cost.fit import ring_bytes
 from hetagent.cost.model import KernelTime
-from hetagent.cost.vendor import ServingEfficiency
 from hetagent.errors import HetagentError
 from hetagent.hardware.device import DeviceProfile, Link
 from hetagent.models.kernels import Kernel
 from hetagent.plugins.records import CostTable
+
+if TYPE_CHECKING:
+    from hetagent.cost.vendor import ServingEfficiency
 
 # Where a device has no rate for a dtype: the dtype it computes in instead. Low-precision weights are upcast in
 # registers (weight-only quantisation) so their bytes stay small; fp16 and bf16 run at each other's rate.
@@ -63,11 +66,6 @@ def compute_dtype(profile: DeviceProfile, dtype: str) -> str:
         f"device {profile.name!r} has no compute rate for dtype {dtype!r} (nor a fallback); "
         f"it runs: {', '.join(profile.peak_tflops)}"
     )
-
-
-def combine(kind: str, compute_s: float, memory_s: float) -> float:
-    """A kernel's body time from its compute and memory terms: the roofline's max()."""
-    return max(compute_s, memory_s)
 
 
 def headline_tflops(peaks: Mapping[str, float]) -> float:

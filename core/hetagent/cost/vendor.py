@@ -113,7 +113,7 @@ class _Scaled:
 
     def kernel_time(self, device, kernel, dtype, tp=1):
         from hetagent.cost.model import KernelTime
-        from hetagent.cost.roofline import combine
+        from hetagent.cost.curves import combine
 
         key = (device, kernel, dtype, tp)
         base = self._cache.get(key)
