@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, run_hetagent
 
 PROBLEMS = EXAMPLES / "problems"
 CONV_TRACE = ROOT.parent / "shared" / "data" / "traces" / "AzureLLMInferenceTrace_conv.csv"
@@ -187,3 +187,10 @@ def test_simulate_the_azure_conversation_trace(cli, tmp_path):
     assert code == 0, err
     result = json.loads(text)
     assert result["requests"] > 1000 and result["trace"].endswith("AzureLLMInferenceTrace_conv.csv")
+
+
+def test_plan_json_stdout_is_json_only():
+    # HiGHS prints a banner on the C-level stdout when its first instance is made: it must not reach --json
+    done = run_hetagent(*BACKENDS, "plan", str(PROBLEMS / "voice_agent.toml"), "--no-baselines", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["format"] == "hetagent-plan/1"
