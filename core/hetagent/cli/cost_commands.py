@@ -248,9 +248,9 @@ def cmd_tco(args) -> int:
     report = None
     if args.report:
         from hetagent.planner.tco_report import write_report
-        from hetagent.planner.tco_study import _pricebook
+        from hetagent.hardware.pricebook import find_pricebook
 
-        second = _pricebook(args.compare_pricebook, Path.cwd())
+        second = find_pricebook(args.compare_pricebook, Path.cwd())
         report = write_report(outcome, model, args.report, second=second)
         chart = None
     else:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from hetagent.cost.curves import combine
+from hetagent.cost.model import KernelTime
 from hetagent.cost.reference import REFERENCE_DIR
 from hetagent.errors import HetagentError
 from hetagent.files import read_toml
@@ -112,9 +114,6 @@ class _Scaled:
         return self.base.transfer_time(src, dst, nbytes)
 
     def kernel_time(self, device, kernel, dtype, tp=1):
-        from hetagent.cost.model import KernelTime
-        from hetagent.cost.curves import combine
-
         key = (device, kernel, dtype, tp)
         base = self._cache.get(key)
         if base is None:
