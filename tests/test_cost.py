@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT
 from hetagent.cost import Calibration, RooflineModel, estimate_llm, memory_use, require_some_fit
-from hetagent.cost.curves import interpolate
+from hetagent.cost.curves import combine, interpolate
 from hetagent.cost.fit import Measurement, fit_calibration
 from hetagent.cost.reference import reference_calibrations
 from hetagent.errors import HetagentError
@@ -33,7 +33,8 @@ def profiles():
 
 @pytest.fixture(scope="module")
 def model(profiles):
-    return RooflineModel(profiles, calibrations=reference_calibrations())
+    """Kernel curves only: these tests are about the curves, not the serving efficiency on top (test_serving.py)."""
+    return RooflineModel(profiles, calibrations=reference_calibrations(), serving=())
 
 
 def big_gemm(b=2):
@@ -58,7 +59,8 @@ def test_fit_recovers_a_known_roofline():
     for m in (1, 2, 8, 64, 256, 1024, 4096):
         for k in (1024, 4096):
             kernel = matmul("mm", m, k, k, 2, 1)
-            seconds = fixed + max(kernel.flops / (0.7 * peak * 1e12), kernel.bytes / (0.8 * bandwidth * 1e9))
+            # the model being fitted: the GEMM's two terms combine smoothly near the ridge (curves.combine)
+            seconds = fixed + combine("matmul", kernel.flops / (0.7 * peak * 1e12), kernel.bytes / (0.8 * bandwidth * 1e9))
             measurements.append(Measurement(kernel, "fp16", seconds))
     for n in (1e5, 1e6, 1e7, 1e8):
         measurements.append(Measurement(Kernel("add", "add", 0, n), "fp16", fixed + n / (0.5 * bandwidth * 1e9)))
@@ -120,7 +122,7 @@ def test_tensor_parallel_all_reduce_and_kv_transfer_links(model):
 
 def test_a_backends_measured_table_wins(profiles):
     table = CostTable("cuda", "h100-sxm", "gemm", "fp16", ((1e12, 2e-3), (2e12, 4e-3)), "test bench")
-    tabled = RooflineModel(profiles, tables=[table], calibrations=reference_calibrations())
+    tabled = RooflineModel(profiles, tables=[table], calibrations=reference_calibrations(), serving=())
     timed = tabled.kernel_time("h100-sxm", big_gemm(), "fp16")
     assert timed.basis == "table from backend cuda"
     assert timed.seconds == pytest.approx(2e-3 * 2 * 8192**3 / 1e12)  # below the table: its first point's time
@@ -229,3 +231,11 @@ def test_calibrate_an_unknown_backend_or_one_without_a_device_here(cli):
     assert code == 2 and "'tpu' is not installed" in err
     code, _, err = cli("calibrate", "--backend", "cuda")
     assert code == 2 and "no device of it to calibrate on this node" in err and "Traceback" not in err
+
+
+def test_gemms_cross_the_ridge_smoothly_other_kernels_keep_max():
+    from hetagent.cost.curves import TRANSITION_P
+
+    assert combine("matmul", 1.0, 1.0) == pytest.approx(2 ** (1 / TRANSITION_P))  # at the ridge, both terms cost
+    assert combine("matmul", 1.0, 0.01) == pytest.approx(1.0, rel=1e-3)  # far from it, the roofline
+    assert combine("matvec", 1.0, 1.0) == combine("norm", 0.0, 1.0) == 1.0

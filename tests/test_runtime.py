@@ -219,6 +219,14 @@ def test_run_without_arguments_runs_the_voice_agent(cli, cache_dir):
     assert report["agent"] == "voice_agent" and report["summary"]["ok"] == 1
     assert report["substitutions"]["llama-3-8b"] == "tiny-llama"
     assert {o["kind"] for o in report["ops"]} >= {"audio.stt", "llm.prefill", "llm.decode", "tool.compute", "audio.tts"}
+    # every run checks the cost model: predicted vs measured per LLM op kind on the host
+    check = {c["kind"]: c for c in report["cost_check"]}
+    assert set(check) == {"llm.prefill", "llm.decode"}
+    assert check["llm.prefill"]["per"] == "call" and check["llm.decode"]["per"] == "token"
+    for row in check.values():
+        assert row["device"] == "host-cpu" and row["samples"] >= 1
+        assert row["measured_ms_p50"] > 0 and row["predicted_ms"] > 0
+        assert row["error"] == pytest.approx(row["predicted_ms"] / row["measured_ms_p50"] - 1)
 
 
 def test_a_plan_for_absent_devices_is_refused_unless_fallback_is_allowed(cli, cache_dir, tmp_path):

@@ -1,5 +1,6 @@
 """TCO: $/M tokens and $/request by hand, and the paper's study end to end (table, chart, speed, bad input)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -108,3 +109,67 @@ def test_study_file_errors(cli, tmp_path):
     assert code == 2 and "field 'devices' is missing" in err
     code, _, err = cli("tco", str(tmp_path / "nope.toml"))
     assert code == 2 and "no such study file" in err
+
+
+def small_study(tmp_path):
+    """The paper's study on three devices and the 8B model: every finding's devices, in a second."""
+    study = tmp_path / "small.toml"
+    study.write_text(PAPER.read_text()
+                     .replace('models = ["llama-3-8b", "llama-3-70b"]', 'models = ["llama-3-8b"]')
+                     .replace('devices = ["a40", "a100-80gb-sxm", "gaudi3-pcie", "mi300x", "h100-sxm", "b200"]',
+                              'devices = ["gaudi3-pcie", "h100-sxm", "b200"]'))
+    return study
+
+
+def test_report_writes_markdown_charts_and_the_computed_findings(cli, tmp_path):
+    out = tmp_path / "report"
+    code, text, err = cli("tco", str(small_study(tmp_path)), "--report", str(out), "--json")
+    assert code == 0, err
+    data = json.loads(text)
+    assert data["report"] == str(out / "report.md") and data["chart"] is None
+    assert (out / "reasoning.png").read_bytes()[:4] == b"\x89PNG" == (out / "summarisation.png").read_bytes()[:4]
+    report = (out / "report.md").read_text()
+    assert "![reasoning](reasoning.png)" in report and "Price book `cloud-2026-03`" in report
+    assert {f["id"] for f in data["findings"]} == {"1", "2", "3a", "3b", "4"}
+    for finding in data["findings"]:
+        assert finding["holds"] in (True, False) and finding["figure"] is not None
+        assert ("holds" if finding["holds"] else "does not hold") in report
+    saved = json.loads((out / "findings.json").read_text())
+    assert set(saved) == {"paper-2025-06", "cloud-2026-03"}
+
+
+def test_a_finding_flips_at_the_price_the_tool_reports(tmp_path):
+    from hetagent.cost import RooflineModel
+    from hetagent.planner.tco_findings import findings
+    from hetagent.planner.tco_study import load_study, run_study
+    from hetagent.backend.registry import Registry
+
+    model = RooflineModel.from_registry(Registry.load(["cuda", "rocm", "gaudi"]))
+    study = load_study(small_study(tmp_path))
+    outcome = run_study(study, model)
+    found = findings(outcome, model)
+    flipping = [f for f in found if f.flip_usd_per_hour is not None]
+    assert flipping
+    for f in flipping:
+        book = study.pricebook
+        for side, expect in ((0.999, f.holds), (1.001, not f.holds)):
+            price = f.price_usd_per_hour + side * (f.flip_usd_per_hour - f.price_usd_per_hour)
+            # an owned device's $/h moves with its purchase price: re-price by scaling the book's entry
+            entry = book.price_of(f.deciding_device)
+            capex = price - (entry.operating_usd_per_hour or 0.0)
+            moved = dataclasses.replace(entry, purchase_usd=capex * 8760 / book.capital_recovery_factor())
+            repriced = dataclasses.replace(book, prices={**book.prices, f.deciding_device: moved})
+            again = next(g for g in findings(outcome, model, repriced) if g.id == f.id)
+            assert again.holds == expect, (f.id, side)
+
+
+def test_shipped_books_price_the_papers_devices_with_sources():
+    from hetagent.hardware.pricebook import shipped_pricebook, shipped_pricebooks
+
+    assert shipped_pricebooks() == ["cloud-2026-03", "paper-2025-06"]
+    cloud = shipped_pricebook("cloud-2026-03")
+    for device in ("a40", "a100-80gb-sxm", "gaudi3-pcie", "mi300x", "h100-sxm", "b200"):
+        assert cloud.price_of(device).source
+    assert cloud.usd_per_hour("h100-sxm", 700) == 2.69  # a cloud price is the $/hour, nothing added
+    with pytest.raises(HetagentError, match="no shipped price book 'cloud-1999'"):
+        shipped_pricebook("cloud-1999")

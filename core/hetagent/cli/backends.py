@@ -142,17 +142,22 @@ def cmd_devices(args) -> int:
     for detection in registry.detect():
         for device in detection.devices:
             present[device.profile] = present.get(device.profile, 0) + 1
+    from hetagent.cost import RooflineModel
+
+    model = RooflineModel(registry.device_profiles(), tables=registry.cost_models())
     if args.json:
-        print_json([dict(p.to_dict(), present=present.get(p.name, 0)) for p in profiles])
+        print_json([dict(p.to_dict(), present=present.get(p.name, 0), efficiency=model.efficiency_source(p.name))
+                    for p in profiles])
         return 0
     print_table(
         "device catalogue (dense peak TFLOPS)",
-        ["device", "vendor", "backend", "bf16", "fp8", "fp32", "mem GB", "GB/s", "TDP W", "scale-up GB/s", "here"],
+        ["device", "vendor", "backend", "bf16", "fp8", "fp32", "mem GB", "GB/s", "TDP W", "scale-up GB/s", "here",
+         "efficiency from"],
         [
             [
                 p.name, p.vendor, p.backend, p.peak_tflops.get("bf16"), p.peak_tflops.get("fp8"),
                 p.peak_tflops.get("fp32"), p.memory_gb, p.memory_bandwidth_gbs, p.tdp_w,
-                p.scale_up.gbps if p.scale_up else None, present.get(p.name) or "",
+                p.scale_up.gbps if p.scale_up else None, present.get(p.name) or "", model.basis(p.name),
             ]
             for p in profiles
         ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
 
@@ -20,14 +21,20 @@ def register(commands) -> None:
     add_json_flag(p)
     p.set_defaults(handler=cmd_estimate_gemm)
 
-    p = kinds.add_parser("llm", help="prefill, TTFT, time between tokens, memory of serving a model")
+    p = kinds.add_parser("llm", help="prefill, TTFT, time between tokens, memory of serving a model; or its maximum "
+                         "throughput (--max-throughput)")
     p.add_argument("--model", required=True, help="a built-in model id, or a Hugging Face config.json (or its directory)")
-    p.add_argument("--device", required=True)
+    p.add_argument("--device", help="device profile id (not with --disaggregated)")
     p.add_argument("--dtype", default="bf16")
-    p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--tp", type=int, default=None, help="TP degree (default 1; with --max-throughput: searched over 1, 2, 4, 8)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--input-tokens", type=int, required=True)
     p.add_argument("--output-tokens", type=int, required=True)
+    p.add_argument("--max-throughput", action="store_true",
+                   help="the most output tokens/s per device over TP degree and batch (prefill and decode sharing the devices)")
+    p.add_argument("--ttft-ms", type=float, help="with --max-throughput: time-to-first-token limit")
+    p.add_argument("--tbt-ms", type=float, help="with --max-throughput: time-between-tokens limit")
+    p.add_argument("--disaggregated", metavar="P::D", help="with --max-throughput: prefill on device P, decode on device D")
     add_json_flag(p)
     p.set_defaults(handler=cmd_estimate_llm)
 
@@ -42,6 +49,11 @@ def register(commands) -> None:
     p.add_argument("--pricebook", help="price book TOML replacing the study's")
     p.add_argument("--devices", help="comma-separated device ids replacing the study's")
     p.add_argument("--chart", default=None, help="PNG to write the bar chart to (default: <study name>-tco.png here)")
+    p.add_argument("--report", metavar="DIR", help="write a Markdown report with one chart per workload and the "
+                   "paper's findings checked (holds or not, deciding input, flip value) into DIR")
+    p.add_argument("--compare-pricebook", default="cloud-2026-03", metavar="BOOK",
+                   help="with --report: a second price book the ranking and findings are re-priced under "
+                   "(default: the shipped cloud-2026-03; a shipped name or a TOML path)")
     add_json_flag(p)
     p.set_defaults(handler=cmd_tco)
 
@@ -86,8 +98,17 @@ def cmd_estimate_gemm(args) -> int:
 def cmd_estimate_llm(args) -> int:
     from hetagent.cost import estimate_llm, require_some_fit
     from hetagent.cost.llm import TP_DEGREES, memory_use
+    from hetagent.errors import HetagentError
     from hetagent.models.catalog import resolve
 
+    if args.max_throughput:
+        return _max_throughput(args)
+    for flag in ("ttft_ms", "tbt_ms", "disaggregated"):
+        if getattr(args, flag) is not None:
+            raise HetagentError(f"--{flag.replace('_', '-')} needs --max-throughput")
+    if not args.device:
+        raise HetagentError("--device is required (the device profile to estimate on; see `hetagent devices`)")
+    args.tp = 1 if args.tp is None else args.tp
     model = _cost_model(args)
     card = resolve(args.model)
     profile = model.profile(args.device)
@@ -120,6 +141,61 @@ def cmd_estimate_llm(args) -> int:
         ["", "value", "bound / detail"],
         rows,
     )
+    return 0
+
+
+def _max_throughput(args) -> int:
+    from hetagent.cost.llm import TP_DEGREES
+    from hetagent.cost.serving import Workload, max_throughput, max_throughput_disaggregated
+    from hetagent.errors import HetagentError
+    from hetagent.models.catalog import resolve
+
+    for name in ("ttft_ms", "tbt_ms"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise HetagentError(f"--{name.replace('_', '-')} = {value!r} must be a positive number of milliseconds")
+    if args.tp is not None and args.tp not in TP_DEGREES:
+        raise HetagentError(f"--tp {args.tp}: with --max-throughput one of {', '.join(map(str, TP_DEGREES))}")
+    tp_degrees = (args.tp,) if args.tp else TP_DEGREES
+    workload = Workload(args.input_tokens, args.output_tokens,
+                        args.ttft_ms / 1000 if args.ttft_ms else None, args.tbt_ms / 1000 if args.tbt_ms else None)
+    model = _cost_model(args)
+    card = resolve(args.model)
+    if args.disaggregated:
+        if args.device:
+            raise HetagentError("give either --device or --disaggregated P::D, not both")
+        prefill, sep, decode = args.disaggregated.partition("::")
+        if not sep or not prefill or not decode:
+            raise HetagentError(f"--disaggregated {args.disaggregated!r} must read PREFILL::DECODE, e.g. h100-sxm::gaudi3-pcie")
+        model.profile(prefill), model.profile(decode)
+        point = max_throughput_disaggregated(model, card, prefill, decode, dtype=args.dtype, workload=workload,
+                                             tp_degrees=tp_degrees)
+        basis = f"{prefill}: {model.basis(prefill)}; {decode}: {model.basis(decode)}"
+    else:
+        if not args.device:
+            raise HetagentError("--device (or --disaggregated P::D) is required")
+        model.profile(args.device)
+        point = max_throughput(model, card, args.device, dtype=args.dtype, workload=workload, tp_degrees=tp_degrees)
+        basis = model.basis(args.device)
+    data = {**point.to_dict(), "input_tokens": args.input_tokens, "output_tokens": args.output_tokens,
+            "ttft_limit_ms": args.ttft_ms, "tbt_limit_ms": args.tbt_ms, "efficiency_basis": basis}
+    if args.json:
+        print_json(data)
+        return 0
+    rows = [
+        ["output tokens/s per device", f"{point.output_tokens_per_s_per_device:,.1f}"],
+        ["output tokens/s (one group)", f"{point.output_tokens_per_s:,.1f}"],
+        ["TP degree × batch" + (" (decode)" if point.prefill_tp else ""), f"{point.tp} × {point.batch}"],
+        ["TTFT ms", _ms(point.ttft_s)],
+        ["time between tokens ms", _ms(point.tbt_s)],
+        ["memory per device GB", f"{point.memory_gb:,.2f}"],
+        ["binding limit", point.binding],
+    ]
+    if point.prefill_tp:
+        rows.insert(3, ["prefill TP × prompts per chunk", f"{point.prefill_tp} × {point.prefill_batch}"])
+        rows.insert(4, ["prefill devices per decode device", f"{point.prefill_devices_per_decode_device:.3f}"])
+    print_table(f"maximum throughput: {card.name} {args.dtype} on {point.device}, {args.input_tokens} in / "
+                f"{args.output_tokens} out (efficiency: {basis})", ["", "value"], rows)
     return 0
 
 
@@ -169,12 +245,25 @@ def cmd_tco(args) -> int:
     with Progress(console=console, transient=True, disable=args.json) as progress:
         task = progress.add_task(f"study {study.name}", total=scenario_count(study))
         outcome = run_study(study, model, progress=lambda n: progress.advance(task, n))
-    chart = _chart_path(args, study.name)
-    from hetagent.planner.tco_chart import write_chart
+    report = None
+    if args.report:
+        from hetagent.planner.tco_report import write_report
+        from hetagent.hardware.pricebook import find_pricebook
 
-    write_chart(outcome, chart)
+        second = find_pricebook(args.compare_pricebook, Path.cwd())
+        report = write_report(outcome, model, args.report, second=second)
+        chart = None
+    else:
+        chart = _chart_path(args, study.name)
+        from hetagent.planner.tco_chart import write_chart
+
+        write_chart(outcome, chart)
     if args.json:
-        print_json({"study": study.name, "pricebook": study.pricebook.name, "chart": str(chart),
+        from hetagent.planner.tco_findings import findings
+
+        print_json({"study": study.name, "pricebook": study.pricebook.name, "chart": str(chart) if chart else None,
+                    "report": str(report) if report else None,
+                    "findings": [f.to_dict() for f in findings(outcome, model)],
                     "results": [_result_dict(r) for r in outcome.results]})
         return 0
     for model_name, dtype, workload, sla in outcome.scenarios():
@@ -187,8 +276,24 @@ def cmd_tco(args) -> int:
              "$/M tokens", "$/request", f"benefit vs {'::'.join(study.baseline)}", "binding constraint"],
             [_result_row(r) for r in results],
         )
-    console.print(f"{len(outcome.results)} pair results in {time.perf_counter() - start:.1f} s; chart: {chart}", highlight=False)
+    if report:
+        from hetagent.planner.tco_findings import findings
+
+        _print_findings(findings(outcome, model))
+    where = f"report: {report}" if report else f"chart: {chart}"
+    console.print(f"{len(outcome.results)} pair results in {time.perf_counter() - start:.1f} s; {where}", highlight=False)
     return 0
+
+
+def _print_findings(found) -> None:
+    rows = []
+    for f in found:
+        ours = "-" if f.figure is None else (f"{f.figure:.0%}" if f.unit == "share" else f"{f.figure:.2f}")
+        flip = "-" if f.flip_usd_per_hour is None else f"${f.flip_usd_per_hour:.3f}/h" + (
+            f" (≈ ${f.flip_purchase_usd:,.0f})" if f.flip_purchase_usd is not None else "")
+        holds = "n/a" if f.holds is None else ("holds" if f.holds else "does not hold")
+        rows.append([f.id, f.claim, f.paper, ours, holds, f"{f.deciding_device} $/h", f"${f.price_usd_per_hour:.3f}", flip])
+    print_table("the paper's findings", ["#", "claim", "paper", "ours", "", "deciding input", "today", "flips at"], rows)
 
 
 def _chart_path(args, study_name: str):

@@ -183,7 +183,10 @@ def _print_plan(plan) -> None:
         sim = plan.simulation
         print_table("simulated (feedback loop)", ["", ""],
                     [["utilisation cap", f"{sim['max_utilisation']:g} after {sim['rounds']} round(s)"],
+                     ["planning target", f"{sim['planning_target_s']:.3f} s" if sim.get("planning_target_s") else "-"],
                      [f"simulated end-to-end p{latency.percentile:g}", f"{sim['e2e_at_percentile_s']:.3f} s"],
+                     ["SLA", f"{sim['sla_s']:g} s" if sim.get("sla_s") else "-"],
+                     ["SLA attainment", f"{sim['sla_attainment']:.1%}" if sim.get("sla_attainment") is not None else "-"],
                      ["SLA met", "yes" if sim["meets_sla"] else "no"]])
 
 

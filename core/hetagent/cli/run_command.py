@@ -147,6 +147,11 @@ def _print_report(agent: Path, result, args) -> None:
         ("$/request", f"{s['usd_per_request']:.3g}" if s["usd_per_request"] is not None else s["price_note"]),
     ]
     print_table(f"{result.agent}: summary ({s['wall_s']:.1f} s)", ["", ""], rows)
+    if result.cost_check:
+        print_table("cost model check: predicted vs measured", ["op", "device", "per", "samples", "measured ms p50",
+                                                               "predicted ms", "error", "efficiency from"],
+                    [(c["kind"], c["device"], c["per"], c["samples"], _num(c["measured_ms_p50"]), _num(c["predicted_ms"]),
+                      f"{c['error']:+.0%}" if c["error"] is not None else "-", c["basis"]) for c in result.cost_check])
     if args.trace_out:
         console.print(f"wrote {args.trace_out}", highlight=False)
 

@@ -44,6 +44,21 @@ FALLBACK_CLASS = {"attention": "gemm", "gemv": "gemm_memory", "gemm_memory": "ge
 LINK_CLASS_OF_KIND = {"allreduce": "allreduce", "transfer": "p2p"}
 
 
+# A multi-row GEMM does not switch from memory-bound to compute-bound at the ridge point: near it, neither the
+# weight stream nor the tensor cores run flat out (tiles wait on loads, waves are partial), so its time follows
+# the measured transition t = (c^p + m^p)^(1/p) of its compute and memory terms c and m; p is fitted on Vidur's
+# H100/A100 GEMMs (benchmarks/bench_cost_vidur.py). Other kernels keep the roofline's max().
+SMOOTH_KINDS = ("matmul",)
+TRANSITION_P = 2.0
+
+
+def combine(kind: str, compute_s: float, memory_s: float) -> float:
+    """A kernel's body time from its compute and memory terms."""
+    if kind in SMOOTH_KINDS and compute_s and memory_s:
+        return (compute_s**TRANSITION_P + memory_s**TRANSITION_P) ** (1 / TRANSITION_P)
+    return max(compute_s, memory_s)
+
+
 def floor_class(kind: str) -> str:
     """The class whose floor time (`Calibration.fixed_s`) a kernel kind pays: its memory or link class."""
     return LINK_CLASS_OF_KIND.get(kind) or CURVES_OF_KIND[kind][1]

@@ -18,12 +18,14 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Sequence
 
 from hetagent.backend.records import Measurement
-from hetagent.cost.curves import CURVES_OF_KIND, LINK_CLASS_OF_KIND, Calibration, floor_class
+from hetagent.cost.curves import CURVES_OF_KIND, LINK_CLASS_OF_KIND, TRANSITION_P, Calibration, floor_class
 from hetagent.hardware.device import EfficiencyCurve
 from hetagent.models.kernels import Kernel
 
 CURVE_POINTS = 16
 REASSIGN_ROUNDS = 8
+SETTLE_ROUNDS = 3  # rounds before a stable assignment may end the fit: the curves still move as the other term does
+MIN_SHARE = 0.05  # a sample's own term is at least this share of its body
 MIN_EFFICIENCY = 1e-4
 
 
@@ -101,8 +103,11 @@ def fit_calibration(
 
 
 def _fit_matmuls(measurements: list[Measurement], fixed: float, peak_tflops, bandwidth: float, source: str, np) -> list[EfficiencyCurve]:
-    """The compute (gemm) and memory (gemm_memory) curves of multi-row matmuls, by alternating assignment."""
+    """The compute (gemm) and memory (gemm_memory) curves of multi-row matmuls, by alternating assignment. Times
+    combine as `curves.combine` does: each sample's own term is what is left of its body once the other term
+    (from the other curve of the previous round) is taken out, t_own = (body^p − t_other^p)^(1/p)."""
     curves: list[EfficiencyCurve] = []
+    p = TRANSITION_P
     for dtype in sorted({m.dtype for m in measurements}):
         rows = [m for m in measurements if m.dtype == dtype and m.seconds > fixed]
         if not rows:
@@ -112,16 +117,20 @@ def _fit_matmuls(measurements: list[Measurement], fixed: float, peak_tflops, ban
         body = np.array([m.seconds - fixed for m in rows])
         peak = peak_tflops[dtype] * 1e12
         compute_bound = flops / peak > traffic / bandwidth  # the ideal ridge point to start from
+        compute_s = np.zeros_like(flops)
+        memory_s = np.zeros_like(traffic)
         gemm = memory = None
-        for _ in range(REASSIGN_ROUNDS):
+        for round_ in range(REASSIGN_ROUNDS):
+            own_compute = np.power(np.maximum(body**p - memory_s**p, (MIN_SHARE * body) ** p), 1 / p)
+            own_memory = np.power(np.maximum(body**p - compute_s**p, (MIN_SHARE * body) ** p), 1 / p)
             if compute_bound.any():
-                gemm = _curve("gemm", dtype, flops[compute_bound], flops[compute_bound] / (peak * body[compute_bound]), source, np)
+                gemm = _curve("gemm", dtype, flops[compute_bound], flops[compute_bound] / (peak * own_compute[compute_bound]), source, np)
             if (~compute_bound).any():
-                memory = _curve("gemm_memory", dtype, traffic[~compute_bound], traffic[~compute_bound] / (bandwidth * body[~compute_bound]), source, np)
+                memory = _curve("gemm_memory", dtype, traffic[~compute_bound], traffic[~compute_bound] / (bandwidth * own_memory[~compute_bound]), source, np)
             compute_s = flops / (peak * _eval(gemm, flops, np)) if gemm else np.zeros_like(flops)
             memory_s = traffic / (bandwidth * _eval(memory, traffic, np)) if memory else np.zeros_like(traffic)
             reassigned = compute_s > memory_s
-            if (reassigned == compute_bound).all():
+            if (reassigned == compute_bound).all() and round_ >= SETTLE_ROUNDS:
                 break
             compute_bound = reassigned
         curves += [c for c in (gemm, memory) if c is not None]

@@ -12,6 +12,10 @@ Where η comes from, per device, first match wins:
    losses at small sizes are latencies (launch, ramp-up, tail), and a faster device needs a proportionally
    bigger kernel to hide them. The nearest reference is the one of the same family (CPU or not) closest in
    log peak + log bandwidth.
+
+On top of the curves, a device's serving efficiency (`hetagent.cost.vendor`: factors on the compute and memory
+rates fitted to its vendor's published serving throughput, or borrowed from the nearest device that has them)
+scales every compute and memory term; links are not scaled.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from hetagent.cost.curves import (
     COMPUTE_CLASSES,
@@ -27,6 +31,7 @@ from hetagent.cost.curves import (
     FALLBACK_CLASS,
     LINK_CLASS_OF_KIND,
     Calibration,
+    combine,
     interpolate,
     interpolate_seconds,
 )
@@ -36,6 +41,9 @@ from hetagent.errors import HetagentError
 from hetagent.hardware.device import DeviceProfile, Link
 from hetagent.models.kernels import Kernel
 from hetagent.backend.records import CostTable
+
+if TYPE_CHECKING:
+    from hetagent.cost.vendor import ServingEfficiency
 
 # Where a device has no rate for a dtype: the dtype it computes in instead. Low-precision weights are upcast in
 # registers (weight-only quantisation) so their bytes stay small; fp16 and bf16 run at each other's rate.
@@ -107,6 +115,7 @@ class RooflineModel:
         *,
         tables: Iterable[CostTable] = (),
         calibrations: Iterable[Calibration] | None = None,
+        serving: Iterable[ServingEfficiency] | None = None,
     ):
         if calibrations is None:
             from hetagent.cost.reference import reference_calibrations
@@ -117,6 +126,12 @@ class RooflineModel:
         self._tables = {(t.device, t.op_class, t.dtype): t for t in tables}
         self._calibrations = {c.device: c for c in calibrations}  # later wins: this host's over the shipped
         self._chains: dict[str, tuple[_Rescaled, ...]] = {}
+        if serving is None:
+            from hetagent.cost.vendor import shipped_serving_efficiency
+
+            serving = shipped_serving_efficiency()
+        self._serving = {s.device: s for s in serving}
+        self._serving_of: dict[str, tuple[ServingEfficiency | None, str]] = {}
         if not self._calibrations:
             raise HetagentError("no calibration at all: the shipped reference curves are missing from the install")
 
@@ -139,8 +154,48 @@ class RooflineModel:
             raise HetagentError(f"unknown device {device!r}{hint} Known devices: {', '.join(self.devices)}") from None
 
     def basis(self, device: str) -> str:
-        """Where this device's curves come from, in words."""
-        return self._curves(device)[0].basis
+        """Where this device's curves and serving efficiency come from, in words."""
+        serving, how = self.serving_efficiency(device)
+        return self._curves(device)[0].basis + (f"; {how}" if serving else "")
+
+    def efficiency_source(self, device: str) -> dict:
+        """What `hetagent devices --json` reports: where the curves and the serving efficiency come from, and
+        from which device each is borrowed where the device has no measurement of its own."""
+        curves = self._curves(device)[0]
+        serving, how = self.serving_efficiency(device)
+        return {
+            "curves": curves.basis,
+            "curves_borrowed_from": None if curves.calibration.device == device else curves.calibration.device,
+            "serving_efficiency": None if serving is None else {
+                "compute": serving.compute, "memory": serving.memory, "basis": how,
+                "borrowed_from": None if serving.device == device else serving.device,
+                "published_figures": serving.figures, "sources": list(serving.sources),
+            },
+        }
+
+    def serving_efficiency(self, device: str) -> tuple[ServingEfficiency | None, str]:
+        """The device's own fitted serving efficiency, else the nearest fitted device's (same family first)."""
+        if device not in self._serving_of:
+            profile = self.profile(device)
+            own = self._serving.get(device)
+            if own is not None:
+                found = own, f"serving efficiency fitted to {own.figures} published figures"
+            else:
+                others = [s for s in self._serving.values() if s.device in self._profiles]
+                others = [s for s in others if (self._profiles[s.device].kind == "cpu") == (profile.kind == "cpu")]
+                if not others or profile.kind == "cpu":
+                    found = None, ""
+                else:
+                    def distance(s):
+                        p = self._profiles[s.device]
+                        return (p.vendor != profile.vendor,
+                                abs(math.log(headline_tflops(p.peak_tflops) / headline_tflops(profile.peak_tflops)))
+                                + abs(math.log(p.memory_bandwidth_gbs / profile.memory_bandwidth_gbs)))
+
+                    nearest = min(others, key=distance)
+                    found = nearest, f"serving efficiency borrowed from {nearest.device} (no published figures)"
+            self._serving_of[device] = found
+        return self._serving_of[device]
 
     def _curves(self, device: str) -> tuple[_Rescaled, ...]:
         """The calibrations to ask for this device's curves, in order of preference."""
@@ -199,7 +254,11 @@ class RooflineModel:
         rate, memory_basis = self._first(device, lambda r: r.memory_rate(memory_class, kernel.bytes),
                                          fallback=lambda r: r.memory_rate(FALLBACK_CLASS.get(memory_class, memory_class), kernel.bytes))
         memory_s = kernel.bytes / rate
-        op_class, body = (compute_class, compute_s) if compute_s > memory_s else (memory_class, memory_s)
+        serving, _ = self.serving_efficiency(device)
+        if serving is not None:
+            compute_s, memory_s = compute_s / serving.compute, memory_s / serving.memory
+        op_class = compute_class if compute_s > memory_s else memory_class
+        body = combine(kernel.kind, compute_s, memory_s)
         basis = basis if compute_s > memory_s else memory_basis
         fixed = self.fixed_s(device, memory_class)
         table = self._tables.get((device, op_class, dtype))

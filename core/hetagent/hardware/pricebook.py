@@ -78,8 +78,33 @@ def load_pricebook(path: str | Path) -> PriceBook:
 
 
 def default_pricebook() -> PriceBook:
-    text = resources.files("hetagent.hardware").joinpath("pricebooks/paper-2025-06.toml").read_text()
-    return _pricebook_from_dict(tomllib.loads(text), "paper-2025-06.toml")
+    return shipped_pricebook("paper-2025-06")
+
+
+def shipped_pricebooks() -> list[str]:
+    """Names of the books shipped with hetagent: the paper's (the default) and today's cloud prices."""
+    folder = resources.files("hetagent.hardware").joinpath("pricebooks")
+    return sorted(entry.name.removesuffix(".toml") for entry in folder.iterdir() if entry.name.endswith(".toml"))
+
+
+def find_pricebook(value: str | Path | None, base: Path) -> PriceBook:
+    """The book a study, fleet or option names: None → the default; a shipped book's name; else a TOML path,
+    relative to `base` (the naming file's folder) when it is there, else as given."""
+    if value is None:
+        return default_pricebook()
+    if str(value) in shipped_pricebooks():
+        return shipped_pricebook(str(value))
+    path = Path(value)
+    if not path.is_absolute() and (base / path).exists():
+        path = base / path
+    return load_pricebook(path)
+
+
+def shipped_pricebook(name: str) -> PriceBook:
+    if name not in shipped_pricebooks():
+        raise HetagentError(f"no shipped price book {name!r}; shipped: {', '.join(shipped_pricebooks())} (or give a TOML path)")
+    text = resources.files("hetagent.hardware").joinpath(f"pricebooks/{name}.toml").read_text()
+    return _pricebook_from_dict(tomllib.loads(text), f"{name}.toml")
 
 
 def _pricebook_from_dict(data: dict[str, Any], origin: str) -> PriceBook:

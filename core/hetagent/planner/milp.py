@@ -191,11 +191,30 @@ def _solve(instance: Instance, minimise: str, max_makespan_s: float | None, max_
                    optimal=optimal)
 
 
+def _quiet(make):
+    """HiGHS prints a banner on the C-level stdout when the first instance is made, before any option can be set:
+    route file descriptor 1 to stderr meanwhile so `--json` output stays JSON."""
+    import ctypes
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        made = make()
+        ctypes.CDLL(None).fflush(None)
+        return made
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _highs(objective, matrix, row_lower, row_upper, col_lower, col_upper, integrality):
     """A HiGHS instance holding the model (quiet)."""
     import highspy
 
-    highs = highspy.Highs()
+    highs = _quiet(highspy.Highs)
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("mip_rel_gap", MIP_GAP)
     lp = highspy.HighsLp()

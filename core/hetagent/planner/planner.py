@@ -329,6 +329,14 @@ def pareto_front(instance: Instance, rate_rps: float, *, points: int = 16, step:
         except Infeasible:
             break
         found = solve(instance, minimise="latency", max_cost=cheapest.objective)
+        if front and found.makespan_s >= front[-1]["e2e_s"]:
+            # the latency solve stopped within its MIP gap no faster than the last point: the bounded cheapest
+            # plan is faster than it; when that is not either, the front is complete
+            if cheapest.makespan_s >= front[-1]["e2e_s"]:
+                break
+            found = cheapest
+        if front and found.usd_per_hour <= front[-1]["usd_per_hour"]:
+            front.pop()  # as cheap and faster: the last point was dominated
         front.append({"e2e_s": found.makespan_s, "usd_per_hour": found.usd_per_hour,
                       "usd_per_request": found.usd_per_hour / (rate_rps * SECONDS_PER_HOUR), "devices": dict(found.counts)})
         bound = found.makespan_s * (1 - step)

@@ -15,7 +15,7 @@ from typing import Any
 
 from hetagent.errors import HetagentError
 from hetagent.files import read_json, read_toml
-from hetagent.hardware.pricebook import DevicePrice, PriceBook, default_pricebook, load_pricebook
+from hetagent.hardware.pricebook import DevicePrice, PriceBook, find_pricebook
 from hetagent.planner.schema import validate
 
 DEFAULT_MAX_UTILISATION = 0.8
@@ -151,7 +151,7 @@ def load_fleet(path: str | Path) -> Fleet:
 
 def fleet_from_dict(data: dict[str, Any], base: Path, origin: str) -> Fleet:
     validate(data, "fleet", origin)
-    book = _pricebook(data.get("pricebook"), base)
+    book = find_pricebook(data.get("pricebook"), base)
     names = [c["device"] for c in data["classes"]]
     twice = {n for n in names if names.count(n) > 1}
     if twice:
@@ -174,13 +174,6 @@ def fleet_from_dict(data: dict[str, Any], base: Path, origin: str) -> Fleet:
         links[frozenset((a, b))] = Link(entry["gbps"], entry.get("latency_us", 0.0) / 1e6)
     return Fleet(data.get("name", origin), tuple(FleetClass(c["device"], c.get("max_count")) for c in data["classes"]),
                  dataclasses.replace(book, prices=prices), links)
-
-
-def _pricebook(value: str | None, base: Path) -> PriceBook:
-    if value is None or value == default_pricebook().name:
-        return default_pricebook()
-    path = Path(value)
-    return load_pricebook(path if path.is_absolute() else base / path)
 
 
 def load_trace(path: str | Path, *, limit_s: float | None = None) -> Trace:

@@ -24,7 +24,7 @@ from hetagent.cost.llm import memory_use, phase_time
 from hetagent.cost.model import CostModel
 from hetagent.errors import HetagentError
 from hetagent.files import read_toml
-from hetagent.hardware.pricebook import PriceBook, default_pricebook, load_pricebook
+from hetagent.hardware.pricebook import PriceBook, find_pricebook
 from hetagent.hardware.tco import SECONDS_PER_HOUR, usd_per_million_tokens
 from hetagent.models.card import ModelCard
 from hetagent.models.catalog import card
@@ -125,7 +125,7 @@ def load_study(path: str | Path, *, pricebook: str | Path | None = None, devices
     unknown = set(data) - set(required) - {"pricebook", "description"}
     if unknown:
         raise HetagentError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}; valid: {', '.join([*required, 'pricebook', 'description'])}")
-    book = _pricebook(pricebook if pricebook is not None else data.get("pricebook"), path.parent)
+    book = find_pricebook(pricebook if pricebook is not None else data.get("pricebook"), path.parent)
     device_list = tuple(devices) if devices else tuple(data["devices"])
     prefill, sep, decode = data["baseline"].partition("::")
     if not sep:
@@ -147,13 +147,6 @@ def load_study(path: str | Path, *, pricebook: str | Path | None = None, devices
         pricebook=book,
         description=data.get("description", ""),
     )
-
-
-def _pricebook(value: str | Path | None, base: Path) -> PriceBook:
-    if value is None or value == default_pricebook().name:
-        return default_pricebook()
-    path = Path(value)
-    return load_pricebook(path if path.is_absolute() or path.exists() else base / path)
 
 
 def _workload(entry: Any, path: Path) -> Workload:

@@ -9,6 +9,11 @@ the fleet's $/hour from the price book (each device once: CPU partitions share t
 time, divided by the requests that finished. KV transfers (`transfers`): per `kv.transfer`, the route (the
 device whose prefill wrote the cache -> the device whose decode reads it), the bytes, and the time staging it
 out of the prefill's device into the `spec/kv-format.md` layout and into the decode's device.
+
+The cost check compares, per op kind and device, what the cost model predicts with the time measured: a prefill
+call against its kernel's fixed shape (batch × prompt capacity), a decode step (the time between tokens) against
+one step of the kernel's batch over its whole cache capacity (the compiled shapes are static). On the CPU this is
+the host calibration's error (`hetagent calibrate`), so every run also checks the cost model.
 """
 
 from __future__ import annotations
@@ -117,3 +122,44 @@ def summary(requests: list[RequestRecord], ops: list[OpRecord], wall_s: float, u
         "usd_per_request": usd_per_hour * wall_s / SECONDS_PER_HOUR / len(ok) if usd_per_hour is not None and ok else None,
         "price_note": price_note,
     }
+
+
+def cost_check(program, device_of: dict[int, str], ops: list[OpRecord], requests: list[RequestRecord], model) -> list[dict]:
+    """Predicted vs measured (median) seconds per (op kind, device) for the ops the cost model can time."""
+    from hetagent.cost.llm import phase_time
+    from hetagent.models.catalog import card
+    from hetagent.models.kernels import decode_kernels, prefill_kernels
+
+    def predict(node) -> float:
+        fn = node.kernel.function
+        spec, dtype, device = card(fn["model"]), fn["dtype"], device_of[node.index]
+        if node.op == "llm.prefill":
+            kernels = prefill_kernels(spec, fn["prompt"], batch=fn["batch"], dtype=dtype)
+        else:
+            kernels = decode_kernels(spec, fn["capacity"] - 1, batch=fn["batch"], dtype=dtype)
+        return phase_time(model, device, kernels, dtype, 1).seconds
+
+    timed = [n for n in program.nodes() if n.kernel and n.op in ("llm.prefill", "llm.decode")]
+    by_label = {n.label: n for n in timed}
+    measured: dict[tuple[str, str], list[float]] = defaultdict(list)
+    predicted: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for record in ops:
+        node = by_label.get(record.label)
+        if node is not None and node.op == "llm.prefill" and record.ok and record.worker != "engine":
+            key = (node.op, device_of[node.index])
+            measured[key].append(record.run_s)
+            predicted[key].append(predict(node))
+    for node in (n for n in timed if n.op == "llm.decode"):
+        gaps = [g for r in requests if r.status == "ok" for g in r.gaps]
+        if gaps:
+            key = (node.op, device_of[node.index])
+            measured[key] += gaps
+            predicted[key] += [predict(node)] * len(gaps)
+    rows = []
+    for (kind, device), values in sorted(measured.items()):
+        measured_s, predicted_s = float(np.median(values)), float(np.median(predicted[(kind, device)]))
+        rows.append({"kind": kind, "device": device, "samples": len(values),
+                     "per": "call" if kind == "llm.prefill" else "token",
+                     "measured_ms_p50": measured_s * 1000, "predicted_ms": predicted_s * 1000,
+                     "error": predicted_s / measured_s - 1 if measured_s else None, "basis": model.basis(device)})
+    return rows

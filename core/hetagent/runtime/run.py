@@ -86,11 +86,12 @@ class RunResult:
     workers: list[dict]
     transfers: list[dict] = field(default_factory=list)
     trace: dict = field(repr=False, default_factory=dict)
+    cost_check: list[dict] = field(default_factory=list)  # predicted vs measured per op kind (report.cost_check)
 
     def as_json(self) -> dict:
         return {"agent": self.agent, "summary": self.summary, "ops": self.ops, "requests": self.requests,
                 "transfers": self.transfers, "substitutions": self.substitutions, "fallbacks": self.fallbacks,
-                "workers": self.workers}
+                "workers": self.workers, "cost_check": self.cost_check}
 
 
 def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Registry, options: EngineOptions,
@@ -108,6 +109,8 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
         records = engine.run(requests, on_tick=(lambda: engine_hook(engine)) if engine_hook else None)
         wall = time.monotonic() - start
         ops = list(engine.ops)
+    from hetagent.cost import RooflineModel
+
     usd_per_hour, note = report.fleet_usd_per_hour(prepared.workers, registry, pricebook or default_pricebook())
     return RunResult(
         agent=prepared.program.name,
@@ -121,6 +124,8 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
                  for w in prepared.workers],
         transfers=report.transfers(ops),
         trace=otlp_trace(options.run_id, prepared.program.name, records, ops),
+        cost_check=report.cost_check(prepared.program, prepared.device_of, ops, records,
+                                     RooflineModel.from_registry(registry)),
     )
 
 

@@ -49,10 +49,13 @@ def chosen_options(built: AgentInstance, plan: Plan) -> tuple[int, ...]:
     return tuple(choice)
 
 
-def simulate_plan(plan: Plan, problem: Problem, built: AgentInstance, requests: list[Request]) -> SimResult:
+def simulate_plan(plan: Plan, problem: Problem, built: AgentInstance, requests: list[Request], *,
+                  sla_s: float | None = None) -> SimResult:
+    """Replay `requests`; attainment is measured against `sla_s` (the user's SLA), by default the plan's."""
     if not requests:
         raise HetagentError("no requests to simulate (an empty trace, or --seconds too short)")
     choice = chosen_options(built, plan)
     counts = {name: d.count for name, d in plan.devices.items()}
-    return simulate(built, choice, counts, plan.placements, requests, steps=problem.steps, sla_s=plan.latency.sla_s,
+    return simulate(built, choice, counts, plan.placements, requests, steps=problem.steps,
+                    sla_s=sla_s if sla_s is not None else plan.latency.sla_s,
                     percentile_q=plan.latency.percentile or problem.percentile)

@@ -1,0 +1,78 @@
+"""Serving throughput predicted vs published, per device and workload (issue 15).
+
+    .venv/bin/python benchmarks/bench_cost_vendors.py
+
+For every published figure of `hetagent/cost/reference/vendor-figures.toml` (TensorRT-LLM's, Intel Gaudi's and
+AMD ROCm's own serving tables, each with its source): the maximum output tokens/s `hetagent estimate llm
+--max-throughput` predicts at the published TP degree, and the error. Three columns of predictions:
+- curves only: the kernel curves (Vidur-measured on H100/A100, extrapolated elsewhere), no serving efficiency;
+- fitted: with the shipped serving efficiency (fitted to all of the device's figures: in-sample);
+- held out: with factors fitted to the device's other figures only (the honest figure for an unseen workload).
+Target: median ≤ 15 %, worst ≤ 30 %. MLPerf results are not used here (kept aside as an independent check).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from accuracy import abs_rel_errors, print_summary, summary_row
+from hetagent.cli.output import print_table
+from hetagent.cost import vendor
+from hetagent.backend.registry import Registry
+
+
+def main() -> int:
+    start = time.perf_counter()
+    profiles = Registry.load(["cuda", "rocm", "gaudi"]).device_profiles()
+    sources, figures = vendor.published_figures()
+    base = vendor.base_model(profiles)
+    shipped = {s.device: s for s in vendor.shipped_serving_efficiency()}
+    rows, curves_only, fitted, held_out, published = [], [], [], [], []
+    for device in sorted({f.device for f in figures}):
+        mine = [f for f in figures if f.device == device]
+        grid = vendor.Predictions(base, mine)
+        own = shipped[device]
+        walk_from = (vendor.GRID.index(own.compute), vendor.GRID.index(own.memory))
+        for i, figure in enumerate(mine):
+            loo = vendor.best_factors(grid, [j for j in range(len(mine)) if j != i], walk_from)
+            predictions = (grid.at((1.0, 1.0))[i], grid.at((own.compute, own.memory))[i], grid.at(loo)[i])
+            curves_only.append(predictions[0])
+            fitted.append(predictions[1])
+            held_out.append(predictions[2])
+            published.append(figure.output_tokens_per_s)
+            rows.append([figure.label, f"{figure.output_tokens_per_s:,.0f}",
+                         *(f"{p:,.0f} ({p / figure.output_tokens_per_s - 1:+.0%})" for p in predictions), figure.source])
+    print_table("output tokens/s of the tp devices: published vs predicted (error)",
+                ["figure", "published", "curves only", "fitted (in-sample)", "held out", "source"], rows)
+    summary = []
+    for name, predicted in (("curves only", curves_only), ("fitted", fitted), ("held out", held_out)):
+        errors = abs_rel_errors(predicted, published)
+        summary.append(summary_row((name,), errors))
+        by_device = {}
+        for f, e in zip(figures_sorted(figures), errors):
+            by_device.setdefault(f.device, []).append(e)
+        for device, errs in sorted(by_device.items()):
+            summary.append(summary_row((f"  {name}: {device}",), np.array(errs)))
+    print_summary("absolute relative error", ["predictions"], summary)
+    print("\nserving efficiency shipped (compute ×, memory × the curves' rates):")
+    for s in shipped.values():
+        print(f"  {s.device}: compute × {s.compute}, memory × {s.memory} ({s.figures} figures)")
+    print("\nsources:")
+    for s in sources.values():
+        print(f"  [{s.id}] {s.title}\n      {s.url}" + (f"\n      note: {s.note}" if s.note else ""))
+    for name, predicted in (("fitted", fitted), ("held out", held_out)):
+        errors = abs_rel_errors(predicted, published)
+        print(f"{name}: median {np.median(errors):.1%}, worst {np.max(errors):.1%} over {len(errors)} figures "
+              f"(target: median ≤ 15 %, worst ≤ 30 %)")
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def figures_sorted(figures):
+    return [f for device in sorted({f.device for f in figures}) for f in figures if f.device == device]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
