@@ -16,6 +16,7 @@ from hetagent.compiler.cache import CompileCache, digest
 from hetagent.compiler.driver import compile_agent
 from hetagent.compiler.place import Plan, place
 from hetagent.hardware.pricebook import PriceBook, default_pricebook
+from hetagent.agent.loader import load_agent, stem
 from hetagent.ir import decompose, load, verify
 from hetagent.ir.module import to_text
 from hetagent.plugins.registry import Registry
@@ -43,17 +44,17 @@ class Prepared:
                       if n.kernel and self.device_of.get(n.index) == worker.device and worker.serves(n.op)})
 
 
-def prepare(agent: Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
+def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
             model_overrides: dict[str, str] | None = None, cpu_partitions: int = 1, strict: bool = False,
             cache: CompileCache | None = None, progress=None, local: bool = True) -> Prepared:
     """Compile `agent` and lay out its workers: on this node, or (`local=False`) on a cluster (RayEngine)."""
     cache = cache or CompileCache()
-    module = verify(load(agent), what=str(agent))
+    module = verify(load_agent(agent), what=str(agent))
     named = standins.named_models(module)
     mapping = standins.model_map(named, model_dir, model_overrides or {})
     standins.substitute(module, mapping)
     source = to_text(module)
-    work = cache.root / "runs" / f"{Path(agent).stem}-{digest(source, plan.source if plan else '')[:12]}"
+    work = cache.root / "runs" / f"{stem(agent)}-{digest(source, plan.source if plan else '')[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "agent.mlir").write_text(source)
     fallbacks: list[str] = []
