@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -58,6 +59,12 @@ def stem(spec: str | Path) -> str:
     return name or Path(where).stem
 
 
+def stem_of_source(spec: str) -> str:
+    """The file's stem or the module's last component."""
+    where, _ = split(spec)
+    return Path(where).stem if is_python_file(where) or where.endswith((".mlir", ".mlirbc")) else where.rpartition(".")[2]
+
+
 def check(spec: str) -> None:
     """Bad input before anything is built: a named file that does not exist."""
     where, name = split(spec)
@@ -74,9 +81,18 @@ def load_agent(spec: str | Path, *, context: ir.Context | None = None,
     where, name = split(spec)
     if name is None:
         return load(where, context=context)
-    check(str(spec))
-    found = _attribute(_import(where, str(spec)), name, str(spec))
-    return _to_module(found, name, str(spec), on_note or (lambda note: None))
+    return _to_module(load_object(str(spec)), name, str(spec), on_note or _to_stderr)
+
+
+def load_object(spec: str):
+    """The Python object `file.py:NAME` or `module:NAME` names (the file imported once per process)."""
+    check(spec)
+    where, name = split(spec)
+    return _attribute(_import(where, spec), name, spec)
+
+
+def _to_stderr(note: str) -> None:
+    print(note, file=sys.stderr)
 
 
 def _import(where: str, spec: str):
@@ -130,7 +146,9 @@ def _to_module(found, name: str, spec: str, on_note) -> ir.Module:
     if _is_langgraph(found):
         from hetagent.agent.langgraph import import_graph
 
-        imported = import_graph(found, name=name, origin=spec)
+        # a graph is usually bound to `graph` or `app`: name the agent after its file or module then
+        named = name if name not in ("graph", "app") else re.sub(r"\W", "_", stem_of_source(spec))
+        imported = import_graph(found, name=named, origin=spec)
         for note in imported.notes():
             on_note(note)
         return imported.module
