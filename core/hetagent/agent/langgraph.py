@@ -72,12 +72,12 @@ class Imported:
     module: ir.Module
     name: str
     nodes: list[Mapped]
-    edges: list[str]
+    edges: list[tuple[str, str]]
     assumed: list[str] = field(default_factory=list)
 
     def notes(self) -> list[str]:
         lines = [f"langgraph {self.name}: node {m.node!r} -> {m.how}" for m in self.nodes]
-        lines += [f"langgraph {self.name}: {e}" for e in self.edges]
+        lines += [f"langgraph {self.name}: {what} -> {became}" for what, became in self.edges]
         lines += [f"langgraph {self.name}: assumed {a}" for a in self.assumed]
         return lines
 
@@ -102,7 +102,7 @@ class _Importer:
     def __init__(self, builder, name: str, origin: str, recursion_limit: int | None):
         self.builder, self.name, self.origin = builder, name, origin
         self.limit = recursion_limit
-        self.edges: list[str] = []
+        self.edges: list[tuple[str, str]] = []  # (edge or cycle, what it became)
         self.assumed: list[str] = []
         self.labels: dict[str, int] = {}
         self.nodes: dict[str, Mapped] = {}
@@ -265,17 +265,17 @@ class _Importer:
         out = self._node_ops(b, self.nodes[node], conv, last)
         kind = self.out[node]
         if kind == ("edge", END) and loop is None:  # the answer: nothing reads the conversation any more
-            self._edge(f"edge {node} -> {END}: the agent's answer")
+            self._edge(f"edge {node} -> {END}", "the agent's answer")
             return conv, out, route
         conv = self._op(b, "data.transform", conv, out, fn="concat", result_types=[TEXT])
         if kind[0] == "edge":
-            self._edge(f"edge {node} -> {kind[1]}: sequence")
+            self._edge(f"edge {node} -> {kind[1]}", "in sequence")
             return self._walk(b, kind[1], (conv, out, route), loop, path)
         _, name, spec = kind
         route = self._op(b, "data.transform", out, fn=self._ref(f"route:{node}"), result_types=[TEXT],
                          name=self._label(f"{node}.route"), loc_of=self.nodes[node].where)
         targets = self._targets(node)
-        self._edge(f"conditional edge {name} from {node} -> data.transform running {name} on CPU, then "
+        self._edge(f"conditional edge {name} from {node}", f"data.transform running {name} on CPU, then "
                    + (f"control.branch over {', '.join(targets)}" if len(targets) > 1 else f"on to {targets[0]}"))
         return self._choose(b, route, targets, (conv, out, route), loop, path)
 
@@ -309,7 +309,7 @@ class _Importer:
         expected = float(meta.get("expected_trips", min(DEFAULTS["expected_trips"], max_trips)))
         if "expected_trips" not in meta:
             self._assume(f"expected_trips = {expected} for the cycle through {header!r}")
-        self._edge(f"cycle {' -> '.join(self._cycle_path(header, members))} -> control.loop (max_trips {max_trips}: "
+        self._edge(f"cycle {' -> '.join(self._cycle_path(header, members))}", f"control.loop (max_trips {max_trips}: "
                    f"recursion limit {limit} / {steps} steps a trip{'; from metadata' if 'max_trips' in meta else ''}, "
                    f"expected_trips {expected}), ends when {header} routes to {exits[0]}")
         with b.loop(*state, max_trips=max_trips, expected_trips=expected, until=f"{PREFIX}route={exits[0]}",
@@ -370,9 +370,9 @@ class _Importer:
     def _ref(self, what: str) -> str:
         return f"{PREFIX}{self.origin}#{what}"
 
-    def _edge(self, text: str) -> None:
-        if text not in self.edges:
-            self.edges.append(text)
+    def _edge(self, what: str, became: str) -> None:
+        if (what, became) not in self.edges:
+            self.edges.append((what, became))
 
     def _at(self, where: tuple[str, int]) -> str:
         return f"{where[0]}:{where[1]}: " if where[1] else f"{self.origin}: "

@@ -59,10 +59,13 @@ def stem(spec: str | Path) -> str:
     return name or Path(where).stem
 
 
-def stem_of_source(spec: str) -> str:
-    """The file's stem or the module's last component."""
-    where, _ = split(spec)
-    return Path(where).stem if is_python_file(where) or where.endswith((".mlir", ".mlirbc")) else where.rpartition(".")[2]
+def graph_name(spec: str) -> str:
+    """The agent name of an imported graph: NAME, but a graph bound to `graph` or `app` (as most are) is named
+    after its file or module."""
+    where, name = split(spec)
+    if name not in ("graph", "app"):
+        return name
+    return re.sub(r"\W", "_", Path(where).stem if is_python_file(where) else where.rpartition(".")[2])
 
 
 def check(spec: str) -> None:
@@ -146,9 +149,7 @@ def _to_module(found, name: str, spec: str, on_note) -> ir.Module:
     if _is_langgraph(found):
         from hetagent.agent.langgraph import import_graph
 
-        # a graph is usually bound to `graph` or `app`: name the agent after its file or module then
-        named = name if name not in ("graph", "app") else re.sub(r"\W", "_", stem_of_source(spec))
-        imported = import_graph(found, name=named, origin=spec)
+        imported = import_graph(found, name=graph_name(spec), origin=spec)
         for note in imported.notes():
             on_note(note)
         return imported.module
