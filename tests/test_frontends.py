@@ -120,7 +120,7 @@ def test_module_form_and_commands_take_python_agents(cli, tmp_path, monkeypatch,
 
         @agent(sla_ms=60000.0)
         def chat(question=Query(tokens=16)):
-            return llm(question, model="llama-3-8b", input_tokens=64, output_tokens=24, name="answer")
+            return llm(question, model="llama-3-8b", input_tokens=512, output_tokens=24, name="answer")
     """, "my_agents.py")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -253,7 +253,7 @@ def _run(agent: str, prompts: list[str], registry, cache_dir, **options):
 
     cache = CompileCache()
     prepared = prepare(agent, registry=registry, cache=cache, model_overrides=options.pop("model_map", {}))
-    requests = [Request(i, 0.0, {"query": p}, seed=0) for i, p in enumerate(prompts)]
+    requests = [Request(i, {"query": p}, 0.0) for i, p in enumerate(prompts)]
     result = run_prepared(prepared, requests, registry=registry,
                           options=EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root),
                                                 corpus=str(EXAMPLES / "corpus"), **options))
