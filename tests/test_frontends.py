@@ -120,7 +120,7 @@ def test_module_form_and_commands_take_python_agents(cli, tmp_path, monkeypatch,
 
         @agent(sla_ms=60000.0)
         def chat(question=Query(tokens=16)):
-            return llm(question, model="llama-3-8b", input_tokens=512, output_tokens=24, name="answer")
+            return llm(question, model="llama-3-8b", input_tokens=64, output_tokens=24, name="answer")
     """, "my_agents.py")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -143,6 +143,9 @@ def test_problem_files_and_plan_take_python_and_langgraph_agents(cli, tmp_path):
 
     assert load_problem(problem).agent == f"{EXAMPLES}/python/rag_qa.py:rag_qa"
     for agent, steps in ((None, {"answer.prefill", "retrieve.search"}),
+                         (f"{LANGGRAPH}/react.py:graph", {"agent.decode", "agent.route", "tools.calculator.compute",
+                                                          "tools.web_search.compute"}),
+                         (f"{LANGGRAPH}/rag.py:graph", {"retrieve.search", "generate.prefill"}),
                          (f"{LANGGRAPH}/supervisor.py:graph", {"supervisor.decode", "researcher.prefill", "coder.decode"})):
         plan = tmp_path / "plan.json"
         code, out, err = cli("plan", str(problem), *(["--agent", agent] if agent else []), "--no-baselines",
@@ -182,7 +185,7 @@ def test_langgraph_graphs_import_and_verify():
     notes = []
     react = verify(load_agent(f"{LANGGRAPH}/react.py:graph", on_note=notes.append))
     ops = {(op.name, _attrs(op).get("name")): _attrs(op) for op in _ops(react)}
-    assert ops[("llm.call", "agent")] == {"model": "llama-3-8b", "input_tokens": 512, "output_tokens": 24,
+    assert ops[("llm.call", "agent")] == {"model": "llama-3-8b", "input_tokens": 64, "output_tokens": 24,
                                           "name": "agent"}
     assert ops[("tool.invoke", "tools.calculator")]["tool"] == "calculator"
     assert ops[("tool.invoke", "tools.web_search")]["latency_ms"] == 50.0

@@ -29,7 +29,7 @@ def generate(state: MessagesState):
 
 builder = StateGraph(MessagesState)
 builder.add_node("retrieve", retrieve, metadata={"hetagent": {"store": "handbook"}})
-builder.add_node("generate", generate, metadata={"hetagent": {"input_tokens": 512}})
+builder.add_node("generate", generate, metadata={"hetagent": {"input_tokens": 64}})  # the prompt's tail
 builder.add_edge(START, "retrieve")
 builder.add_edge("retrieve", "generate")
 builder.add_edge("generate", END)
