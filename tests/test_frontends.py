@@ -120,7 +120,7 @@ def test_module_form_and_commands_take_python_agents(cli, tmp_path, monkeypatch,
 
         @agent(sla_ms=60000.0)
         def chat(question=Query(tokens=16)):
-            return llm(question, model="llama-3-8b", input_tokens=64, output_tokens=24, name="answer")
+            return llm(question, model="tiny-llama", input_tokens=64, output_tokens=24, name="answer")
     """, "my_agents.py")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
