@@ -291,7 +291,8 @@ class Agent:
         self.source = (inspect.getsourcefile(fn) or fn.__code__.co_filename, fn.__code__.co_firstlineno)
 
     def __call__(self, *args):
-        """Inside a traced agent: inline this one (a sub-agent); outside, run the Python body as is."""
+        """Inside a traced agent: inline this one (a sub-agent). Outside one its operations have nowhere to go:
+        trace it instead (`.trace()`, or `hetagent run FILE.py:NAME`)."""
         return self.fn(*args)
 
     def trace(self) -> ir.Module:
