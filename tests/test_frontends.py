@@ -283,3 +283,55 @@ def test_rag_and_supervisor_graphs_run(registry, cache_dir, cli, tmp_path):
     answers = _run(f"{LANGGRAPH}/rag.py:graph", ["where does water boil"], registry, cache_dir,
                    model_map={"all-minilm-l6-v2": "tiny-llama"}, stores={"handbook": str(index)})
     assert isinstance(answers[0], str) and answers[0]
+
+
+SCRIPTED_REACT = f'''
+"""ReAct whose agent is plain Python (a scripted stand-in model): it asks the calculator, then answers."""
+import json
+import re
+import sys
+
+from langchain_core.messages import AIMessage
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+
+sys.path.insert(0, {str(LANGGRAPH)!r})
+from standins import calculator, web_search  # noqa: E402
+
+from hetagent.agent.langgraph import tool_calls
+
+
+def agent(state: MessagesState):
+    said = "\\n\\n".join(str(m.content) for m in state["messages"])
+    found = re.search(r'"result": (-?[\\d.]+)', said)
+    if found:
+        text = f"The answer is {{found.group(1)}}."
+    else:
+        expression = re.search(r"[\\d(][\\d\\s+*/().-]*[\\d)]", said).group(0).strip()
+        text = "<tool_call>" + json.dumps({{"tool": "calculator", "arguments": {{"expression": expression}}}}) + "</tool_call>"
+    return {{"messages": [AIMessage(content=text, tool_calls=tool_calls(text))]}}
+
+
+builder = StateGraph(MessagesState)
+builder.add_node("agent", agent)
+builder.add_node("tools", ToolNode([calculator, web_search]))
+builder.add_edge(START, "agent")
+builder.add_conditional_edges("agent", tools_condition)
+builder.add_edge("tools", "agent")
+graph = builder.compile().with_config(recursion_limit=9)
+'''
+
+
+def test_python_nodes_and_tools_run_as_in_langgraph(tmp_path, registry, cache_dir):
+    from hetagent.agent import load_agent
+    from hetagent.agent.loader import load_object
+
+    path = _write(tmp_path, SCRIPTED_REACT, "scripted_react.py")
+    notes = []
+    load_agent(f"{path}:graph", on_note=notes.append)
+    assert any("node 'agent' -> data.transform running the node's Python on CPU" in n for n in notes)
+    prompts = ["What is 12 * 7?", "And what is (3 + 4) * 5?"]
+    answers = _run(f"{path}:graph", prompts, registry, cache_dir)
+    graph = load_object(f"{path}:graph")
+    expected = [graph.invoke({"messages": [("user", p)]})["messages"][-1].content for p in prompts]
+    assert answers == expected == ["The answer is 84.", "The answer is 35."]
