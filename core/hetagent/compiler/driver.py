@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from hetagent.agent import load_agent
 from hetagent.compiler.cache import CompileCache, digest
 from hetagent.compiler.functions import ModelFunction
 from hetagent.compiler.export import FUNCTION_ATTR, installed_version
@@ -25,7 +26,6 @@ from hetagent.compiler.partition import partition
 from hetagent.compiler.pipelines import describe
 from hetagent.compiler.place import Placement, Plan, compute_ops, label_of, place
 from hetagent.errors import HetagentError
-from hetagent.agent import load_agent
 from hetagent.ir import decompose, verify
 from hetagent.ir.module import functions, to_text
 from hetagent.models.catalog import card

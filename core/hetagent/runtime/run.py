@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from hetagent.agent.loader import load_agent, stem
 from hetagent.compiler.cache import CompileCache, digest
 from hetagent.compiler.driver import compile_agent
 from hetagent.compiler.place import Plan, place
 from hetagent.hardware.pricebook import PriceBook, default_pricebook
-from hetagent.agent.loader import load_agent, stem
 from hetagent.ir import decompose, load, verify
 from hetagent.ir.module import to_text
 from hetagent.plugins.registry import Registry
