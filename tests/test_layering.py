@@ -11,7 +11,7 @@ CORE = ROOT / "core" / "hetagent"
 FLOORS = {
     "errors": 0, "files": 0, "dtypes": 0,
     "ir": 1,
-    "models": 2, "hardware": 2,
+    "agent": 2, "models": 2, "hardware": 2,  # agent: the front-ends (Python tracing, LangGraph import)
     "backend": 3,
     "cost": 4,
     "planner": 5, "sim": 5,

@@ -65,13 +65,20 @@ def is_safe(values, trip) -> bool:
 PREDICATES = {"no_tool_call": no_tool_call, "is_safe": is_safe}
 
 
+def _lookup(table: dict, name: str, unknown: str):
+    """A registered function, or one an imported agent names (`langgraph:...`, spec/frontends.md)."""
+    if name in table:
+        return table[name]
+    if name.startswith("langgraph:"):
+        from hetagent.agent.langgraph import reference
+
+        return reference(name)
+    raise HetagentError(f"{unknown} {name!r}; known: {', '.join(sorted(table))}")
+
+
 def transform(name: str):
-    if name not in TRANSFORMS:
-        raise HetagentError(f"data.transform: unknown fn {name!r}; known: {', '.join(sorted(TRANSFORMS))}")
-    return TRANSFORMS[name]
+    return _lookup(TRANSFORMS, name, "data.transform: unknown fn")
 
 
 def predicate(name: str):
-    if name not in PREDICATES:
-        raise HetagentError(f"unknown predicate {name!r}; known: {', '.join(sorted(PREDICATES))}")
-    return PREDICATES[name]
+    return _lookup(PREDICATES, name, "unknown predicate")

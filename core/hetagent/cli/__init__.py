@@ -12,7 +12,7 @@ from hetagent.errors import HetagentError
 
 # Each module adds its subcommands through `register(commands)`; imported only when the parser is built.
 COMMAND_MODULES = ("backends", "ir_commands", "cost_commands", "compile_command", "run_command", "plan_commands",
-                   "serve_command", "conformance_command")
+                   "serve_command", "conformance_command", "import_command")
 
 
 def build_parser() -> argparse.ArgumentParser:

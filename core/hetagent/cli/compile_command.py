@@ -16,7 +16,7 @@ def register(commands) -> None:
         "every model kernel through its backend's pipeline. Artifacts are cached on disk under "
         "$HETAGENT_CACHE_DIR (else $XDG_CACHE_HOME/hetagent, else ~/.cache/hetagent).",
     )
-    p.add_argument("agent", type=Path, help="an agent module (.mlir or .mlirbc)")
+    p.add_argument("agent", help="an agent: .mlir/.mlirbc, path/file.py:NAME or package.module:NAME (an @agent function or a LangGraph graph)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
     p.add_argument("--plan", type=Path, help="a plan (JSON, spec/plan-format.md); default: everything on the host CPU")
     p.add_argument("--allow-fallback", action="store_true",

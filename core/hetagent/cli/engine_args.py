@@ -12,6 +12,9 @@ from hetagent.cli.output import console
 from hetagent.errors import HetagentError
 
 
+AGENT_FORMS = "an agent: .mlir/.mlirbc, path/file.py:NAME or package.module:NAME (an @agent function or a LangGraph graph)"
+
+
 def checkout_path(relative: str) -> Path:
     """A path in the working directory, else in the checkout hetagent is installed from (editable install)."""
     here = Path(relative)
@@ -80,7 +83,7 @@ def engine_class(args):
     return partial(RayEngine, address=args.address)
 
 
-def prepare_agent(agent: Path, args, *, registry, cache, on_progress=None):
+def prepare_agent(agent: str | Path, args, *, registry, cache, on_progress=None):
     """Compile (cached) and lay out `agent` as the options say: on this node, or (Ray) across a cluster."""
     from hetagent.compiler import Plan
     from hetagent.runtime.run import prepare

@@ -13,12 +13,12 @@ def register(commands) -> None:
     sub = ir_parser.add_subparsers(dest="ir_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("verify", help="check an agent module against the dialect; exit 2 with every problem")
-    p.add_argument("file", type=Path, help="an .mlir or .mlirbc agent module")
+    p.add_argument("file", type=Path, help="an agent: .mlir/.mlirbc, path/file.py:NAME or package.module:NAME")
     add_json_flag(p)
     p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("decompose", help="split high-level ops into granular operators and print the result")
-    p.add_argument("file", type=Path, help="an .mlir or .mlirbc agent module")
+    p.add_argument("file", type=Path, help="an agent: .mlir/.mlirbc, path/file.py:NAME or package.module:NAME")
     p.add_argument("-o", "--output", type=Path, help="write here instead of stdout (.mlirbc: bytecode)")
     p.add_argument("--debug-info", action="store_true", help="keep source locations in the printed IR")
     p.set_defaults(handler=cmd_decompose)
@@ -43,9 +43,10 @@ def _summary(module) -> dict:
 
 
 def cmd_verify(args) -> int:
-    from hetagent.ir import load, verify
+    from hetagent.agent import load_agent
+    from hetagent.ir import verify
 
-    module = verify(load(args.file), what=str(args.file))
+    module = verify(load_agent(args.file), what=str(args.file))
     summary = _summary(module)
     if args.json:
         print_json({"file": str(args.file), "ok": True, **summary})
@@ -59,9 +60,10 @@ def cmd_verify(args) -> int:
 
 
 def cmd_decompose(args) -> int:
-    from hetagent.ir import decompose, load, save, to_text
+    from hetagent.agent import load_agent
+    from hetagent.ir import decompose, save, to_text
 
-    module = decompose(load(args.file))
+    module = decompose(load_agent(args.file))
     if args.output:
         save(module, args.output)
         console.print(f"wrote {args.output}", highlight=False)

@@ -8,6 +8,8 @@ from hetagent.cli.output import add_json_flag, console, print_json, print_table
 def register(commands) -> None:
     p = commands.add_parser("plan", help="place an agent's ops on a fleet at the lowest cost that meets its SLA")
     p.add_argument("problem", help="problem file, TOML or JSON (spec/plan-format.md; examples/problems/)")
+    p.add_argument("--agent", metavar="AGENT", help="plan this agent instead of the problem's: .mlir, "
+                   "path/file.py:NAME or package.module:NAME (an @agent function or a LangGraph graph)")
     p.add_argument("--out", metavar="PLAN", help="write the plan as JSON (for hetagent compile --plan / simulate / run)")
     p.add_argument("--ir-out", metavar="FILE", help="write the decomposed agent with `placement` attributes")
     p.add_argument("--pareto", action="store_true", help="also compute the cost–latency front")
@@ -42,6 +44,13 @@ def cmd_plan(args) -> int:
     from hetagent.planner.problem import load_problem
 
     problem = load_problem(args.problem)
+    if args.agent:
+        import dataclasses
+
+        from hetagent.agent.loader import check
+
+        check(args.agent)
+        problem = dataclasses.replace(problem, agent=args.agent)
     model = None if problem.profiled else _cost_model(args)
     with Progress(console=console, transient=True, disable=args.json) as progress:
         task = progress.add_task(f"planning {problem.name}", total=None)
@@ -126,10 +135,11 @@ def _write_placed_ir(problem, plan, path) -> None:
     if problem.agent is None:
         raise HetagentError("--ir-out needs a problem with an agent (a profiled problem has no IR)")
     from hetagent.compiler.place import Plan as CompilerPlan, place
-    from hetagent.ir import decompose, load, save
+    from hetagent.agent import load_agent
+    from hetagent.ir import decompose, save
     from hetagent.backend.registry import Registry
 
-    module = decompose(load(problem.agent))
+    module = decompose(load_agent(problem.agent))
     compiler_plan = CompilerPlan.from_dict(plan.to_dict(), source="the plan")
     # the planner's decision as it is, whether or not this node's backends can run it: compile and run check it
     place(module, compiler_plan, registry=Registry.load(), check=False)

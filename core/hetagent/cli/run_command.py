@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hetagent.cli.engine_args import add_engine_arguments, checkout_path, engine_class, engine_options, prepare_agent, progress
+from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, checkout_path, engine_class, engine_options, prepare_agent, progress
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
 from hetagent.errors import HetagentError
 
@@ -23,7 +23,7 @@ def register(commands) -> None:
         f"given (--model-dir) run as tiny random-weight stand-ins, listed in the report. Without arguments: "
         f"{DEFAULT_AGENT} with {DEFAULT_REQUESTS} requests.",
     )
-    p.add_argument("agent", type=Path, nargs="?", help=f"an agent module (default {DEFAULT_AGENT})")
+    p.add_argument("agent", nargs="?", help=f"{AGENT_FORMS} (default {DEFAULT_AGENT})")
     add_engine_arguments(p)
     p.add_argument("--requests", type=int, help=f"number of requests (default {DEFAULT_REQUESTS}; "
                    f"{DEFAULT_TRACE_REQUESTS} with --trace)")
@@ -115,7 +115,7 @@ def _replanner(args):
     return Replanner(Expectations.from_plan(plan))
 
 
-def _print_report(agent: Path, result, args) -> None:
+def _print_report(agent: str, result, args) -> None:
     for model, standin in result.substitutions.items():
         console.print(f"model {model} -> {standin} (tiny stand-in with random weights: no weights given; "
                       "--model-dir or --model-map to change)", highlight=False, soft_wrap=True)

@@ -6,9 +6,8 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 
-from hetagent.cli.engine_args import add_engine_arguments, engine_class, engine_options, prepare_agent, progress
+from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, engine_class, engine_options, prepare_agent, progress
 from hetagent.cli.output import console
 from hetagent.errors import HetagentError
 
@@ -23,7 +22,7 @@ def register(commands) -> None:
         "(streamed or not), GET /v1/models (model id = the agent's name), /health and Prometheus /metrics. Needs "
         "the serve extra: pip install 'hetagent[serve]'.",
     )
-    p.add_argument("agent", type=Path, help="an agent module (.mlir)")
+    p.add_argument("agent", help=AGENT_FORMS)
     add_engine_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")

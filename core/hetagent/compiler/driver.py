@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from hetagent.agent import load_agent
 from hetagent.compiler.cache import CompileCache, digest
 from hetagent.compiler.functions import ModelFunction
 from hetagent.compiler.export import FUNCTION_ATTR, installed_version
@@ -25,7 +26,7 @@ from hetagent.compiler.partition import partition
 from hetagent.compiler.pipelines import describe
 from hetagent.compiler.place import Placement, Plan, compute_ops, label_of, place
 from hetagent.errors import HetagentError
-from hetagent.ir import decompose, load, verify
+from hetagent.ir import decompose, verify
 from hetagent.ir.module import functions, to_text
 from hetagent.models.catalog import card
 from hetagent.models.weights import locate_weights, weight_shapes
@@ -58,7 +59,7 @@ def compile_agent(
         raise HetagentError(f"{out}: exists and is not a directory (-o names the output directory)")
     cache = cache or CompileCache()
     report = progress or (lambda description, advance, total: None)
-    module = decompose(verify(load(agent), what=str(agent)))
+    module = decompose(verify(load_agent(agent), what=str(agent)))
     fallbacks: list[str] = []
     place(module, plan, registry=registry, present=present, allow_fallback=allow_fallback,
           on_fallback=fallbacks.append)

@@ -81,16 +81,19 @@ class BlockBuilder:
     def args(self) -> tuple[ir.Value, ...]:
         return tuple(self.block.arguments)
 
-    def op(self, op_name: str, /, *operands: ir.Value, result_types: Sequence[str] | None = None, **attrs: Any):
+    def op(self, op_name: str, /, *operands: ir.Value, result_types: Sequence[str] | None = None,
+           loc: ir.Location | None = None, **attrs: Any):
         """Append op `op_name`; returns its single result, a tuple of results, or None when it has none.
 
         Result types default to the first type each result definition allows; pass `result_types` for
-        polymorphic ops (data.transform, tool.invoke, xfer.recv, agent.call...).
+        polymorphic ops (data.transform, tool.invoke, xfer.recv, agent.call...). `loc` defaults to the calling
+        Python line (a front-end passes its user's line).
         """
         opdef = self._builder.op_def(op_name)
-        return _single(self._create(opdef, list(operands), result_types, attrs).results)
+        return _single(self._create(opdef, list(operands), result_types, attrs, loc=loc).results)
 
-    def _create(self, opdef: OpDef, operands, result_types, attrs, regions: int = 0) -> ir.Operation:
+    def _create(self, opdef: OpDef, operands, result_types, attrs, regions: int = 0,
+                loc: ir.Location | None = None) -> ir.Operation:
         context = self._builder.context
         if result_types is None:
             result_types = [r.types[0] for r in opdef.results if not r.variadic]
@@ -110,7 +113,7 @@ class BlockBuilder:
                 operands=operands,
                 attributes=attributes,
                 regions=regions,
-                loc=_caller_location(context),
+                loc=loc or _caller_location(context),
             )
 
     def ret(self, *values: ir.Value) -> None:
@@ -122,23 +125,25 @@ class BlockBuilder:
         self.op("control.yield", *values)
 
     @contextlib.contextmanager
-    def loop(self, *init: ir.Value, max_trips: int, expected_trips: float, until: str | None = None, **attrs) -> Iterator["LoopBuilder"]:
+    def loop(self, *init: ir.Value, max_trips: int, expected_trips: float, until: str | None = None,
+             loc: ir.Location | None = None, **attrs) -> Iterator["LoopBuilder"]:
         """A bounded control.loop carrying `init`; the body gets the carried values as `args`."""
         types = [str(v.type) for v in init]
         op = self._create(
             self._builder.op_def("control.loop"), list(init), types,
-            dict(attrs, max_trips=max_trips, expected_trips=expected_trips, until=until), regions=1,
+            dict(attrs, max_trips=max_trips, expected_trips=expected_trips, until=until), regions=1, loc=loc,
         )
         with self._builder.context, op.location:
             block = op.regions[0].blocks.append(*[ir.Type.parse(t) for t in types])
         yield LoopBuilder(self._builder, block, op)
 
     @contextlib.contextmanager
-    def branch(self, condition: ir.Value, *, predicate: str, result_types: Sequence[str], p_then: float | None = None, **attrs) -> Iterator["BranchBuilder"]:
+    def branch(self, condition: ir.Value, *, predicate: str, result_types: Sequence[str], p_then: float | None = None,
+               loc: ir.Location | None = None, **attrs) -> Iterator["BranchBuilder"]:
         """A control.branch on `condition`; build `then_` and `else_`, each ending with `yield_`."""
         op = self._create(
             self._builder.op_def("control.branch"), [condition], list(result_types),
-            dict(attrs, predicate=predicate, p_then=p_then), regions=2,
+            dict(attrs, predicate=predicate, p_then=p_then), regions=2, loc=loc,
         )
         yield BranchBuilder(self._builder, op)
 
@@ -183,10 +188,11 @@ class AgentBuilder:
         return OPS[name]
 
     @contextlib.contextmanager
-    def graph(self, name: str, /, *, params: Sequence[str] = (), **attrs) -> Iterator[BlockBuilder]:
+    def graph(self, name: str, /, *, params: Sequence[str] = (), loc: ir.Location | None = None,
+              **attrs) -> Iterator[BlockBuilder]:
         """A top-level agent.graph named `name`; `params` are its argument types (for sub-agents)."""
         top = BlockBuilder(self, self.module.body)
-        op = top._create(self.op_def("agent.graph"), [], [], dict(attrs, sym_name=name), regions=1)
+        op = top._create(self.op_def("agent.graph"), [], [], dict(attrs, sym_name=name), regions=1, loc=loc)
         with self.context, op.location:
             block = op.regions[0].blocks.append(*[ir.Type.parse(t) for t in params])
         yield BlockBuilder(self, block)

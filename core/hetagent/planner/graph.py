@@ -56,9 +56,10 @@ class TaskGraph:
 
 
 def load_task_graph(path: str | Path) -> TaskGraph:
-    from hetagent.ir import decompose, load
+    from hetagent.agent import load_agent
+    from hetagent.ir import decompose
 
-    module = decompose(load(path))
+    module = decompose(load_agent(path))
     return task_graph(module, str(path))
 
 

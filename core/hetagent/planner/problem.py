@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hetagent.agent.loader import check, resolve
 from hetagent.errors import HetagentError
 from hetagent.files import read_json, read_toml
 from hetagent.hardware.pricebook import DevicePrice, PriceBook, find_pricebook
@@ -78,7 +79,7 @@ class Problem:
     tbt_s: float | None
     slack_penalty_per_s: float | None  # $/hour per second over a limit (the file gives it per ms)
     search: dict[str, list[int]]
-    agent: Path | None = None
+    agent: str | None = None  # what the loader takes: an .mlir path, file.py:NAME or module:NAME
     steps: tuple[str, ...] | None = None  # LLM labels the workload's tokens apply to (None: all)
     input_tokens: Any = None  # count or {mean, std, dist}: replaces the IR's for `steps`
     output_tokens: Any = None
@@ -119,9 +120,12 @@ def load_problem(path: str | Path) -> Problem:
     rate = workload.get("rate_rps") or (len(trace.arrivals_s) / trace.duration_s if trace else None)
     if rate is None:
         raise HetagentError(f"{path}: workload needs rate_rps (requests per second) or a trace to take it from")
-    agent = base / data["agent"] if "agent" in data else None
-    if agent is not None and not agent.is_file():
-        raise HetagentError(f"{path}: agent {data['agent']!r}: no such file ({agent})")
+    agent = resolve(data["agent"], base) if "agent" in data else None
+    if agent is not None:
+        try:
+            check(agent)
+        except HetagentError as exc:
+            raise HetagentError(f"{path}: {exc}") from None
     if "tasks" in data:
         _check_profiled(data["tasks"], fleet, str(path))
     input_tokens, output_tokens = workload.get("input_tokens"), workload.get("output_tokens")

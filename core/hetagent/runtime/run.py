@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from hetagent.agent.loader import load_agent, stem
 from hetagent.compiler.cache import CompileCache, digest
 from hetagent.compiler.driver import compile_agent
 from hetagent.compiler.place import Plan, place, present_devices
@@ -43,18 +44,18 @@ class Prepared:
                       if n.kernel and self.device_of.get(n.index) == worker.device and worker.serves(n.op)})
 
 
-def prepare(agent: Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
+def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
             model_overrides: dict[str, str] | None = None, cpu_partitions: int = 1, allow_fallback: bool = False,
             cache: CompileCache | None = None, progress=None, local: bool = True) -> Prepared:
     """Compile `agent` and lay out its workers: on this node, or (`local=False`) on a cluster (RayEngine). On this
     node every placed device must be present, unless `allow_fallback` (then such ops run on the host device)."""
     cache = cache or CompileCache()
-    module = verify(load(agent), what=str(agent))
+    module = verify(load_agent(agent), what=str(agent))
     named = standins.named_models(module)
     mapping = standins.model_map(named, model_dir, model_overrides or {})
     standins.substitute(module, mapping)
     source = to_text(module)
-    work = cache.root / "runs" / f"{Path(agent).stem}-{digest(source, plan.source if plan else '')[:12]}"
+    work = cache.root / "runs" / f"{stem(agent)}-{digest(source, plan.source if plan else '')[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "agent.mlir").write_text(source)
     fallbacks: list[str] = []
