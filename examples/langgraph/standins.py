@@ -24,7 +24,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import tool
 
 from hetagent.agent.langgraph import tool_calls
-from hetagent.runtime import builtin_tools, text
+from hetagent.backend import builtin_tools, text
 from hetagent.backend.tools import ToolContext
 from hetagent.backend.transforms import render
 
