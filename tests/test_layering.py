@@ -8,7 +8,7 @@ CORE = ROOT / "core" / "hetagent"
 
 # floor of each top-level part of the core; a part may import parts of the same or a lower floor
 FLOORS = {
-    "errors": 0, "files": 0, "dtypes": 0,
+    "errors": 0, "files": 0, "dtypes": 0, "graphs": 0,
     "ir": 1,
     "models": 2, "hardware": 2,
     "plugins": 3,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hetagent.cli.engine_args import add_engine_arguments, checkout_path, engine_class, engine_options, prepare_agent, progress
+from hetagent.cli import limits
+from hetagent.cli.engine_args import add_engine_arguments, check_agent_resources, checkout_path, engine_class, engine_options, prepare_agent, progress
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
 from hetagent.errors import HetagentError
 
@@ -25,12 +26,12 @@ def register(commands) -> None:
     )
     p.add_argument("agent", type=Path, nargs="?", help=f"an agent module (default {DEFAULT_AGENT})")
     add_engine_arguments(p)
-    p.add_argument("--requests", type=int, help=f"number of requests (default {DEFAULT_REQUESTS}; "
+    p.add_argument("--requests", type=limits.REQUESTS, help=f"number of requests (default {DEFAULT_REQUESTS}; "
                    f"{DEFAULT_TRACE_REQUESTS} with --trace)")
-    p.add_argument("--rate", type=float, help="requests per second (Poisson; with --trace, the replay's mean rate); "
+    p.add_argument("--rate", type=limits.RATE, help="requests per second (Poisson; with --trace, the replay's mean rate); "
                    "default: all requests at once")
     p.add_argument("--trace", type=Path, help="replay the arrivals of a request trace (CSV with TIMESTAMP)")
-    p.add_argument("--seed", type=int, default=0, help="request seed (sampling, synthetic audio)")
+    p.add_argument("--seed", type=limits.number(0, 2**63 - 1, integer=True), default=0, help="request seed (sampling, synthetic audio)")
     p.add_argument("--prompt", help="the text of every request (default: a few fixed questions in turn)")
     p.add_argument("--trace-out", type=Path, help="write an OpenTelemetry (OTLP/JSON) trace of the run")
     p.add_argument("--replan", action="store_true",
@@ -72,6 +73,7 @@ def cmd_run(args) -> int:
             bar.update(task, description=description, advance=advance, total=total)
 
         prepared = prepare_agent(agent, args, registry=registry, cache=cache, on_progress=compiled)
+        check_agent_resources(agent, prepared, args)
         audio = next((n.attrs for n in prepared.program.nodes() if n.op == "input.audio"), {})
         count = args.requests or (DEFAULT_TRACE_REQUESTS if args.trace else DEFAULT_REQUESTS)
         requests = workload.requests(count, rate=args.rate, trace=args.trace, prompt=args.prompt, seed=args.seed,

@@ -8,7 +8,8 @@ import socket
 import sys
 from pathlib import Path
 
-from hetagent.cli.engine_args import add_engine_arguments, engine_class, engine_options, prepare_agent, progress
+from hetagent.cli import limits
+from hetagent.cli.engine_args import add_engine_arguments, check_agent_resources, engine_class, engine_options, prepare_agent, progress
 from hetagent.cli.output import console
 from hetagent.errors import HetagentError
 
@@ -26,7 +27,7 @@ def register(commands) -> None:
     p.add_argument("agent", type=Path, help="an agent module (.mlir)")
     add_engine_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--port", type=limits.number(0, 65535, integer=True), default=8000, help="port to listen on (default 8000)")
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
                    help=f"require 'Authorization: Bearer KEY' on /v1 (default ${API_KEY_ENV}; none: no auth)")
     p.set_defaults(handler=cmd_serve)
@@ -76,6 +77,7 @@ def cmd_serve(args) -> int:
             task = bar.add_task("placing", total=None, stage="compile")
             prepared = prepare_agent(args.agent, args, registry=registry, cache=cache,
                                      on_progress=lambda d, a, t: bar.update(task, description=d, advance=a, total=t))
+            check_agent_resources(args.agent, prepared, args)
             bar.update(task, stage="start", description="starting workers")
             devices = {w.device: registry.profile(w.device).tdp_w for w in prepared.workers}
             usd_per_hour, price_note = report.fleet_usd_per_hour(devices, book)

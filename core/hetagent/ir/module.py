@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import sys
 import types
@@ -12,6 +13,7 @@ from iree.compiler import ir
 from iree.compiler._mlir_libs import _mlir
 
 from hetagent.errors import IRError
+from hetagent.ir import guard
 from hetagent.ir.optable import DIALECTS
 
 BYTECODE_MAGIC = b"ML\xefR"
@@ -42,26 +44,45 @@ def new_context() -> ir.Context:
     return context
 
 
-def parse(source: str | bytes, *, context: ir.Context | None = None) -> ir.Module:
-    """Parse textual or bytecode MLIR held in memory. Locations name the source "-"."""
-    context = context or new_context()
+def parse(source: str | bytes, *, context: ir.Context | None = None, origin: str = "<string>") -> ir.Module:
+    """Parse textual or bytecode MLIR from outside, through the guards of `hetagent.ir.guard`. Locations of
+    text name the source "-"."""
+    if isinstance(source, bytes) and source.startswith(BYTECODE_MAGIC):
+        text = guard.bytecode_to_text(source, origin)
+    else:
+        text = guard.check_text(source, origin)
     try:
-        return ir.Module.parse(source, context)
+        return ir.Module.parse(text, context or new_context())
     except ir.MLIRError as exc:
-        raise _parse_error("<string>", exc) from None
+        raise _parse_error(origin, exc) from None
 
 
 def load(path: str | Path, *, context: ir.Context | None = None) -> ir.Module:
-    """Parse an `.mlir` (text) or `.mlirbc` (bytecode) file; locations carry its path."""
+    """Parse an `.mlir` (text) or `.mlirbc` (bytecode) file through the guards; locations carry its path."""
     path = Path(path)
-    if not path.is_file():
-        raise IRError(f"{path}: no such file (expected an agent module in .mlir text or .mlirbc bytecode)")
-    context = context or new_context()
     try:
-        with context:
-            return ir.Module.parseFile(str(path))
+        with open(path, "rb") as file:
+            before = os.fstat(file.fileno())
+            data = file.read(guard.MAX_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise IRError(f"{path}: no such file (expected an agent module in .mlir text or .mlirbc bytecode)") from None
+    except IsADirectoryError:
+        raise IRError(f"{path}: is a directory (expected an agent module in .mlir text or .mlirbc bytecode)") from None
+    except OSError as exc:
+        raise IRError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if data.startswith(BYTECODE_MAGIC):
+        return parse(data, context=context, origin=str(path))
+    guard.check_text(data, str(path))
+    # Parsed from the file so that locations carry its path (the bindings take no buffer name). The checks hold
+    # for what was read: a file replaced in between is refused.
+    try:
+        module = ir.Module.parseFile(str(path), context or new_context())
     except ir.MLIRError as exc:
         raise _parse_error(str(path), exc) from None
+    after = path.stat()
+    if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+        raise IRError(f"{path}: changed while it was being read; try again")
+    return module
 
 
 def to_text(module: ir.Module, *, debug_info: bool = False) -> str:

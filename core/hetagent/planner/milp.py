@@ -32,12 +32,16 @@ dominated in latency, cost, devices and transfers (about 1 % of the benchmark's 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 from collections import defaultdict
 from dataclasses import replace
 
 import numpy as np
 
+from hetagent.errors import HetagentError
 from hetagent.planner.instance import Instance, Solution, evaluate
 
 MIP_GAP = 1e-7  # HiGHS's default (1e-4) would stop short of the optimum the tests prove
@@ -191,11 +195,31 @@ def _solve(instance: Instance, minimise: str, max_makespan_s: float | None, max_
                    optimal=optimal)
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send what native code writes to file descriptor 1 to 2 instead: `--json` output owns stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _highs(objective, matrix, row_lower, row_upper, col_lower, col_upper, integrality):
     """A HiGHS instance holding the model (quiet)."""
     import highspy
 
-    highs = highspy.Highs()
+    for name, values in (("objective", objective), ("constraint", matrix.data), ("row bound", row_lower),
+                         ("row bound", row_upper), ("column bound", col_lower), ("column bound", col_upper)):
+        if np.isnan(values).any() or (name in ("objective", "constraint") and not np.isfinite(values).all()):
+            # inputs are checked where they are read; this is the last line (HiGHS spins on a NaN for minutes)
+            raise HetagentError(f"the planning model has a non-finite {name} coefficient; check the problem's "
+                                "prices, rates and latencies")
+    with _stdout_to_stderr():  # HiGHS prints its banner on creation, before output_flag can silence it
+        highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("mip_rel_gap", MIP_GAP)
     lp = highspy.HighsLp()

@@ -15,6 +15,7 @@ from typing import Callable
 from hetagent.compiler.cache import CompileCache, digest
 from hetagent.compiler.driver import compile_agent
 from hetagent.compiler.place import Plan, place
+from hetagent.errors import HetagentError
 from hetagent.hardware.pricebook import PriceBook, default_pricebook
 from hetagent.ir import decompose, load, verify
 from hetagent.ir.module import to_text
@@ -69,6 +70,30 @@ def prepare(agent: Path, *, registry: Registry, plan: Plan | None = None, model_
                                       on_fallback=fallbacks.append, local=local)
     substituted = {k: v for k, v in mapping.items() if k != v}
     return Prepared(program, workers, device_of, substituted, fallbacks, work / "compiled")
+
+
+def check_resources(agent: str | Path, program: Program, *, stores: dict[str, str], http_tools: dict[str, str]) -> None:
+    """Every memory store and tool the agent uses must be there before the first request, not found missing by
+    each request: raise `HetagentError` naming each missing one and how to provide it."""
+    from hetagent.runtime.tools import python_tools
+
+    missing = {}
+    for node in program.nodes():
+        if node.op in ("memory.search", "memory.load"):
+            store = node.attrs.get("store")
+            if store not in stores:
+                missing[f"store {store}"] = (f"memory store {store!r} (op {node.label}) has no index: build one with "
+                                             f"`hetagent index DIR -o INDEX` and pass --store {store}=INDEX")
+            elif not (Path(stores[store]) / "meta.json").is_file():
+                missing[f"store {store}"] = (f"--store {store}={stores[store]}: not an index (no meta.json); build "
+                                             f"one with `hetagent index DIR -o {stores[store]}`")
+        elif node.op in ("tool.invoke", "tool.lookup", "tool.compute"):
+            tool = node.attrs.get("tool")
+            if tool not in http_tools and tool not in python_tools():
+                missing[f"tool {tool}"] = (f"tool {tool!r} (op {node.label}) is neither installed (entry-point group "
+                                           f"hetagent.tools) nor given as --tool {tool}=URL")
+    if missing:
+        raise HetagentError(f"{agent}: the agent needs what is not there: " + "; ".join(missing.values()))
 
 
 @dataclass
