@@ -150,6 +150,10 @@ def worker() -> None:
     from hetagent.errors import HetagentError
     from hetagent.ir import decompose, load, to_text
 
+    if os.environ.get("FUZZ_READER_SECONDS"):
+        from hetagent.ir import guard
+
+        guard.BYTECODE_SECONDS = float(os.environ["FUZZ_READER_SECONDS"])
     if os.environ.get("FUZZ_UNGUARDED"):  # the baseline: MLIR's readers called directly, as before issue 16
         from iree.compiler import ir
 
@@ -164,6 +168,7 @@ def worker() -> None:
     for line in sys.stdin:
         index, path = line.split(" ", 1)
         path = path.strip()
+        began = time.monotonic()
         try:
             module = decompose(load(path))
             to_text(module)
@@ -177,7 +182,7 @@ def worker() -> None:
             outcome, detail = "traceback", "".join(traceback.format_exception_only(type(exc), exc)).strip()[:300]
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        sys.stdout.write(json.dumps([int(index), outcome, detail, rss, child_rss]) + "\n")
+        sys.stdout.write(json.dumps([int(index), outcome, detail, rss, child_rss, time.monotonic() - began]) + "\n")
         sys.stdout.flush()
 
 
@@ -189,24 +194,22 @@ class Worker:
         self.process = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
         self.buffer = b""
+        self.input: int | None = None  # the input it is working on
+        self.since = 0.0
 
     def send(self, index: int, path: str) -> None:
+        self.input, self.since = index, time.monotonic()
         self.process.stdin.write(f"{index} {path}\n".encode())
         self.process.stdin.flush()
 
-    def answer(self, timeout: float):
-        """The next answer line, None on a hang, or the exit status when the worker died."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self.process.stdout], [], [], left)
-            if ready:
-                chunk = os.read(self.process.stdout.fileno(), 65536)
-                if not chunk:
-                    return self.process.wait()
-                self.buffer += chunk
+    def read(self):
+        """After select said readable: an answer, None (not complete yet), or the exit status if it died."""
+        chunk = os.read(self.process.stdout.fileno(), 65536)
+        if not chunk:
+            return self.process.wait()
+        self.buffer += chunk
+        if b"\n" not in self.buffer:
+            return None
         line, self.buffer = self.buffer.split(b"\n", 1)
         return json.loads(line)
 
@@ -225,44 +228,48 @@ def run(inputs: list[tuple[str, bytes]], *, workers: int, timeout: float, env: d
     outcomes: dict[str, int] = {}
     failures: list[dict] = []
     peak_kb, peak_child_kb = 0, 0
-    queue = list(range(len(inputs)))
+    slowest: list = []
+    queue = list(range(len(inputs)))[::-1]
     pool = [Worker(env) for _ in range(workers)]
-    busy: dict[int, int] = {}  # worker slot -> input index
     started = time.monotonic()
-    while queue or busy:
+
+    def record(index: int, outcome: str, detail: str) -> None:
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if outcome in ("crash", "traceback", "hang"):
+            failures.append({"input": index, "kind": inputs[index][0], "outcome": outcome, "detail": detail})
+            if keep:
+                keep.mkdir(parents=True, exist_ok=True)
+                Path(paths[index]).replace(keep / Path(paths[index]).name)
+
+    while True:
+        for w in pool:
+            if w.input is None and queue:
+                index = queue.pop()
+                w.send(index, paths[index])
+        busy = [w for w in pool if w.input is not None]
+        if not busy:
+            break
+        ready, _, _ = select.select([w.process.stdout for w in busy], [], [], 0.5)
         for slot, w in enumerate(pool):
-            if slot not in busy and queue:
-                busy[slot] = queue.pop(0)
-                w.send(busy[slot], paths[busy[slot]])
-        ready = [slot for slot in busy]
-        for slot in ready:
-            w = pool[slot]
-            # wait briefly on each in turn; a real hang is found once its own timeout has passed
-            answer = w.answer(0.05)
-            index = busy[slot]
-            if answer is None:
-                if not hasattr(w, "since"):
-                    w.since = time.monotonic()
-                if time.monotonic() - w.since < timeout:
+            if w.input is None:
+                continue
+            if w.process.stdout in ready:
+                answer = w.read()
+                if answer is None:
                     continue
-                outcome, detail = "hang", f"no answer within {timeout:g} s"
+                if isinstance(answer, int):
+                    record(w.input, "crash", f"worker died (status {answer})")
+                    pool[slot] = Worker(env)
+                    continue
+                _, outcome, detail, rss, child_rss, seconds = answer
+                peak_kb, peak_child_kb = max(peak_kb, rss), max(peak_child_kb, child_rss)
+                slowest = sorted(slowest + [(round(seconds, 2), w.input, inputs[w.input][0], detail[:80])])[-5:]
+                record(w.input, outcome, detail)
+                w.input = None
+            elif time.monotonic() - w.since > timeout:
+                record(w.input, "hang", f"no answer within {timeout:g} s")
                 w.kill()
                 pool[slot] = Worker(env)
-            elif isinstance(answer, int):
-                outcome, detail = "crash", f"worker died (status {answer})"
-                pool[slot] = Worker(env)
-            else:
-                _, outcome, detail, rss, child_rss = answer
-                peak_kb, peak_child_kb = max(peak_kb, rss), max(peak_child_kb, child_rss)
-            if hasattr(w, "since"):
-                del w.since
-            del busy[slot]
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            if outcome in ("crash", "traceback", "hang"):
-                failures.append({"input": index, "kind": inputs[index][0], "outcome": outcome, "detail": detail})
-                if keep:
-                    keep.mkdir(parents=True, exist_ok=True)
-                    Path(paths[index]).replace(keep / Path(paths[index]).name)
     for w in pool:
         w.process.stdin.close()
         w.process.wait()
@@ -274,7 +281,7 @@ def run(inputs: list[tuple[str, bytes]], *, workers: int, timeout: float, env: d
             "crashes": outcomes.get("crash", 0), "tracebacks": outcomes.get("traceback", 0),
             "hangs": outcomes.get("hang", 0), "peak_worker_rss_mb": round(peak_kb / 1024, 1),
             "peak_reader_rss_mb": round(peak_child_kb / 1024, 1), "seconds": round(time.monotonic() - started, 1),
-            "failures": failures[:50]}
+            "slowest": slowest[::-1], "failures": failures[:50]}
 
 
 def main() -> int:
@@ -286,6 +293,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds one input may take (a hang after)")
     parser.add_argument("--malloc-check", action="store_true",
                         help="run the workers under glibc's malloc checker (GLIBC_TUNABLES=glibc.malloc.check=3)")
+    parser.add_argument("--reader-seconds", type=float,
+                        help="the bytecode reader's time limit (default: hetagent.ir.guard's, 10 s)")
     parser.add_argument("--unguarded", action="store_true",
                         help="baseline: call MLIR's readers directly, without hetagent.ir.guard")
     parser.add_argument("--keep", type=Path, help="move inputs that crash, raise or hang here")
@@ -295,7 +304,8 @@ def main() -> int:
     if args.worker:
         worker()
         return 0
-    env = dict(os.environ, **({"FUZZ_UNGUARDED": "1"} if args.unguarded else {}))
+    env = dict(os.environ, **({"FUZZ_UNGUARDED": "1"} if args.unguarded else {}),
+               **({"FUZZ_READER_SECONDS": str(args.reader_seconds)} if args.reader_seconds else {}))
     if args.malloc_check:
         library = next((p for p in MALLOC_DEBUG if Path(p).exists()), None)
         if library is None:
@@ -313,6 +323,8 @@ def main() -> int:
         print("outcomes: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result["outcomes"].items())))
         print(f"crashes {result['crashes']}, tracebacks {result['tracebacks']}, hangs {result['hangs']}")
         print(f"peak RSS: worker {result['peak_worker_rss_mb']} MB, bytecode reader {result['peak_reader_rss_mb']} MB")
+        for seconds, index, kind, detail in result["slowest"]:
+            print(f"  slow: #{index} {kind} {seconds} s: {detail}")
         for failure in result["failures"]:
             print(f"  #{failure['input']} {failure['kind']} {failure['outcome']}: {failure['detail']}")
     return 1 if result["crashes"] or result["tracebacks"] or result["hangs"] else 0

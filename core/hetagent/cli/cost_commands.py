@@ -17,7 +17,8 @@ def register(commands) -> None:
     for dim in ("m", "k", "n"):
         p.add_argument(f"--{dim}", type=limits.COUNT, required=True)
     p.add_argument("--dtype", default="bf16")
-    p.add_argument("--tp", type=limits.number(1, 1024, integer=True), default=1, help="tensor-parallel degree: K is split, the output all-reduced")
+    p.add_argument("--tp", type=limits.number(1, 1024, integer=True), default=1,
+                   help="tensor-parallel degree: K is split, the output all-reduced")
     add_json_flag(p)
     p.set_defaults(handler=cmd_estimate_gemm)
 

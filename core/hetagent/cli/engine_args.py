@@ -90,11 +90,11 @@ def prepare_agent(agent: Path, args, *, registry, cache, on_progress=None):
                    progress=on_progress, local=args.engine == "local")
 
 
-def check_agent_resources(agent: Path, prepared, args) -> None:
+def check_agent_resources(agent: Path, args) -> None:
     """Exit 2 at start-up, naming each store or tool the agent needs and the options do not give."""
     from hetagent.runtime.run import check_resources
 
-    check_resources(agent, prepared.program, stores=dict(_pairs(args.store, "--store", "NAME=INDEX")),
+    check_resources(agent, stores=dict(_pairs(args.store, "--store", "NAME=INDEX")),
                     http_tools=dict(_pairs(args.tool, "--tool", "NAME=URL")))
 
 

@@ -62,6 +62,7 @@ def cmd_run(args) -> int:
     if args.trace and args.rate is None:
         raise HetagentError("--trace needs --rate R (the mean request rate to replay it at)")
     make_engine = engine_class(args)
+    check_agent_resources(agent, args)
     replanner = _replanner(args)
     registry = Registry.load(requested_backends(args.backends))
     book = load_pricebook(args.pricebook) if args.pricebook else None
@@ -73,7 +74,6 @@ def cmd_run(args) -> int:
             bar.update(task, description=description, advance=advance, total=total)
 
         prepared = prepare_agent(agent, args, registry=registry, cache=cache, on_progress=compiled)
-        check_agent_resources(agent, prepared, args)
         audio = next((n.attrs for n in prepared.program.nodes() if n.op == "input.audio"), {})
         count = args.requests or (DEFAULT_TRACE_REQUESTS if args.trace else DEFAULT_REQUESTS)
         requests = workload.requests(count, rate=args.rate, trace=args.trace, prompt=args.prompt, seed=args.seed,

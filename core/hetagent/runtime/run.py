@@ -18,7 +18,7 @@ from hetagent.compiler.place import Plan, place
 from hetagent.errors import HetagentError
 from hetagent.hardware.pricebook import PriceBook, default_pricebook
 from hetagent.ir import decompose, load, verify
-from hetagent.ir.module import to_text
+from hetagent.ir.module import location_of, to_text
 from hetagent.plugins.registry import Registry
 from hetagent.runtime import report, standins
 from hetagent.runtime.engine import EngineOptions, LocalEngine, Request, RequestRecord
@@ -72,26 +72,35 @@ def prepare(agent: Path, *, registry: Registry, plan: Plan | None = None, model_
     return Prepared(program, workers, device_of, substituted, fallbacks, work / "compiled")
 
 
-def check_resources(agent: str | Path, program: Program, *, stores: dict[str, str], http_tools: dict[str, str]) -> None:
-    """Every memory store and tool the agent uses must be there before the first request, not found missing by
+def check_resources(agent: str | Path, *, stores: dict[str, str], http_tools: dict[str, str]) -> None:
+    """Every memory store and tool the agent reads must be there before the first request, not found missing by
     each request: raise `HetagentError` naming each missing one and how to provide it."""
+    from iree.compiler import ir
+
     from hetagent.runtime.tools import python_tools
 
-    missing = {}
-    for node in program.nodes():
-        if node.op in ("memory.search", "memory.load"):
-            store = node.attrs.get("store")
+    missing: dict[str, str] = {}
+
+    def visit(op):
+        op = op.operation
+        attrs = op.attributes
+        label = f"'{op.name}' at {location_of(op)}"
+        if op.name in ("memory.load", "memory.search") and "store" in attrs:
+            store = attrs["store"].value
             if store not in stores:
-                missing[f"store {store}"] = (f"memory store {store!r} (op {node.label}) has no index: build one with "
+                missing[f"store {store}"] = (f"memory store {store!r} ({label}) has no index: build one with "
                                              f"`hetagent index DIR -o INDEX` and pass --store {store}=INDEX")
             elif not (Path(stores[store]) / "meta.json").is_file():
                 missing[f"store {store}"] = (f"--store {store}={stores[store]}: not an index (no meta.json); build "
                                              f"one with `hetagent index DIR -o {stores[store]}`")
-        elif node.op in ("tool.invoke", "tool.lookup", "tool.compute"):
-            tool = node.attrs.get("tool")
+        elif op.name in ("tool.invoke", "tool.lookup", "tool.compute") and "tool" in attrs:
+            tool = attrs["tool"].value
             if tool not in http_tools and tool not in python_tools():
-                missing[f"tool {tool}"] = (f"tool {tool!r} (op {node.label}) is neither installed (entry-point group "
+                missing[f"tool {tool}"] = (f"tool {tool!r} ({label}) is neither installed (entry-point group "
                                            f"hetagent.tools) nor given as --tool {tool}=URL")
+        return ir.WalkResult.ADVANCE
+
+    verify(load(agent), what=str(agent)).operation.walk(visit)
     if missing:
         raise HetagentError(f"{agent}: the agent needs what is not there: " + "; ".join(missing.values()))
 

@@ -1,0 +1,258 @@
+"""Hostile input (issue 16): each class ends in exit status 2 with a message naming the file and the field or
+op — never a crash, a traceback, a hang or a silently accepted bad value."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import EXAMPLES, ROOT, run_hetagent
+
+RET = '  "agent.return"(%q) : (!agent.text) -> ()\n'
+
+
+def graph(body: str = RET, name: str = "g", attrs: str = "") -> str:
+    return ('"agent.graph"() ({\n  %q = "input.query"() : () -> !agent.text\n' + body +
+            f'}}) {{sym_name = "{name}"{attrs}}} : () -> ()\n')
+
+
+def nested_loops(depth: int) -> str:
+    loops = "".join(f'%r{i} = "control.loop"(%q) ({{\n^bb0(%x{i}: !agent.text):\n' for i in range(depth))
+    loops += "".join(f'"control.yield"(%x{i}) : (!agent.text) -> ()\n}}) {{max_trips = 2 : i64, expected_trips = '
+                     "1.0 : f64} : (!agent.text) -> !agent.text\n" for i in reversed(range(depth)))
+    return graph("  " + loops + RET)
+
+
+def reversed_chain(length: int) -> str:
+    chain = "".join(f'  %v{i} = "data.transform"(%v{i - 1}) {{fn = "identity"}} : (!agent.text) -> !agent.text\n'
+                    for i in range(length, 0, -1)).replace("%v0)", "%q)")
+    return graph(chain + f'  "agent.return"(%v{length}) : (!agent.text) -> ()\n')
+
+
+SELF_CALL = ('"agent.graph"() ({\n^bb0(%q: !agent.text):\n'
+             '  %r = "agent.call"(%q) {callee = @g} : (!agent.text) -> !agent.text\n'
+             '  "agent.return"(%r) : (!agent.text) -> ()\n}) {sym_name = "g"} : () -> ()\n')
+
+BAD_AGENTS = [
+    ("raw-utf8", graph(name="badX").encode().replace(b"badX", b"bad\xff"), ":4:", "byte 0xff is not valid UTF-8"),
+    ("escaped-sym-name", graph(name="bad\\ff").encode(), ":4:", "spells invalid UTF-8"),
+    ("escaped-op-name", graph('  %r = "llm.c\\C3all"(%q) : (!agent.text) -> !agent.text\n' + RET).encode(), ":3:",
+     "spells invalid UTF-8"),
+    ("nested-regions", nested_loops(2100).encode(), "", "nesting deeper than 200"),
+    ("nested-loops", nested_loops(1000).encode(), "", "nesting deeper than 200"),
+    ("nested-dicts", graph('  %r = "data.transform"(%q) {fn = "f", x = ' + "{a = " * 5400 + "1" + "}" * 5400
+                           + "} : (!agent.text) -> !agent.text\n" + RET).encode(), ":3:", "nesting deeper"),
+    ("nested-arrays", graph('  %r = "data.transform"(%q) {fn = "f", x = ' + "[" * 6700 + "]" * 6700
+                            + "} : (!agent.text) -> !agent.text\n" + RET).encode(), ":3:", "nesting deeper"),
+    ("self-call", SELF_CALL.encode(), "", "calls itself through agent.call (@g -> @g)"),
+    ("nan-attribute", graph(attrs=", sla_ms = 0x7FF8000000000000 : f64").encode(), "", "'sla_ms' is nan"),
+    ("inf-attribute", graph(attrs=", sla_ms = 1.0e400 : f64").encode(), "", "'sla_ms' is inf"),
+    ("corrupt-bytecode", b"ML\xefR" + bytes(range(256)) * 4, "", "bytecode"),
+]
+
+
+@pytest.mark.parametrize("name,data,where,message", BAD_AGENTS, ids=[c[0] for c in BAD_AGENTS])
+def test_hostile_agent_files_exit_2_naming_the_file(cli, tmp_path, name, data, where, message):
+    path = tmp_path / (f"{name}.mlirbc" if data.startswith(b"ML\xefR") else f"{name}.mlir")
+    path.write_bytes(data)
+    for command in ("verify", "decompose"):
+        code, out, err = cli("ir", command, str(path))
+        assert code == 2 and "Traceback" not in err, err
+        assert f"{path}{where}" in " ".join(err.split()) and message in " ".join(err.split()), err
+
+
+def test_a_long_chain_written_in_reverse_verifies_and_decomposes(cli, tmp_path):
+    path = tmp_path / "chain.mlir"
+    path.write_text(reversed_chain(1500))
+    code, out, err = cli("ir", "decompose", str(path))
+    assert code == 0, err
+    assert out.index("%0 = \"input.query\"") < out.index("data.transform")
+
+
+def test_agents_within_the_limits_still_load_and_bytecode_round_trips(tmp_path):
+    from hetagent.ir import decompose, load, save, to_text
+
+    path = tmp_path / "loops.mlir"
+    path.write_text(nested_loops(60))
+    module = decompose(load(path))
+    save(module, tmp_path / "loops.mlirbc")
+    again = load(tmp_path / "loops.mlirbc")
+    assert to_text(again) == to_text(module)
+    assert str(tmp_path / "loops.mlir") in str(list(again.body.operations)[0].location)  # locations kept
+
+
+DATA = ROOT / "tests" / "data"
+
+
+def test_the_bytecode_reader_is_held_to_its_memory_and_time(tmp_path, monkeypatch):
+    """huge_allocation.mlirbc (1,183 bytes, research_agent's bytecode with one byte changed) makes MLIR's reader
+    allocate ~7.4 GB for ~30 s; in the guard's child it stops at the 1 GiB limit."""
+    from hetagent.errors import IRError
+    from hetagent.ir import guard, load, save
+
+    with pytest.raises(IRError, match=r"huge_allocation.mlirbc: the MLIR bytecode reader failed on this file \(kill"):
+        load(DATA / "huge_allocation.mlirbc")
+    save(load(EXAMPLES / "rag_qa.mlir"), tmp_path / "rag.mlirbc")
+    monkeypatch.setattr(guard, "BYTECODE_SECONDS", 1e-6)
+    with pytest.raises(IRError, match="no answer within"):
+        load(tmp_path / "rag.mlirbc")
+
+
+def test_a_heap_overflow_in_the_bytecode_reader_stays_in_its_child():
+    """heap_overflow.mlirbc: one byte (offset 114, 0x05 -> 0x45) changed in research_agent's bytecode corrupts
+    the reader's heap (glibc: "malloc: top chunk is corrupt"); loading it twice must leave this process whole."""
+    from hetagent.errors import IRError
+    from hetagent.ir import load, verify
+
+    for _ in range(2):
+        with pytest.raises(IRError, match="heap_overflow.mlirbc"):
+            verify(load(DATA / "heap_overflow.mlirbc"))
+    assert verify(load(EXAMPLES / "research_agent.mlir"))
+
+
+def test_agent_paths_that_are_no_files(cli, tmp_path):
+    code, _, err = cli("ir", "verify", str(tmp_path))
+    assert code == 2 and "is a directory" in err
+
+
+def test_fuzzed_agent_files_never_crash_raise_or_hang():
+    """About 2,000 mutated text and bytecode inputs (benchmarks/fuzz_ir.py runs 10,000), each in a worker
+    process so that a crash is caught and pinned on its input."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fuzz_ir.py"), "--inputs", "2000", "--json",
+                             "--bytecode-share", "0.25", "--seed", "7"], capture_output=True, text=True, timeout=300)
+    report = json.loads(result.stdout)
+    assert report["inputs"] == 2000 and report["bytecode"] > 300
+    assert (report["crashes"], report["tracebacks"], report["hangs"]) == (0, 0, 0), report["failures"]
+    assert report["peak_reader_rss_mb"] < 1024 and report["peak_worker_rss_mb"] < 1024
+
+
+# ---------------------------------------------------------------------------------------------- numbers
+
+
+PROBLEM = """name = "p"
+agent = "{agent}"
+fleet = "{fleet}"
+[workload]
+rate_rps = {rate}
+[sla]
+e2e_ms = 2000
+"""
+
+
+def problem(tmp_path, rate="10.0", fleet=None):
+    path = tmp_path / "problem.toml"
+    path.write_text(PROBLEM.format(agent=EXAMPLES / "rag_qa.mlir", fleet=fleet or EXAMPLES / "fleets" / "paper.toml",
+                                   rate=rate))
+    return path
+
+
+@pytest.mark.parametrize("rate,message", [("nan", "workload.rate_rps is nan"), ("inf", "workload.rate_rps is inf"),
+                                          ("1e400", "workload.rate_rps is inf")])
+def test_numbers_that_are_not_finite_are_named(cli, tmp_path, rate, message):
+    code, _, err = cli("plan", str(problem(tmp_path, rate)))
+    assert code == 2 and message in err and str(tmp_path / "problem.toml") in err, err
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("financing_rate", "nan", "financing_rate is nan"), ("years", "0", "years = 0"),
+    ("financing_rate", "5.0", "financing_rate = 5.0"), ("pue", "0.5", "pue = 0.5"),
+])
+def test_price_books_out_of_range_are_refused(cli, tmp_path, field, value, message):
+    book = (ROOT / "core/hetagent/hardware/pricebooks/paper-2025-06.toml").read_text()
+    lines = [f"{field} = {value}" if line.startswith(f"{field} =") else line for line in book.splitlines()]
+    if not any(line.startswith(f"{field} =") for line in book.splitlines()):
+        lines.insert(1, f"{field} = {value}")
+    (tmp_path / "book.toml").write_text("\n".join(lines) + "\n")
+    fleet = (EXAMPLES / "fleets" / "paper.toml").read_text().replace('pricebook = "paper-2025-06"',
+                                                                     f'pricebook = "{tmp_path / "book.toml"}"')
+    (tmp_path / "fleet.toml").write_text(fleet)
+    code, _, err = cli("plan", str(problem(tmp_path, fleet=tmp_path / "fleet.toml")))
+    assert code == 2 and message in err and "book.toml" in err, err
+
+
+def test_deeply_nested_documents_are_refused(cli, tmp_path):
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    code, _, err = cli("simulate", str(tmp_path / "deep.json"))
+    assert code == 2 and "deep.json" in err and "nested too deeply" in err, err
+    (tmp_path / "deep.toml").write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+    code, _, err = cli("plan", str(tmp_path / "deep.toml"))
+    assert code == 2 and "deep.toml" in err and "nested too deeply" in err, err
+    (tmp_path / "deep2.toml").write_text("x = " + "[" * 100 + "]" * 100 + "\n")
+    code, _, err = cli("plan", str(tmp_path / "deep2.toml"))
+    assert code == 2 and "deep2.toml" in err and "nests deeper than 64" in err, err
+
+
+def test_a_plan_with_nan_is_refused(cli, tmp_path):
+    (tmp_path / "plan.json").write_text('{"format": 1, "latency": NaN}')
+    code, _, err = cli("simulate", str(tmp_path / "plan.json"))
+    assert code == 2 and "plan.json: latency is nan" in err, err
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "is a directory"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "not UTF-8 text"),
+    (b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9,10,5\n2023-11-16 18:17:03.9,10,5\n",
+     "spans 0 s"),
+    (b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:04.0,10,5\n2023-11-16 18:17:03.9,10,5\n",
+     "trace.csv:3: TIMESTAMP 2023-11-16 18:17:03.9 is earlier than the row before"),
+    (b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:04.0,-10,5\n", "trace.csv:2: ContextTokens = -10"),
+    (b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:04.0,10,99999999999\n", "GeneratedTokens ="),
+])
+def test_hostile_traces_are_named(cli, tmp_path, content, message):
+    trace = tmp_path / "trace.csv"
+    if content is None:
+        trace.mkdir()
+    else:
+        trace.write_bytes(content)
+    path = tmp_path / "problem.toml"
+    path.write_text(PROBLEM.format(agent=EXAMPLES / "rag_qa.mlir", fleet=EXAMPLES / "fleets" / "paper.toml", rate=1)
+                    .replace("rate_rps = 1", f'trace = "{trace}"'))
+    code, _, err = cli("plan", str(path))
+    assert code == 2 and "trace.csv" in err and message in " ".join(err.split()), err
+
+
+def test_a_cycle_in_after_is_named(cli, tmp_path):
+    text = (EXAMPLES / "problems" / "paper_profiled.toml").read_text().replace(
+        'name = "stt"\n', 'name = "stt"\nafter = ["tts"]\n')
+    (tmp_path / "cycle.toml").write_text(text)
+    code, _, err = cli("plan", str(tmp_path / "cycle.toml"))
+    assert code == 2 and "cycle through `after`" in err and "stt -> " in err, err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["simulate", "plan.json", "--seconds", "1e9"], "argument --seconds: 1e9 must be <= 86400"),
+    (["simulate", "plan.json", "--seconds", "nan"], "argument --seconds: 'nan' is not a finite number"),
+    (["run", "--requests", "0"], "argument --requests: 0 must be >= 1"),
+    (["run", "--rate", "inf"], "argument --rate: 'inf' is not a finite number"),
+    (["estimate", "llm", "--model", "llama-3-8b", "--device", "h100-sxm", "--input-tokens", "-5", "--output-tokens", "1"],
+     "argument --input-tokens: -5 must be >= 0"),
+])
+def test_numeric_options_are_finite_and_in_range(cli, argv, message):
+    code, _, err = cli(*argv)
+    assert code == 2 and message in err, err
+
+
+def test_plan_json_stdout_is_json_only():
+    """HiGHS prints a banner from C++ when a solver is created: it must not reach stdout."""
+    result = run_hetagent("plan", str(EXAMPLES / "problems" / "rag_qa.toml"), "--json",
+                          "--no-baselines")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["format"]
+
+
+def test_serve_without_the_store_its_agent_reads_exits_2_at_start_up(cli):
+    code, _, err = cli("--backends", "cpu", "serve", str(EXAMPLES / "rag_qa.mlir"), "--port", "0")
+    assert code == 2 and "rag_qa.mlir" in err and "memory store 'handbook'" in err and "--store handbook=INDEX" in err
+    code, _, err = cli("--backends", "cpu", "run", str(EXAMPLES / "research_agent.mlir"), "--store",
+                       f"research_notes={EXAMPLES}")
+    assert code == 2 and "not an index (no meta.json)" in err, err
+
+
+def test_hostile_files_do_not_leak_tracebacks_in_a_fresh_process(tmp_path):
+    (tmp_path / "a.mlir").write_bytes(graph(name="bad\\ff").encode())
+    result = run_hetagent("ir", "verify", str(tmp_path / "a.mlir"), env={"PYTHONFAULTHANDLER": "1"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
+    assert os.path.basename(tmp_path / "a.mlir") in result.stderr
