@@ -256,3 +256,70 @@ def test_hostile_files_do_not_leak_tracebacks_in_a_fresh_process(tmp_path):
     result = run_hetagent("ir", "verify", str(tmp_path / "a.mlir"), env={"PYTHONFAULTHANDLER": "1"})
     assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
     assert os.path.basename(tmp_path / "a.mlir") in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- plugins, cache
+
+
+def test_system_exit_from_a_plugin_fails_that_backend_only():
+    from test_registry import load, make_backend, profile, raises
+
+    from hetagent.plugins import PluginWarning
+
+    bad = make_backend("bad", profiles=raises(SystemExit(0)))
+    good = make_backend("good", profiles=[profile("good-npu", "good")])
+    registry = load(("bad", bad), ("good", good))
+    with pytest.warns(PluginWarning, match=r"'bad'.*hetagent_device_profiles\(\) raised SystemExit"):
+        assert [p.name for p in registry.device_profiles()] == ["good-npu"]
+    assert registry.backend("bad").status == "failed"
+
+
+def test_system_exit_at_a_plugins_import_is_reported(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from hetagent.plugins import PluginWarning, Registry
+
+    (tmp_path / "exiting_backend.py").write_text("raise SystemExit(0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry()
+    with pytest.warns(PluginWarning, match="importing exiting_backend failed: SystemExit"):
+        registry._load_entry_points("exiting", [metadata.EntryPoint("exiting", "exiting_backend", "hetagent.backends")])
+    assert registry.backend("exiting").status == "failed"
+
+
+def test_a_detect_that_hangs_is_abandoned_at_its_time_limit(monkeypatch):
+    import time
+
+    from test_registry import load, make_backend
+
+    from hetagent.plugins import PluginWarning, registry as registry_module
+
+    monkeypatch.setattr(registry_module, "PLUGIN_CALL_TIMEOUT_S", 0.3)
+    registry = load(("stuck", make_backend("stuck", detect=lambda: time.sleep(30))))
+    started = time.monotonic()
+    with pytest.warns(PluginWarning, match=r"hook hetagent_detect\(\) did not finish within 0.3 s"):
+        assert registry.detect() == []
+    assert time.monotonic() - started < 5
+
+
+def test_a_tampered_cache_entry_is_a_miss_not_a_result(tmp_path):
+    from hetagent.compiler.cache import CompileCache
+
+    cache = CompileCache(tmp_path)
+    path = cache.put("artifacts", "k", "vmfb", b"compiled bytes")
+    assert cache.get("artifacts", "k", "vmfb") == b"compiled bytes"
+    path.write_bytes(b"planted bytes")
+    with pytest.warns(UserWarning, match="does not match its recorded SHA-256"):
+        assert cache.get("artifacts", "k", "vmfb") is None
+    assert not path.exists()
+    (tmp_path / "artifacts" / "unrecorded.vmfb").write_bytes(b"no hash beside it")
+    assert cache.get("artifacts", "unrecorded", "vmfb") is None
+
+
+def test_model_ids_cannot_name_paths(cli, tmp_path):
+    code, _, err = cli("index", str(EXAMPLES / "corpus"), "-o", str(tmp_path / "ix"), "--embed-model", "../../x")
+    assert code == 2 and "argument --embed-model: '../../x' is no model id" in err, err
+    path = tmp_path / "m.mlir"
+    path.write_text(graph('  %r = "llm.call"(%q) {model = "../../etc"} : (!agent.text) -> !agent.text\n' + RET))
+    code, _, err = cli("ir", "verify", str(path))
+    assert code == 2 and "attribute 'model' is \"../../etc\"; a model id is" in err, err

@@ -45,7 +45,7 @@ def register(commands) -> None:
                             "model's compiled kernel and write a FAISS index to INDEX (pass it as --store NAME=INDEX).")
     i.add_argument("directory", type=Path)
     i.add_argument("-o", "--output", type=Path, required=True)
-    i.add_argument("--embed-model", default="tiny-llama", help="embedding model (default tiny-llama, random weights)")
+    i.add_argument("--embed-model", type=_model_id, default="tiny-llama", help="embedding model (default tiny-llama, random weights)")
     i.add_argument("--model-dir", type=Path, help="DIR/<model>/*.safetensors: real weights")
     add_json_flag(i)
     i.set_defaults(handler=cmd_index)
@@ -158,6 +158,18 @@ INDEX_AGENT = """"agent.graph"() ({{
   "agent.return"(%d) : (!agent.docs) -> ()
 }}) {{sym_name = "index"}} : () -> ()
 """
+
+
+def _model_id(text: str) -> str:
+    """A model id, which names a cache file and goes into generated IR: checked as the verifier checks one."""
+    import argparse
+
+    from hetagent.ir.optable import MODEL_ID
+
+    if not MODEL_ID.fullmatch(text) or ".." in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is no model id: letters, digits, '.', '_' and '-' only "
+                                         "(no '/', no '..'), at most 128 characters")
+    return text
 
 
 def cmd_index(args) -> int:

@@ -115,7 +115,7 @@ def _pricebook_from_dict(data: dict[str, Any], origin: str) -> PriceBook:
         for key in fields - {"source"}:
             value = entry.get(key)
             if value is not None and (not isinstance(value, (int, float)) or not 0 <= value < math.inf):
-                raise HetagentError(f"{origin}: devices.{device}.{key} = {value!r} must be a finite number >= 0")
+                raise HetagentError(f"{origin}: devices.{device}.{key} = {value!r} must be a number >= 0, finite")
         prices[device] = price
     return PriceBook(
         name=data["name"],

@@ -39,6 +39,8 @@ with type constraints, attributes, regions) so it maps one to one onto `irdl.ope
   that reaches itself through calls (recursion) is an error that lists the graphs on the cycle.
 - A `kernel = @symbol` attribute must name a `func.func` of the module.
 - Every number attribute is finite (no NaN or infinity) and in its range.
+- `model` and `embed_model` are model ids: letters, digits, `.`, `_` and `-` (no `/`, no `..`), at most 128
+  characters (they name directories and cache files).
 - Text and bytecode (`.mlirbc`) round-trip exactly; messages carry `file:line:col` of the offending op.
 
 ## Limits on agent files

@@ -18,7 +18,7 @@ from hetagent.errors import IRError
 from hetagent.graphs import find_cycle
 from hetagent.dtypes import DTYPES
 from hetagent.ir.module import functions, location_of
-from hetagent.ir.optable import ATTR_KINDS, OPS, TOKEN_DISTRIBUTIONS, Attr, OpDef, is_agent_op
+from hetagent.ir.optable import ATTR_KINDS, MODEL_ATTRS, MODEL_ID, OPS, TOKEN_DISTRIBUTIONS, Attr, OpDef, is_agent_op
 
 _PLACEMENT_FIELDS = {"device": "string", "backend": "string", "replicas": "int", "tp": "int", "batch": "int"}
 
@@ -359,6 +359,9 @@ def _attr_problem(definition: Attr, value) -> str | None:
             return f"is \"{value.value}\"; valid dtypes: {', '.join(DTYPES)}"
         if kind == "enum" and value.value not in definition.choices:
             return f"is \"{value.value}\"; valid values: {', '.join(definition.choices)}"
+        if definition.name in MODEL_ATTRS and (not MODEL_ID.fullmatch(value.value) or ".." in value.value):
+            return (f"is \"{value.value}\"; a model id is letters, digits, '.', '_' and '-' (no '/', no '..'), "
+                    "at most 128 characters")
         return None
     if kind == "bool":
         return None if isinstance(value, ir.BoolAttr) else f"{expected}, got {value}"
