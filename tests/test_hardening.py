@@ -323,3 +323,172 @@ def test_model_ids_cannot_name_paths(cli, tmp_path):
     path.write_text(graph('  %r = "llm.call"(%q) {model = "../../etc"} : (!agent.text) -> !agent.text\n' + RET))
     code, _, err = cli("ir", "verify", str(path))
     assert code == 2 and "attribute 'model' is \"../../etc\"; a model id is" in err, err
+
+
+# ---------------------------------------------------------------------------------------------- tools
+
+
+class _Trickle(__import__("http.server").server.BaseHTTPRequestHandler):
+    """Answers one byte every 0.5 s (slow), 20 MB at once (huge), or an echo."""
+
+    def do_POST(self):
+        import time
+
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        query = body["arguments"]["query"]
+        answer = b"x" * (20 * 2**20) if query == "huge" else json.dumps({"echo": query}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        if query == "slow":
+            for byte in b'{"slowly": "' + b"y" * 60:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.5)
+        else:
+            self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def tool_server():
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_tools_keep_their_time_limits_without_delaying_others(tool_server):
+    import time
+
+    from hetagent.runtime.tools import ToolContext, ToolTimeout, call_tool, start_tool
+
+    context, tools = ToolContext(None), {"echo": tool_server}
+    call_tool("echo", {"query": "warm"}, context=context, http_tools=tools, timeout_s=10)  # children started
+    started = time.monotonic()
+    slow = start_tool("echo", {"query": "slow"}, context=context, http_tools=tools, timeout_s=1.0)
+    quick = call_tool("echo", {"query": "quick"}, context=context, http_tools=tools, timeout_s=5)
+    assert quick == {"echo": "quick"} and time.monotonic() - started < 1.0  # not held up by the slow one
+    with pytest.raises(ToolTimeout, match="did not answer within 1000 ms"):
+        slow.result()
+    assert time.monotonic() - started < 1.5
+    value = call_tool("calculator", {"expression": "2**64 + 1"}, context=context, http_tools={}, timeout_s=5)
+    assert value["result"] == 2**64 + 1
+
+
+def test_http_tools_are_http_only_and_size_capped(tool_server):
+    from hetagent.errors import HetagentError
+    from hetagent.runtime.tools import ToolContext, call_tool
+
+    context = ToolContext(None)
+    with pytest.raises(HetagentError, match="'file:///etc/passwd' is not an http:// or https:// URL"):
+        call_tool("f", {"query": "x"}, context=context, http_tools={"f": "file:///etc/passwd"}, timeout_s=5)
+    with pytest.raises(HetagentError, match="more than 16,777,216 bytes"):
+        call_tool("big", {"query": "huge"}, context=context, http_tools={"big": tool_server}, timeout_s=20)
+
+
+def test_the_calculator_bounds_its_work():
+    import time
+
+    from hetagent.errors import HetagentError
+    from hetagent.runtime.builtin_tools import calculator
+
+    started = time.monotonic()
+    for expression in ("(10**64)**64", "((9**64)**64)**64", "10**64*10**64" * 40):
+        with pytest.raises(HetagentError, match="calculator"):
+            calculator({"expression": expression}, None)
+    assert time.monotonic() - started < 1
+    with pytest.raises(HetagentError, match="not a finite number"):
+        calculator({"expression": "1e308*10"}, None)
+
+
+# ---------------------------------------------------------------------------------------------- runtime
+
+
+def _segments(runs=None) -> set:
+    """KV segments in /dev/shm (of `runs` only, when given): other runs on this machine may come and go."""
+    import re
+    from pathlib import Path
+
+    found = {p.name for p in Path("/dev/shm").glob("hx*-kv-*") if re.fullmatch(r"hx[0-9a-f]+-kv-\d+-[0-9a-f]{12}", p.name)}
+    return {n for n in found if runs is None or n.split("-kv-")[0] in runs}
+
+
+def test_a_stopped_worker_is_replaced_and_its_requests_finish(registry, cache_dir, agent_files):
+    import signal
+    import time
+
+    pytest.importorskip("torch")
+    from test_runtime import _prepare, _requests, _run
+
+    prepared = _prepare(agent_files["calculator"], registry, cache_dir, partitions=2)
+    stopped = []
+
+    def stop_decode_worker(engine):
+        decoder = next(w for w in engine.workers if w.plan.name == "host-cpu:1")
+        if not stopped and any(t.node.op == "llm.decode" for t in decoder.tasks.values()):
+            os.kill(decoder.process.pid, signal.SIGSTOP)  # alive, holding its calls, saying nothing
+            stopped.append(time.monotonic())
+
+    with pytest.warns(UserWarning, match="said nothing for .* killed, replaced"):
+        result = _run(prepared, registry, cache_dir, _requests(3), hook=stop_decode_worker, watchdog_s=2.0)
+    assert stopped, "the decode worker was never seen busy"
+    assert [r.status for r in result.records] == ["ok"] * 3
+    assert sum(o["retries"] for o in result.ops) >= 1
+
+
+def test_segments_of_dead_runs_are_swept_and_live_ones_kept(tmp_path):
+    from hetagent.runtime import kv_format, segments
+
+    dead, live = "hx0123456789", "hx9876543210"
+    lock = segments.RunLock(live)
+    created = []
+    try:
+        for run in (dead, live):
+            shm = kv_format._create(f"{run}-kv-1-{'0' * 12}", 64)
+            created.append(shm.name)
+            shm.close()
+        removed = segments.sweep()
+        assert created[0] in removed and created[1] not in removed
+        assert not (segments.SHM / created[0]).exists() and (segments.SHM / created[1]).exists()
+        # a name already taken (pre-created by someone else) is not an error: a fresh name is used
+        taken = created[1]
+        header = kv_format.KVHeader("m", "fp32", 1, 1, 1, 1)
+        handle = kv_format.write_buffer(header.pack() + bytes(header.total_bytes - kv_format.HEADER_BYTES), taken)
+        assert handle.segment != taken and handle.segment.startswith(f"{live}-kv-1-")
+        created.append(handle.segment)
+    finally:
+        lock.release()
+        for name in created:
+            kv_format.unlink(name)
+    assert not any((segments.SHM / n).exists() for n in created)
+
+
+def test_no_segment_is_left_after_sigterm_or_sigkill_of_run(cache_dir, agent_files):
+    import signal
+    import time
+
+    pytest.importorskip("torch")
+    from hetagent.runtime import segments
+
+    before = _segments()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        process = subprocess.Popen([sys.executable, "-m", "hetagent", "--backends", "cpu", "run",
+                                    str(agent_files["calculator"]), "--requests", "200", "--rate", "20"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        deadline = time.monotonic() + 180
+        while not (_segments() - before) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        runs = {name.split("-kv-")[0] for name in _segments() - before}
+        assert runs, "the run never held a KV segment"
+        process.send_signal(sig)
+        process.wait(timeout=60)
+        if sig == signal.SIGKILL:
+            time.sleep(1)  # its workers notice their parent is gone and end
+            segments.sweep()  # what the next start does
+        assert not _segments(runs), sig

@@ -52,6 +52,11 @@ def register(commands) -> None:
 
 
 def cmd_run(args) -> int:
+    import signal
+    import sys
+
+    # SIGTERM ends the run as Ctrl-C does: through the engine's clean-up (workers stopped, segments unlinked)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from hetagent.compiler.cache import CompileCache
     from hetagent.hardware.pricebook import load_pricebook
     from hetagent.plugins.registry import Registry, requested_backends
