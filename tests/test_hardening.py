@@ -87,7 +87,7 @@ DATA = ROOT / "tests" / "data"
 
 
 def test_the_bytecode_reader_is_held_to_its_memory_and_time(tmp_path, monkeypatch):
-    """huge_allocation.mlirbc (1,183 bytes, research_agent's bytecode with one byte changed) makes MLIR's reader
+    """huge_allocation.mlirbc (1,183 bytes: voice_agent's bytecode, byte 558 0x03 -> 0x70) makes MLIR's reader
     allocate ~7.4 GB for ~30 s; in the guard's child it stops at the 1 GiB limit."""
     from hetagent.errors import IRError
     from hetagent.ir import guard, load, save

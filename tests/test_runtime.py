@@ -218,7 +218,7 @@ def test_run_without_arguments_runs_the_voice_agent(cli, cache_dir):
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "no/such/agent.mlir"], "no/such/agent.mlir"),
-    (["run", "--cpu-partitions", "0"], "--cpu-partitions 0"),
+    (["run", "--cpu-partitions", "0"], "argument --cpu-partitions: 0 must be >= 1"),
     (["run", "--cpu-partitions", "64"], "--cpu-partitions 64"),
     (["run", "--trace", "x.csv"], "--trace needs --rate"),
     (["run", "--model-map", "llama-3-8b=gpt-9"], "unknown model"),
