@@ -41,22 +41,28 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
 def read_text(path: str | Path, what: str, *, limit: int = MAX_DOCUMENT_BYTES) -> str:
     """A UTF-8 text file of at most `limit` bytes, or a `HetagentError` that says why not."""
     path = Path(path)
-    try:
-        with open(path, "rb") as file:
-            data = file.read(limit + 1)
-    except (FileNotFoundError, NotADirectoryError):
-        raise HetagentError(f"{path}: no such {what} file") from None
-    except IsADirectoryError:
-        raise HetagentError(f"{path}: is a directory, not a {what} file") from None
-    except OSError as exc:
-        raise HetagentError(f"{path}: the {what} file cannot be read ({exc.strerror or exc})") from None
-    if len(data) > limit:
-        raise HetagentError(f"{path}: the {what} file is larger than {limit:,} bytes, the limit")
+    data = read_bytes(path, what, limit=limit)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise HetagentError(f"{path}: the {what} file is not UTF-8 text (byte {exc.start}: "
                             f"0x{data[exc.start]:02x}); is it a binary file?") from None
+
+
+def read_bytes(path: str | Path, what: str, *, limit: int, error: type[HetagentError] = HetagentError) -> bytes:
+    """A file of at most `limit` bytes, or an `error` that says why not (missing, a directory, unreadable)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(limit + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise error(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, not a {what} file") from None
+    except OSError as exc:
+        raise error(f"{path}: the {what} file cannot be read ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise error(f"{path}: the {what} file is larger than {limit:,} bytes, the limit")
+    return data
 
 
 def check_document(data: Any, path: str | Path, what: str) -> Any:

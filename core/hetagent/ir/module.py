@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import sys
 import types
@@ -13,6 +12,7 @@ from iree.compiler import ir
 from iree.compiler._mlir_libs import _mlir
 
 from hetagent.errors import IRError
+from hetagent.files import read_bytes
 from hetagent.ir import guard
 from hetagent.ir.optable import DIALECTS
 
@@ -60,16 +60,12 @@ def parse(source: str | bytes, *, context: ir.Context | None = None, origin: str
 def load(path: str | Path, *, context: ir.Context | None = None) -> ir.Module:
     """Parse an `.mlir` (text) or `.mlirbc` (bytecode) file through the guards; locations carry its path."""
     path = Path(path)
+    what = "agent module (.mlir text or .mlirbc bytecode)"
     try:
-        with open(path, "rb") as file:
-            before = os.fstat(file.fileno())
-            data = file.read(guard.MAX_BYTES + 1)
-    except (FileNotFoundError, NotADirectoryError):
-        raise IRError(f"{path}: no such file (expected an agent module in .mlir text or .mlirbc bytecode)") from None
-    except IsADirectoryError:
-        raise IRError(f"{path}: is a directory (expected an agent module in .mlir text or .mlirbc bytecode)") from None
-    except OSError as exc:
-        raise IRError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        before = path.stat()
+    except OSError:
+        before = None  # read_bytes says what is wrong
+    data = read_bytes(path, what, limit=guard.MAX_BYTES, error=IRError)
     if data.startswith(BYTECODE_MAGIC):
         return parse(data, context=context, origin=str(path))
     guard.check_text(data, str(path))
@@ -80,7 +76,8 @@ def load(path: str | Path, *, context: ir.Context | None = None) -> ir.Module:
     except ir.MLIRError as exc:
         raise _parse_error(str(path), exc) from None
     after = path.stat()
-    if (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size, before.st_mtime_ns):
+    if before is None or (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size,
+                                                                           before.st_mtime_ns):
         raise IRError(f"{path}: changed while it was being read; try again")
     return module
 
