@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from hetagent.cli import limits
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
 
 
@@ -15,10 +14,9 @@ def register(commands) -> None:
     p = kinds.add_parser("gemm", help="one (M×K)·(K×N) GEMM, optionally split over --tp devices")
     p.add_argument("--device", required=True, help="device profile id (see `hetagent devices`)")
     for dim in ("m", "k", "n"):
-        p.add_argument(f"--{dim}", type=limits.COUNT, required=True)
+        p.add_argument(f"--{dim}", type=int, required=True)
     p.add_argument("--dtype", default="bf16")
-    p.add_argument("--tp", type=limits.number(1, 1024, integer=True), default=1,
-                   help="tensor-parallel degree: K is split, the output all-reduced")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree: K is split, the output all-reduced")
     add_json_flag(p)
     p.set_defaults(handler=cmd_estimate_gemm)
 
@@ -26,10 +24,10 @@ def register(commands) -> None:
     p.add_argument("--model", required=True, help="a built-in model id, or a Hugging Face config.json (or its directory)")
     p.add_argument("--device", required=True)
     p.add_argument("--dtype", default="bf16")
-    p.add_argument("--tp", type=limits.number(1, 1024, integer=True), default=1)
-    p.add_argument("--batch", type=limits.number(1, 1 << 20, integer=True), default=1)
-    p.add_argument("--input-tokens", type=limits.TOKENS, required=True)
-    p.add_argument("--output-tokens", type=limits.TOKENS, required=True)
+    p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--input-tokens", type=int, required=True)
+    p.add_argument("--output-tokens", type=int, required=True)
     add_json_flag(p)
     p.set_defaults(handler=cmd_estimate_llm)
 

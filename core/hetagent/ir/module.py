@@ -61,6 +61,8 @@ def load(path: str | Path, *, context: ir.Context | None = None) -> ir.Module:
     """Parse an `.mlir` (text) or `.mlirbc` (bytecode) file through the guards; locations carry its path."""
     path = Path(path)
     what = "agent module (.mlir text or .mlirbc bytecode)"
+    if not path.exists():
+        raise IRError(f"{path}: no such file (expected an agent module in .mlir text or .mlirbc bytecode)")
     try:
         before = path.stat()
     except OSError:
