@@ -50,6 +50,10 @@ BAD_AGENTS = [
     ("nan-attribute", graph(attrs=", sla_ms = 0x7FF8000000000000 : f64").encode(), "", "'sla_ms' is nan"),
     ("inf-attribute", graph(attrs=", sla_ms = 1.0e400 : f64").encode(), "", "'sla_ms' is inf"),
     ("corrupt-bytecode", b"ML\xefR" + bytes(range(256)) * 4, "", "bytecode"),
+    # found by fuzz_ir under the malloc checker: reading such an attribute threw through C++ (std::terminate)
+    ("location-as-attribute", (graph('  %r = "data.transform"(%q) {fn = #loc9} : (!agent.text) -> !agent.text\n'
+                                     + RET) + '#loc9 = loc("a.mlir":1:1)\n').encode(), ":3:",
+     "location #loc9 is used as an attribute value"),
 ]
 
 

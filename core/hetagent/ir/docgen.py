@@ -51,6 +51,7 @@ between them (`load` and `parse` go through it):
 - a file holds at most {max_bytes:,} bytes (its text form, for bytecode);
 - text is UTF-8, and every string literal (op names, `sym_name`, `name`...) spells valid UTF-8 after its
   `\\XX` escapes;
+- a location alias (`#loc3 = loc(...)`) is used only as a location, never as an attribute's value;
 - brackets (`{{ ( [ <`: regions, dictionaries, arrays, types) nest at most {max_nesting} deep — about
   {max_regions} nested regions;
 - bytecode is read in a child process with at most {bytecode_mib} MiB of extra memory and {bytecode_s:g} s; its

@@ -50,6 +50,8 @@ def check_text(data: bytes | str, origin: str) -> str:
         line, column = _line_col(data, exc.start)
         raise IRError(f"{origin}:{line}:{column}: error: byte 0x{data[exc.start]:02x} is not valid UTF-8; agent "
                       "modules are UTF-8 text") from None
+    if "#" in text:
+        _check_location_aliases(text, origin)
     # Fast path: few brackets and no escapes cannot break either limit.
     if "\\" not in text and sum(text.count(c) for c in _OPENERS) <= MAX_NESTING:
         return text
@@ -69,6 +71,30 @@ def check_text(data: bytes | str, origin: str) -> str:
         elif token in "})]>":
             depth = max(depth - 1, 0)
     return text
+
+
+_LOC_ALIAS = re.compile(r"^#([\w$.-]+)\s*=\s*loc\(", re.M)
+_ALIAS_USE = re.compile(r"#([\w$.-]+)")
+
+
+def _check_location_aliases(text: str, origin: str) -> None:
+    """A location alias (`#loc3 = loc(...)`) may only be used as a location: as an attribute's value it makes the
+    Python bindings throw through C++ (std::terminate) when the attribute is read."""
+    aliases = set(_LOC_ALIAS.findall(text))
+    if not aliases:
+        return
+    for use in _ALIAS_USE.finditer(text):
+        if use.group(1) not in aliases:
+            continue
+        start = use.start()
+        line_start = text.rfind("\n", 0, start) + 1
+        if start == line_start or text.startswith("loc(", start - 4):
+            continue  # its definition, or an op's loc(#alias)
+        if _LOC_ALIAS.match(text, line_start):
+            continue  # inside another location's definition (callsite, fused)
+        line, column = _line_col(text, start)
+        raise IRError(f"{origin}:{line}:{column}: error: location #{use.group(1)} is used as an attribute value; "
+                      "locations may only follow an op as loc(...)")
 
 
 def _check_string(token: str, text: str, offset: int, origin: str) -> None:
