@@ -9,7 +9,7 @@ CORE = ROOT / "core" / "hetagent"
 
 # floor of each top-level part of the core; a part may import parts of the same or a lower floor
 FLOORS = {
-    "errors": 0, "files": 0, "dtypes": 0,
+    "errors": 0, "files": 0, "dtypes": 0, "graphs": 0,
     "ir": 1,
     "agent": 2, "models": 2, "hardware": 2,  # agent: the front-ends (Python tracing, LangGraph import)
     "backend": 3,

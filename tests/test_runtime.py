@@ -260,7 +260,7 @@ def test_a_plan_for_absent_devices_is_refused_unless_fallback_is_allowed(cli, ca
 
 @pytest.mark.parametrize("argv, message", [
     (["run", "no/such/agent.mlir"], "no/such/agent.mlir"),
-    (["run", "--cpu-partitions", "0"], "--cpu-partitions 0"),
+    (["run", "--cpu-partitions", "0"], "argument --cpu-partitions: 0 must be >= 1"),
     (["run", "--cpu-partitions", "64"], "--cpu-partitions 64"),
     (["run", "--trace", "x.csv"], "--trace needs --rate"),
     (["run", "--model-map", "llama-3-8b=gpt-9"], "unknown model"),

@@ -22,7 +22,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import EXAMPLES, ROOT
 
 pytest.importorskip("torch")
 pytest.importorskip("fastapi")
@@ -83,7 +83,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(agent):
-    s = Server(str(agent), "--api-key", KEY)
+    s = Server(str(agent), "--api-key", KEY, "--max-body-bytes", "100000", "--header-timeout", "1.5",
+               "--body-timeout", "1.5")
     yield s
     assert s.stop() == 0, "".join(s.output)
 
@@ -265,16 +266,68 @@ def test_bad_input_exits_2(cli, agent, taken_port, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed: `import ray` fails
     cases = [
         (["serve", "no/such/agent.mlir", "--port", "0"], "no/such/agent.mlir"),
-        (["serve", str(agent), "--port", "70000"], "--port 70000"),
+        (["serve", str(agent), "--port", "70000"], "argument --port: 70000 must be <= 65535"),
         (["serve", str(agent), "--port", str(taken_port)], f"cannot listen on 127.0.0.1:{taken_port}"),
         (["serve", str(agent), "--address", "10.0.0.1:6379"], "--address names a Ray cluster"),
         (["serve", str(agent), "--engine", "ray"], "hetagent[ray]"),
         (["serve", str(agent), "--api-key", ""], "--api-key"),
-        (["serve", str(agent), "--max-inflight", "0"], "--max-inflight 0"),
+        (["serve", str(agent), "--max-inflight", "0"], "argument --max-inflight: 0 must be >= 1"),
+        (["serve", str(agent), "--max-body-bytes", "nan"], "argument --max-body-bytes: 'nan' is not an integer"),
+        (["serve", str(EXAMPLES / "rag_qa.mlir")], "memory store 'handbook'"),
     ]
     for argv, message in cases:
         code, _, err = cli(*argv)
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+
+
+def _raw(server: Server, data: bytes, wait_s: float = 10.0) -> bytes:
+    """Send raw bytes to the server and read until it closes the connection (or `wait_s` passes)."""
+    host, port = server.root.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=wait_s) as sock:
+        sock.sendall(data)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return answer
+
+
+def _error_of(answer: bytes) -> tuple[int, dict]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)["error"]
+
+
+def test_a_body_over_the_limit_gets_413(server):
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            "Content-Type: application/json\r\n")
+    status, error = _error_of(_raw(server, (head + "Content-Length: 50000000\r\n\r\n").encode()))
+    assert status == 413 and "100,000 bytes" in error["message"] and error["code"] == "body_too_large"
+    chunked = (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + b"".join(
+        b"%x\r\n" % 30000 + b"x" * 30000 + b"\r\n" for _ in range(5)) + b"0\r\n\r\n"
+    status, error = _error_of(_raw(server, chunked))
+    assert status == 413 and error["type"] == "invalid_request_error"
+
+
+def test_slow_clients_are_cut_off(server):
+    started = time.monotonic()
+    assert _raw(server, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n") == b""  # headers never end
+    assert time.monotonic() - started < 8
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            "Content-Length: 1000\r\n\r\n{\"model\"")
+    status, error = _error_of(_raw(server, head.encode()))
+    assert status == 408 and error["code"] == "body_timeout"
+
+
+def test_deeply_nested_json_gets_an_openai_style_400(server):
+    body = b'{"model": "chat", "messages": ' + b"[" * 40_000 + b"]" * 40_000 + b"}"
+    request = urllib.request.Request(server.url + "/chat/completions", data=body, headers={
+        "Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    error = json.loads(caught.value.read())["error"]
+    assert caught.value.code == 400 and "nested too deeply" in error["message"]
 
 
 REDACTING = AGENT.replace('"agent.return"(%a)', """%r = "data.transform"(%a) {fn = "pii_redact", name = "redact"}

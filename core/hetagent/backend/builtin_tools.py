@@ -22,18 +22,37 @@ _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, as
         ast.Pow: operator.pow, ast.Mod: operator.mod, ast.FloorDiv: operator.floordiv,
         ast.USub: operator.neg, ast.UAdd: operator.pos}
 _EXPRESSION = re.compile(r"[-+*/%().\d\s^]{3,}")
+MAX_BITS = 4096  # integers the calculator handles (~1,233 digits): big-integer work holds the GIL
+MAX_EXPRESSION = 1000  # characters
 
 
 def _evaluate(node):
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        return node.value
+        return _bounded(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-        if isinstance(node.op, ast.Pow) and abs(_evaluate(node.right)) > 64:
-            raise HetagentError("calculator: exponents above 64 are refused")
-        return _OPS[type(node.op)](_evaluate(node.left), _evaluate(node.right))
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow):
+            if abs(right) > 64:
+                raise HetagentError("calculator: exponents above 64 are refused")
+            if isinstance(left, int) and isinstance(right, int) and left.bit_length() * right > MAX_BITS:
+                raise HetagentError(f"calculator: the result would exceed {MAX_BITS} bits")
+        try:
+            return _bounded(_OPS[type(node.op)](left, right))
+        except OverflowError:
+            raise HetagentError("calculator: the result is too large for a float") from None
     if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
-        return _OPS[type(node.op)](_evaluate(node.operand))
+        return _bounded(_OPS[type(node.op)](_evaluate(node.operand)))
     raise HetagentError(f"calculator: only numbers and + - * / // % ** are allowed, not {ast.dump(node)[:40]}")
+
+
+def _bounded(value):
+    if isinstance(value, int) and value.bit_length() > MAX_BITS:
+        raise HetagentError(f"calculator: numbers are limited to {MAX_BITS} bits")
+    if isinstance(value, complex):
+        raise HetagentError("calculator: the result is not a real number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise HetagentError("calculator: the result is not a finite number")
+    return value
 
 
 def calculator(arguments: dict, context) -> dict:
@@ -44,9 +63,11 @@ def calculator(arguments: dict, context) -> dict:
         if not found:
             return {"expression": None, "result": None, "note": "no arithmetic expression in the query"}
         expression = max(found, key=len)
+    if not isinstance(expression, str) or len(expression) > MAX_EXPRESSION:
+        raise HetagentError(f"calculator: the expression must be a string of at most {MAX_EXPRESSION} characters")
     try:
         value = _evaluate(ast.parse(expression.replace("^", "**"), mode="eval").body)
-    except (SyntaxError, ZeroDivisionError) as exc:
+    except (SyntaxError, ZeroDivisionError, RecursionError, MemoryError) as exc:
         return {"expression": expression, "result": None, "note": str(exc)}
     return {"expression": expression, "result": value}
 

@@ -10,9 +10,11 @@ through the Ray object store and is put back into a segment on the reader's node
 
 from __future__ import annotations
 
+import secrets
 import struct
 from dataclasses import dataclass
 from multiprocessing import resource_tracker, shared_memory
+from pathlib import Path
 
 import numpy as np
 
@@ -80,8 +82,26 @@ def _untracked(segment: shared_memory.SharedMemory) -> shared_memory.SharedMemor
 
 
 def segment_name(run_id: str, task: int) -> str:
-    """The segment a prefill task writes: unique per run and dispatch (a retry is a new dispatch)."""
-    return f"{run_id}-kv-{task}"
+    """The segment a prefill task writes: unique per run and dispatch (a retry is a new dispatch), and
+    unguessable (names in /dev/shm are visible to every user: a predictable one could be taken first)."""
+    return f"{run_id}-kv-{task}-{secrets.token_hex(6)}"
+
+
+def _create(segment: str, size: int) -> shared_memory.SharedMemory:
+    """A new segment named `segment`, or, if that name is taken, a fresh name of the same task."""
+    for attempt in range(4):
+        try:
+            return _untracked(shared_memory.SharedMemory(name=segment, create=True, size=size))
+        except FileExistsError:
+            if attempt == 3:
+                raise
+            segment = f"{segment.rsplit('-', 1)[0]}-{secrets.token_hex(6)}"
+
+
+def unlink_task(run_id: str, task: int) -> None:
+    """Free every segment task `task` of the run may have begun (its name has a random part)."""
+    for path in Path("/dev/shm").glob(f"{run_id}-kv-{task}-*"):
+        unlink(path.name)
 
 
 def write(kv: np.ndarray, length: int, *, model: str, dtype: str, segment: str, batch_index: int = 0,
@@ -89,7 +109,7 @@ def write(kv: np.ndarray, length: int, *, model: str, dtype: str, segment: str, 
     """Write slots [0, length) of sequence `batch_index` of a kernel cache kv[L, 2, B, Hkv, S, D]."""
     layers, _, _, heads, _, dim = kv.shape
     header = KVHeader(model, dtype, layers, heads, dim, length)
-    shm = _untracked(shared_memory.SharedMemory(name=segment, create=True, size=header.total_bytes))
+    shm = _create(segment, header.total_bytes)
     try:
         shm.buf[:HEADER_BYTES] = header.pack()
         for layer in range(layers):
@@ -98,7 +118,7 @@ def write(kv: np.ndarray, length: int, *, model: str, dtype: str, segment: str, 
             chunk[...] = kv[layer, :, batch_index, :, :length, :]
     finally:
         shm.close()
-    return KVHandle(segment, header, device)
+    return KVHandle(shm.name, header, device)
 
 
 def read_into(handle: KVHandle, kv: np.ndarray, batch_index: int = 0) -> KVHeader:
@@ -133,12 +153,12 @@ def write_buffer(buffer, segment: str) -> KVHandle:
     header = KVHeader.unpack(buffer)
     if len(buffer) < header.total_bytes:
         raise ValueError(f"KV buffer of {len(buffer)} bytes is shorter than its header says ({header.total_bytes})")
-    shm = _untracked(shared_memory.SharedMemory(name=segment, create=True, size=header.total_bytes))
+    shm = _create(segment, header.total_bytes)
     try:
         shm.buf[:header.total_bytes] = memoryview(buffer)[:header.total_bytes]
     finally:
         shm.close()
-    return KVHandle(segment, header)
+    return KVHandle(shm.name, header)
 
 
 def unlink(segment: str) -> None:

@@ -15,6 +15,7 @@ the others keep working; a backend the user named explicitly fails loudly instea
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
@@ -145,8 +146,10 @@ class Registry:
             others = ", ".join(f"{e.dist.name if e.dist else '?'} ({e.value})" for e in eps[1:])
             self._warn(f"backend name {name!r} is claimed by several distributions; using {origin}, ignoring {others}")
         try:
-            module = ep.load()
-        except Exception as exc:  # a plugin's import error must not take the core down
+            module = within_time_limit(ep.load, f"importing {ep.value}")
+        except BaseException as exc:  # noqa: BLE001 - a plugin's import must not take the core down (SystemExit too)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             backend = LoadedBackend(name=name, origin=origin)
             self._backends[name] = backend
             self._fail(backend, f"importing {ep.value} failed: {type(exc).__name__}: {exc}")
@@ -297,8 +300,14 @@ class Registry:
         for impl in hook.get_hookimpls():
             if impl.plugin_name == backend.name:
                 try:
+                    if hook_name in TIMED_HOOKS:
+                        return within_time_limit(lambda: impl.function(**arguments), f"hook {hook_name}()")
                     return impl.function(**arguments)
-                except Exception as exc:
+                except PluginError:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - SystemExit from a plugin is its failure, not ours
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
                     raise PluginError(f"hook {hook_name}() raised {type(exc).__name__}: {exc}") from exc
         return None
 
@@ -356,3 +365,31 @@ class Registry:
     @staticmethod
     def _warn(message: str) -> None:
         warnings.warn(message, PluginWarning, stacklevel=3)
+
+
+PLUGIN_CALL_TIMEOUT_S = float(os.environ.get("HETAGENT_PLUGIN_TIMEOUT_S", 30))
+TIMED_HOOKS = ("hetagent_detect",)  # touches hardware and drivers; the others only build records
+
+
+def within_time_limit(function, what: str):
+    """`function()`, on a daemon thread so that a plugin that hangs (in its import, in `detect`) is abandoned after
+    PLUGIN_CALL_TIMEOUT_S rather than hanging the command; what it raises is re-raised here."""
+    outcome: list = []
+    thread = threading.Thread(target=lambda: outcome.append(_capture(function)), daemon=True,
+                              name="hetagent-plugin-call")
+    thread.start()
+    thread.join(PLUGIN_CALL_TIMEOUT_S)
+    if not outcome:
+        raise PluginError(f"{what} did not finish within {PLUGIN_CALL_TIMEOUT_S:g} s "
+                          "(HETAGENT_PLUGIN_TIMEOUT_S); the call is abandoned")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _capture(function):
+    try:
+        return True, function()
+    except BaseException as exc:  # noqa: BLE001 - carried to the caller's thread
+        return False, exc

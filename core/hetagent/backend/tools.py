@@ -7,17 +7,18 @@ distribution:
     web_search = "hetagent.backend.builtin_tools:web_search"
 
 An HTTP tool (`hetagent run --tool NAME=URL`) is called with `POST URL` and the JSON body
-`{"tool": NAME, "arguments": {...}}`; its JSON response is the result. Every call has a time limit (the op's
-`timeout_ms`, default 10 s): a tool that does not answer in time fails its own request with `ToolTimeout`.
+`{"tool": NAME, "arguments": {...}}`; its JSON response is the result (http or https only, at most
+MAX_RESPONSE_BYTES). Every call has a time limit (the op's `timeout_ms`, default 10 s) and runs in a child
+process (`tool_sandbox`) that is killed at it: a tool that does not answer in time fails its own request with
+`ToolTimeout`.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -27,6 +28,7 @@ from hetagent.errors import HetagentError
 
 ENTRY_POINT_GROUP = "hetagent.tools"
 DEFAULT_TIMEOUT_S = 10.0
+MAX_RESPONSE_BYTES = 16 * 2**20
 
 
 class ToolTimeout(HetagentError):
@@ -44,39 +46,53 @@ def python_tools() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-# Python tools run on these threads so a hung one can be abandoned at its time limit (it keeps its thread).
-_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="hetagent-tool")
-
-
 def call_tool(name: str, arguments: dict, *, context: ToolContext, http_tools: dict[str, str],
               timeout_s: float | None) -> object:
+    return start_tool(name, arguments, context=context, http_tools=http_tools, timeout_s=timeout_s).result()
+
+
+def start_tool(name: str, arguments: dict, *, context: ToolContext, http_tools: dict[str, str],
+               timeout_s: float | None):
+    """Start one call in a tool process; returns its `tool_sandbox.Pending` (`ready()`, `result()`)."""
+    from hetagent.backend.tool_sandbox import processes
+
     limit = timeout_s or DEFAULT_TIMEOUT_S
-    if name in http_tools:
-        return _call_http(name, http_tools[name], arguments, limit)
-    tools = python_tools()
-    if name not in tools:
-        known = sorted([*tools, *http_tools])
+    url = http_tools.get(name)
+    if url is None and name not in python_tools():
+        known = sorted([*python_tools(), *http_tools])
         raise HetagentError(f"unknown tool {name!r}; installed tools: {', '.join(known) or 'none'} (register one "
                             f"under the entry-point group {ENTRY_POINT_GROUP!r} or pass --tool {name}=URL)")
-    function = tools[name].load()
-    future = _pool.submit(function, arguments, context)
-    try:
-        return future.result(timeout=limit)
-    except FutureTimeout:
-        raise ToolTimeout(f"tool {name!r} did not answer within {limit * 1000:.0f} ms") from None
+    if url is not None and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise HetagentError(f"HTTP tool {name!r}: {url!r} is not an http:// or https:// URL")
+    what = f"HTTP tool {name!r} ({url})" if url else f"tool {name!r}"
+    request = {"name": name, "arguments": arguments, "url": url, "limit_s": limit,
+               "corpus": str(context.corpus) if context.corpus else None}
+    return processes().submit(request, limit_s=limit, what=what)
+
+
+def run_tool_here(name: str, arguments: dict, url: str | None, limit_s: float, corpus: str | None) -> object:
+    """The call itself, in a tool process."""
+    if url is not None:
+        return _call_http(name, url, arguments, limit_s)
+    return python_tools()[name].load()(arguments, ToolContext(Path(corpus) if corpus else None))
 
 
 def _call_http(name: str, url: str, arguments: dict, limit: float) -> object:
     body = json.dumps({"tool": name, "arguments": arguments}).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
+        # no redirects to other schemes: urllib follows http(s) redirects only
         with urllib.request.urlopen(request, timeout=limit) as response:
-            return json.loads(response.read())
+            data = response.read(MAX_RESPONSE_BYTES + 1)
     except TimeoutError:
         raise ToolTimeout(f"HTTP tool {name!r} ({url}) did not answer within {limit * 1000:.0f} ms") from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
             raise ToolTimeout(f"HTTP tool {name!r} ({url}) did not answer within {limit * 1000:.0f} ms") from None
         raise HetagentError(f"HTTP tool {name!r} ({url}) failed: {exc.reason}") from None
-    except json.JSONDecodeError as exc:
+    if len(data) > MAX_RESPONSE_BYTES:
+        raise HetagentError(f"HTTP tool {name!r} ({url}) answered with more than {MAX_RESPONSE_BYTES:,} bytes")
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise HetagentError(f"HTTP tool {name!r} ({url}) answered with invalid JSON: {exc}") from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hetagent.cli import limits
 from hetagent.cli.compile_command import _pairs
 from hetagent.cli.output import console
 from hetagent.errors import HetagentError
@@ -40,22 +41,22 @@ def add_engine_arguments(p) -> None:
     p.add_argument("--model-dir", type=Path, help="DIR/<model>/*.safetensors: real weights for those models")
     p.add_argument("--model-map", action="append", default=[], metavar="FROM=TO",
                    help="run model TO where the agent names FROM (default: tiny stand-ins for models without weights)")
-    p.add_argument("--cpu-partitions", type=int, default=1, metavar="N",
+    p.add_argument("--cpu-partitions", type=limits.number(1, 1024, integer=True), default=1, metavar="N",
                    help="split the host's cores into N pinned CPU workers (N >= 2: prefill and decode apart)")
     p.add_argument("--allow-fallback", action="store_true",
                    help="run an op whose placed device is absent here, or whose backend cannot run it, on the host "
                    "device (each listed in the report) instead of refusing to start")
-    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
+    p.add_argument("--temperature", type=limits.number(0, 100), default=0.0, help="sampling temperature (0: greedy)")
     p.add_argument("--store", action="append", default=[], metavar="NAME=INDEX", help="a memory store's index")
     p.add_argument("--tool", action="append", default=[], metavar="NAME=URL", help="an HTTP tool (POST JSON)")
     p.add_argument("--corpus", type=Path, help="the corpus web_search reads (default examples/corpus)")
     p.add_argument("--pricebook", type=Path, help="price book (TOML) for $/request (default: the paper's)")
-    p.add_argument("--max-inflight", type=int, default=64,
+    p.add_argument("--max-inflight", type=limits.number(1, 1_000_000, integer=True), default=64,
                    help="admission control: requests in flight at most (more are rejected; 429 when serving)")
     p.add_argument("--admission", choices=("sla", "limit"), default="sla",
                    help="sla: also reject requests predicted to miss the SLA (503 when serving); limit: only "
                    "--max-inflight")
-    p.add_argument("--sla-ms", type=float, help="end-to-end SLA of every request (default: the agent's sla_ms)")
+    p.add_argument("--sla-ms", type=limits.MILLISECONDS, help="end-to-end SLA of every request (default: the agent's sla_ms)")
 
 
 def engine_class(args):
@@ -92,6 +93,14 @@ def prepare_agent(agent: str | Path, args, *, registry, cache, on_progress=None)
                    model_dir=args.model_dir, model_overrides=dict(_pairs(args.model_map, "--model-map", "FROM=TO")),
                    cpu_partitions=args.cpu_partitions, allow_fallback=args.allow_fallback, cache=cache,
                    progress=on_progress, local=args.engine == "local")
+
+
+def check_agent_resources(agent: Path, args) -> None:
+    """Exit 2 at start-up, naming each store or tool the agent needs and the options do not give."""
+    from hetagent.runtime.run import check_resources
+
+    check_resources(agent, stores=dict(_pairs(args.store, "--store", "NAME=INDEX")),
+                    http_tools=dict(_pairs(args.tool, "--tool", "NAME=URL")))
 
 
 def engine_options(args, cache):

@@ -11,12 +11,19 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
+from hetagent.errors import HetagentError
+
 console = Console()
 console_err = Console(stderr=True)
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Strict JSON (NaN and infinities are not JSON: a figure that is not finite is an error, not output)."""
+    try:
+        text = json.dumps(data, indent=2, default=str, allow_nan=False)
+    except ValueError as exc:
+        raise HetagentError(f"the result holds a number that is not finite ({exc}); nothing printed") from None
+    sys.stdout.write(text + "\n")
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

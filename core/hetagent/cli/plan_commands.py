@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hetagent.cli import limits
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
 
 
@@ -17,7 +18,7 @@ def register(commands) -> None:
     p.add_argument("--simulate", metavar="TRACE", nargs="?", const="", default=None,
                    help="check the plan by simulation (the problem's trace, or this one) and re-plan with more "
                    "headroom until the SLA holds at its percentile")
-    p.add_argument("--trace-seconds", type=float, default=None, help="simulate only the trace's first seconds")
+    p.add_argument("--trace-seconds", type=limits.SECONDS, default=None, help="simulate only the trace's first seconds")
     p.add_argument("--no-baselines", action="store_true", help="skip the homogeneous and pair baselines")
     add_json_flag(p)
     p.set_defaults(handler=cmd_plan)
@@ -25,7 +26,7 @@ def register(commands) -> None:
     p = commands.add_parser("simulate", help="replay a request trace through a plan: queueing, batching, transfers")
     p.add_argument("plan", help="plan JSON written by `hetagent plan --out`")
     p.add_argument("--trace", help="Azure-format CSV (default: the problem's trace, else Poisson arrivals at its rate)")
-    p.add_argument("--seconds", type=float, default=None, help="replay only the first seconds of the trace")
+    p.add_argument("--seconds", type=limits.SECONDS, default=None, help="replay only the first seconds of the trace")
     add_json_flag(p)
     p.set_defaults(handler=cmd_simulate)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, checkout_path, engine_class, engine_options, prepare_agent, progress
+from hetagent.cli import limits
+from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, check_agent_resources, checkout_path, engine_class, engine_options, prepare_agent, progress
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
 from hetagent.errors import HetagentError
 
@@ -25,12 +26,12 @@ def register(commands) -> None:
     )
     p.add_argument("agent", nargs="?", help=f"{AGENT_FORMS} (default {DEFAULT_AGENT})")
     add_engine_arguments(p)
-    p.add_argument("--requests", type=int, help=f"number of requests (default {DEFAULT_REQUESTS}; "
+    p.add_argument("--requests", type=limits.REQUESTS, help=f"number of requests (default {DEFAULT_REQUESTS}; "
                    f"{DEFAULT_TRACE_REQUESTS} with --trace)")
-    p.add_argument("--rate", type=float, help="requests per second (Poisson; with --trace, the replay's mean rate); "
+    p.add_argument("--rate", type=limits.RATE, help="requests per second (Poisson; with --trace, the replay's mean rate); "
                    "default: all requests at once")
     p.add_argument("--trace", type=Path, help="replay the arrivals of a request trace (CSV with TIMESTAMP)")
-    p.add_argument("--seed", type=int, default=0, help="request seed (sampling, synthetic audio)")
+    p.add_argument("--seed", type=limits.number(0, 2**63 - 1, integer=True), default=0, help="request seed (sampling, synthetic audio)")
     p.add_argument("--prompt", help="the text of every request (default: a few fixed questions in turn)")
     p.add_argument("--trace-out", type=Path, help="write an OpenTelemetry (OTLP/JSON) trace of the run")
     p.add_argument("--replan", action="store_true",
@@ -44,13 +45,18 @@ def register(commands) -> None:
                             "model's compiled kernel and write a FAISS index to INDEX (pass it as --store NAME=INDEX).")
     i.add_argument("directory", type=Path)
     i.add_argument("-o", "--output", type=Path, required=True)
-    i.add_argument("--embed-model", default="tiny-llama", help="embedding model (default tiny-llama, random weights)")
+    i.add_argument("--embed-model", type=_model_id, default="tiny-llama", help="embedding model (default tiny-llama, random weights)")
     i.add_argument("--model-dir", type=Path, help="DIR/<model>/*.safetensors: real weights")
     add_json_flag(i)
     i.set_defaults(handler=cmd_index)
 
 
 def cmd_run(args) -> int:
+    import signal
+    import sys
+
+    # SIGTERM ends the run as Ctrl-C does: through the engine's clean-up (workers stopped, segments unlinked)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from hetagent.compiler.cache import CompileCache
     from hetagent.hardware.pricebook import load_pricebook
     from hetagent.backend.registry import Registry, requested_backends
@@ -61,6 +67,7 @@ def cmd_run(args) -> int:
     if args.trace and args.rate is None:
         raise HetagentError("--trace needs --rate R (the mean request rate to replay it at)")
     make_engine = engine_class(args)
+    check_agent_resources(agent, args)
     replanner = _replanner(args)
     registry = Registry.load(requested_backends(args.backends))
     book = load_pricebook(args.pricebook) if args.pricebook else None
@@ -166,6 +173,18 @@ INDEX_AGENT = """"agent.graph"() ({{
   "agent.return"(%d) : (!agent.docs) -> ()
 }}) {{sym_name = "index"}} : () -> ()
 """
+
+
+def _model_id(text: str) -> str:
+    """A model id, which names a cache file and goes into generated IR: checked as the verifier checks one."""
+    import argparse
+
+    from hetagent.ir.optable import MODEL_ID
+
+    if not MODEL_ID.fullmatch(text) or ".." in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is no model id: letters, digits, '.', '_' and '-' only "
+                                         "(no '/', no '..'), at most 128 characters")
+    return text
 
 
 def cmd_index(args) -> int:

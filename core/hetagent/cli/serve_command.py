@@ -7,9 +7,11 @@ import signal
 import socket
 import sys
 
-from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, engine_class, engine_options, prepare_agent, progress
+from hetagent.cli import limits
+from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, check_agent_resources, engine_class, engine_options, prepare_agent, progress
 from hetagent.cli.output import console
 from hetagent.errors import HetagentError
+from hetagent.serve.limits import Limits
 
 API_KEY_ENV = "HETAGENT_API_KEY"
 
@@ -25,7 +27,15 @@ def register(commands) -> None:
     p.add_argument("agent", help=AGENT_FORMS)
     add_engine_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--port", type=limits.number(0, 65535, integer=True), default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--max-body-bytes", type=limits.number(1, 1 << 30, integer=True), default=Limits.max_body_bytes,
+                   help=f"largest request body; larger: 413 (default {Limits.max_body_bytes:,})")
+    p.add_argument("--max-concurrent", type=limits.number(1, 100_000, integer=True), default=Limits.max_concurrent,
+                   help=f"requests handled at once; more: 503 (default {Limits.max_concurrent})")
+    p.add_argument("--header-timeout", type=limits.number(0, 3600, low_open=True), default=Limits.header_timeout_s,
+                   help=f"seconds for a request's line and headers to arrive (default {Limits.header_timeout_s:g})")
+    p.add_argument("--body-timeout", type=limits.number(0, 3600, low_open=True), default=Limits.body_timeout_s,
+                   help=f"seconds for a request's body to arrive; later: 408 (default {Limits.body_timeout_s:g})")
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
                    help=f"require 'Authorization: Bearer KEY' on /v1 (default ${API_KEY_ENV}; none: no auth)")
     p.set_defaults(handler=cmd_serve)
@@ -53,6 +63,7 @@ def cmd_serve(args) -> int:
         import uvicorn
 
         from hetagent.serve.api import create_app
+        from hetagent.serve.limits import LimitRequests, protocol
         from hetagent.serve.metrics import ServeMetrics
         from hetagent.serve.service import AgentService
     except ImportError as exc:
@@ -66,6 +77,7 @@ def cmd_serve(args) -> int:
     if args.api_key == "":
         raise HetagentError(f"--api-key (or ${API_KEY_ENV}) is empty: give a key, or unset it to serve without auth")
     make_engine = engine_class(args)
+    check_agent_resources(args.agent, args)
     registry = Registry.load(requested_backends(args.backends))
     book = load_pricebook(args.pricebook) if args.pricebook else default_pricebook()
     sock = _listen(args.host, args.port)
@@ -81,7 +93,8 @@ def cmd_serve(args) -> int:
                                  kernels_of=prepared.kernels_of)
         service = AgentService(engine, ServeMetrics(prepared.program.name, usd_per_hour))
         try:
-            app = create_app(service, prepared.program, api_key=args.api_key)
+            app = LimitRequests(create_app(service, prepared.program, api_key=args.api_key),
+                                Limits(args.max_body_bytes, args.body_timeout, args.header_timeout, args.max_concurrent))
             for model, standin in prepared.substitutions.items():
                 console.print(f"model {model} -> {standin} (tiny stand-in with random weights)", highlight=False)
             if price_note:
@@ -94,7 +107,7 @@ def cmd_serve(args) -> int:
             # KeyboardInterrupt, SIGTERM here as a normal exit, both through the `finally` that stops the workers
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
-                                    timeout_graceful_shutdown=5)
+                                    timeout_graceful_shutdown=5, http=protocol(args.header_timeout))
             uvicorn.Server(config).run(sockets=[sock])
         finally:
             service.close()

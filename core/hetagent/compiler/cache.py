@@ -8,7 +8,9 @@ Location: `$HETAGENT_CACHE_DIR`, else `$XDG_CACHE_HOME/hetagent`, else `~/.cache
                              target options —, compiler version)
 
 Entries are written to a temporary file and renamed into place, so concurrent compilations never see a torn
-file; an entry is never modified once written.
+file; an entry is never modified once written. Each entry's SHA-256 is recorded beside it (`<entry>.sha256`) when
+it is written, and checked whenever it is read: an entry that does not match (changed, truncated, planted) is
+a miss, reported and removed, never used.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 
@@ -47,10 +50,23 @@ class CompileCache:
         return self.root / namespace / f"{key}.{extension}"
 
     def get(self, namespace: str, key: str, extension: str) -> bytes | None:
+        """The entry's bytes if it is there and matches its recorded hash; else None (a miss)."""
+        path = self.path(namespace, key, extension)
         try:
-            return self.path(namespace, key, extension).read_bytes()
+            data = path.read_bytes()
+            recorded = path.with_name(path.name + ".sha256").read_text().strip()
         except FileNotFoundError:
             return None
+        if hashlib.sha256(data).hexdigest() != recorded:
+            warnings.warn(f"compile cache entry {path} does not match its recorded SHA-256; it is removed and "
+                          "rebuilt")
+            path.unlink(missing_ok=True)
+            return None
+        return data
+
+    def recorded_sha256(self, namespace: str, key: str, extension: str) -> str:
+        path = self.path(namespace, key, extension)
+        return path.with_name(path.name + ".sha256").read_text().strip()
 
     def put(self, namespace: str, key: str, extension: str, data: bytes) -> Path:
         target = self.path(namespace, key, extension)
@@ -58,5 +74,9 @@ class CompileCache:
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{key}.")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        fd, recorded = tempfile.mkstemp(dir=target.parent, prefix=f".{key}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(hashlib.sha256(data).hexdigest() + "\n")
+        os.replace(recorded, target.with_name(target.name + ".sha256"))  # the hash first: no entry without one
         os.replace(temporary, target)
         return target

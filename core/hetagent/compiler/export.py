@@ -56,12 +56,12 @@ def _export_to_module(fn: ModelFunction, context: ir.Context) -> ir.Module:
 
 def import_function(fn: ModelFunction, module: ir.Module, cache: CompileCache) -> ir.Operation:
     """Append `fn` as a func.func to `module` (from the cache, else exported and cached); returns the op."""
-    from hetagent.ir.module import parse, to_bytecode
+    from hetagent.ir.module import parse_own, to_bytecode
 
     key = function_key(fn)
     cached = cache.get("functions", key, "mlirbc")
     if cached is not None:
-        exported = parse(cached, context=module.context)
+        exported = parse_own(cached, module.context)
     else:
         exported = _export_to_module(fn, module.context)
         cache.put("functions", key, "mlirbc", to_bytecode(exported))

@@ -12,7 +12,6 @@ pipeline}}`, where `key` finds the artifact in the cache.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -142,7 +141,7 @@ def lower(
     is called per job with whether it came from the cache."""
     verify(module)
     jobs = _jobs(module, registry, cache, target_options or {})
-    misses = [job for job in jobs if not cache.path("artifacts", job.key, job.pipeline.artifact).exists()]
+    misses = [job for job in jobs if cache.get("artifacts", job.key, job.pipeline.artifact) is None]
     for job in jobs:
         if job not in misses and on_built:
             on_built(job, True)
@@ -160,10 +159,9 @@ def _annotate(module: ir.Module, jobs: list[Job], cache: CompileCache) -> None:
     by_symbol: dict[str, dict[str, ir.Attribute]] = {}
     with module.context:
         for job in jobs:
-            data = cache.path("artifacts", job.key, job.pipeline.artifact).read_bytes()
             by_symbol.setdefault(job.symbol, {})[job.device] = ir.DictAttr.get({
                 "key": ir.StringAttr.get(job.key),
-                "sha256": ir.StringAttr.get(hashlib.sha256(data).hexdigest()),
+                "sha256": ir.StringAttr.get(cache.recorded_sha256("artifacts", job.key, job.pipeline.artifact)),
                 "format": ir.StringAttr.get(job.pipeline.artifact),
                 "pipeline": ir.StringAttr.get(job.pipeline.hash()),
             })

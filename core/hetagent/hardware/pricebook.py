@@ -7,6 +7,7 @@ default (`paper-2025-06`).
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -117,8 +118,15 @@ def _pricebook_from_dict(data: dict[str, Any], origin: str) -> PriceBook:
         if key not in top_required and key not in top_optional and key != "devices":
             valid = ", ".join([*top_required, *top_optional, "devices"])
             raise HetagentError(f"{origin}: unknown field {key!r}; valid fields: {valid}")
+    for key, low, high in _RANGES:
+        value = data.get(key)
+        if isinstance(value, (int, float)) and not (math.isfinite(value) and low <= value <= high):
+            raise HetagentError(f"{origin}: {key} = {value!r}; it must be a finite number in [{low:g}, {high:g}]")
+    devices = data.get("devices") or {}
+    if not isinstance(devices, dict) or not all(isinstance(entry, dict) for entry in devices.values()):
+        raise HetagentError(f"{origin}: devices must be a table of tables ([devices.<id>] purchase_usd = ...)")
     prices = {}
-    for device, entry in (data.get("devices") or {}).items():
+    for device, entry in devices.items():
         fields = {"purchase_usd", "cloud_usd_per_hour", "operating_usd_per_hour", "source"}
         unknown = set(entry) - fields
         if unknown:
@@ -131,11 +139,9 @@ def _pricebook_from_dict(data: dict[str, Any], origin: str) -> PriceBook:
             raise HetagentError(f"{origin}: devices.{device} needs purchase_usd or cloud_usd_per_hour")
         for key in fields - {"source"}:
             value = entry.get(key)
-            if value is not None and (not isinstance(value, (int, float)) or value < 0):
-                raise HetagentError(f"{origin}: devices.{device}.{key} = {value!r} must be a number >= 0")
+            if value is not None and (not isinstance(value, (int, float)) or not 0 <= value < math.inf):
+                raise HetagentError(f"{origin}: devices.{device}.{key} = {value!r} must be a number >= 0, finite")
         prices[device] = price
-    if data["years"] <= 0:
-        raise HetagentError(f"{origin}: years = {data['years']} must be > 0")
     return PriceBook(
         name=data["name"],
         financing_rate=float(data["financing_rate"]),
@@ -147,6 +153,12 @@ def _pricebook_from_dict(data: dict[str, Any], origin: str) -> PriceBook:
         source=data.get("source", ""),
         description=data.get("description", ""),
     )
+
+
+# (field, lowest, highest): a rate is a fraction (0.08 is 8 %), years > 0 (the capital recovery factor divides by
+# them), PUE >= 1 by definition
+_RANGES = (("financing_rate", 0.0, 1.0), ("years", 1e-3, 100.0), ("power_usd_per_kwh", 0.0, 100.0),
+           ("pue", 1.0, 10.0), ("other_opex_usd_per_hour", 0.0, 1e6))
 
 
 def _kind_name(kind) -> str:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from hetagent.ir import guard
 from hetagent.ir.optable import AGENT_TYPES, ANY, ATTR_KINDS, COMMON_ATTRS, OPS, OpDef
 
 _LEVELS = (
@@ -34,9 +35,30 @@ with type constraints, attributes, regions) so it maps one to one onto `irdl.ope
 - A graph body is an MLIR *graph region*: textual order is free, but dependencies must be **acyclic**. A
   cycle is written as a `control.loop`, which carries values between trips and is bounded by `max_trips`
   (`expected_trips` feeds the planner). Any other cycle is an error that lists the ops on it.
-- `agent.call` must name an `agent.graph` of the module, with matching argument and result types.
+- `agent.call` must name an `agent.graph` of the module, with matching argument and result types; a graph
+  that reaches itself through calls (recursion) is an error that lists the graphs on the cycle.
 - A `kernel = @symbol` attribute must name a `func.func` of the module.
+- Every number attribute is finite (no NaN or infinity) and in its range.
+- `model` and `embed_model` are model ids: letters, digits, `.`, `_` and `-` (no `/`, no `..`), at most 128
+  characters (they name directories and cache files).
 - Text and bytecode (`.mlirbc`) round-trip exactly; messages carry `file:line:col` of the offending op.
+
+## Limits on agent files
+
+Agent files are untrusted input and MLIR's parsers are not hardened against it, so `hetagent.ir.guard` stands
+between them (`load` and `parse` go through it):
+
+- a file holds at most {max_bytes:,} bytes (its text form, for bytecode);
+- text is UTF-8, and every string literal (op names, `sym_name`, `name`...) spells valid UTF-8 after its
+  `\\XX` escapes;
+- a location alias (`#loc3 = loc(...)`) is used only as a location, never as an attribute's value;
+- brackets (`{{ ( [ <`: regions, dictionaries, arrays, types) nest at most {max_nesting} deep — about
+  {max_regions} nested regions;
+- bytecode is read in a child process with at most {bytecode_mib} MiB of extra memory and {bytecode_s:g} s; its
+  text form is then checked and parsed like any text. A reader that crashes or runs out of either is reported
+  as a corrupt or hostile file, and nothing it did reaches the process that loads the file.
+
+Each limit exceeded is an error naming the file and (for text) the line and column.
 
 ## Types
 
@@ -122,6 +144,8 @@ def render() -> str:
     dialects = sorted({op.dialect for op in OPS.values()})
     text = _PREAMBLE.format(
         dialects="`, `".join(dialects),
+        max_bytes=guard.MAX_BYTES, max_nesting=guard.MAX_NESTING, max_regions=guard.MAX_NESTING // 2,
+        bytecode_mib=guard.BYTECODE_MEMORY >> 20, bytecode_s=guard.BYTECODE_SECONDS,
         types="\n".join(f"| `{t}` | {doc} |" for t, doc in AGENT_TYPES.items()),
         kinds="\n".join(f"| {k} | {doc} |" for k, doc in ATTR_KINDS.items()),
         common="\n".join(_attr_rows(COMMON_ATTRS)),

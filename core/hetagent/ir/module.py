@@ -12,6 +12,8 @@ from iree.compiler import ir
 from iree.compiler._mlir_libs import _mlir
 
 from hetagent.errors import IRError
+from hetagent.files import read_bytes
+from hetagent.ir import guard
 from hetagent.ir.optable import DIALECTS
 
 BYTECODE_MAGIC = b"ML\xefR"
@@ -42,26 +44,50 @@ def new_context() -> ir.Context:
     return context
 
 
-def parse(source: str | bytes, *, context: ir.Context | None = None) -> ir.Module:
-    """Parse textual or bytecode MLIR held in memory. Locations name the source "-"."""
-    context = context or new_context()
+def parse(source: str | bytes, *, context: ir.Context | None = None, origin: str = "<string>") -> ir.Module:
+    """Parse textual or bytecode MLIR from outside, through the guards of `hetagent.ir.guard`. Locations of
+    text name the source "-"."""
+    if isinstance(source, bytes) and source.startswith(BYTECODE_MAGIC):
+        text = guard.bytecode_to_text(source, origin)
+    else:
+        text = guard.check_text(source, origin)
     try:
-        return ir.Module.parse(source, context)
+        return ir.Module.parse(text, context or new_context())
     except ir.MLIRError as exc:
-        raise _parse_error("<string>", exc) from None
+        raise _parse_error(origin, exc) from None
 
 
 def load(path: str | Path, *, context: ir.Context | None = None) -> ir.Module:
-    """Parse an `.mlir` (text) or `.mlirbc` (bytecode) file; locations carry its path."""
+    """Parse an `.mlir` (text) or `.mlirbc` (bytecode) file through the guards; locations carry its path."""
     path = Path(path)
-    if not path.is_file():
+    what = "agent module (.mlir text or .mlirbc bytecode)"
+    if not path.exists():
         raise IRError(f"{path}: no such file (expected an agent module in .mlir text or .mlirbc bytecode)")
-    context = context or new_context()
     try:
-        with context:
-            return ir.Module.parseFile(str(path))
+        before = path.stat()
+    except OSError:
+        before = None  # read_bytes says what is wrong
+    data = read_bytes(path, what, limit=guard.MAX_BYTES, error=IRError)
+    if data.startswith(BYTECODE_MAGIC):
+        return parse(data, context=context, origin=str(path))
+    guard.check_text(data, str(path))
+    # Parsed from the file so that locations carry its path (the bindings take no buffer name). The checks hold
+    # for what was read: a file replaced in between is refused.
+    try:
+        module = ir.Module.parseFile(str(path), context or new_context())
     except ir.MLIRError as exc:
         raise _parse_error(str(path), exc) from None
+    after = path.stat()
+    if before is None or (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size,
+                                                                           before.st_mtime_ns):
+        raise IRError(f"{path}: changed while it was being read; try again")
+    return module
+
+
+def parse_own(data: bytes, context: ir.Context) -> ir.Module:
+    """Bytecode this program wrote and whose recorded hash still matches (the compile cache checks it): read
+    directly, without the guard's child, like `clone`'s. Never for files from outside."""
+    return ir.Module.parse(data, context)
 
 
 def to_text(module: ir.Module, *, debug_info: bool = False) -> str:

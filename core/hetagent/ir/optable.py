@@ -7,6 +7,7 @@ maps one to one onto `irdl.operation` definitions once IRDL is available.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hetagent.dtypes import DTYPES
@@ -117,6 +118,10 @@ COMMON_ATTRS = (
     Attr("batch_hint", "int", min=1, doc="how many requests the op is expected to batch"),
     Attr("placement", "placement", doc="set by planning: device class, backend, replicas, TP degree, batch"),
 )
+
+# A model id names a directory (weights, caches) and goes into generated IR: letters, digits, '.', '_', '-' only
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MODEL_ATTRS = ("model", "embed_model")
 
 _MODEL = Attr("model", "string", required=True, doc="model id (a model card name, e.g. \"llama-3-8b\")")
 _DTYPE = Attr("dtype", "dtype", doc="numeric type the model runs in (default: the model card's)")

@@ -9,14 +9,16 @@ bounded `control.loop`), and `agent.call` names an existing graph.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 
 from iree.compiler import ir
 
 from hetagent.errors import IRError
+from hetagent.graphs import find_cycle
 from hetagent.dtypes import DTYPES
 from hetagent.ir.module import functions, location_of
-from hetagent.ir.optable import ATTR_KINDS, OPS, TOKEN_DISTRIBUTIONS, Attr, OpDef, is_agent_op
+from hetagent.ir.optable import ATTR_KINDS, MODEL_ATTRS, MODEL_ID, OPS, TOKEN_DISTRIBUTIONS, Attr, OpDef, is_agent_op
 
 _PLACEMENT_FIELDS = {"device": "string", "backend": "string", "replicas": "int", "tp": "int", "batch": "int"}
 
@@ -88,6 +90,7 @@ class _Checker:
                 self.error(op, "must be inside an agent.graph (only graphs and compute kernels live at module level)")
             elif not self.context.is_registered_operation(op.name):
                 self.error(op, "is not an op of the agent dialects or of MLIR" + _suggest(op.name, OPS))
+        self.check_calls()
         if not has_graph:
             self.diagnostics.append(
                 Diagnostic(location_of(self.module.operation), "builtin.module", "contains no agent.graph")
@@ -294,34 +297,33 @@ class _Checker:
                     deps[op].add(owner)
                 elif owner == op:
                     deps[op].add(op)
-        state: dict = {}
-        stack: list = []
+        cycle = find_cycle(ops, deps)
+        if cycle:
+            path = " -> ".join(f"'{o.name}' ({location_of(o)})" for o in reversed(cycle))
+            self.error(
+                cycle[0],
+                f"is part of a dependency cycle: {path}. A cycle must be written as a control.loop with "
+                "max_trips and expected_trips, which bounds it",
+            )
 
-        def visit(op) -> list | None:
-            state[op] = "open"
-            stack.append(op)
-            for dep in deps[op]:
-                if state.get(dep) == "open":
-                    return stack[stack.index(dep) :] + [dep]
-                if dep not in state:
-                    cycle = visit(dep)
-                    if cycle:
-                        return cycle
-            state[op] = "done"
-            stack.pop()
-            return None
+    def check_calls(self) -> None:
+        """Recursion through agent.call (a graph reaching itself) would run forever: report the first cycle."""
+        calls: dict = {name: [] for name in self.graphs}
+        for name, graph in self.graphs.items():
+            def visit(op, name=name):
+                op = op.operation
+                if op.name == "agent.call" and "callee" in op.attributes:
+                    callee = op.attributes["callee"]
+                    if isinstance(callee, ir.FlatSymbolRefAttr) and callee.value in self.graphs:
+                        calls[name].append(callee.value)
+                return ir.WalkResult.ADVANCE
 
-        for op in ops:
-            if op not in state:
-                cycle = visit(op)
-                if cycle:
-                    path = " -> ".join(f"'{o.name}' ({location_of(o)})" for o in reversed(cycle))
-                    self.error(
-                        cycle[0],
-                        f"is part of a dependency cycle: {path}. A cycle must be written as a control.loop with "
-                        "max_trips and expected_trips, which bounds it",
-                    )
-                    return
+            graph.walk(visit)
+        cycle = find_cycle(list(calls), calls)
+        if cycle:
+            path = " -> ".join(f"@{name}" for name in reversed(cycle))
+            self.error(self.graphs[cycle[0]], f"calls itself through agent.call ({path}); recursion has no bound "
+                       "and would never end: write repetition as a control.loop with max_trips")
 
 
 def _values_used_by(op):
@@ -357,6 +359,9 @@ def _attr_problem(definition: Attr, value) -> str | None:
             return f"is \"{value.value}\"; valid dtypes: {', '.join(DTYPES)}"
         if kind == "enum" and value.value not in definition.choices:
             return f"is \"{value.value}\"; valid values: {', '.join(definition.choices)}"
+        if definition.name in MODEL_ATTRS and (not MODEL_ID.fullmatch(value.value) or ".." in value.value):
+            return (f"is \"{value.value}\"; a model id is letters, digits, '.', '_' and '-' (no '/', no '..'), "
+                    "at most 128 characters")
         return None
     if kind == "bool":
         return None if isinstance(value, ir.BoolAttr) else f"{expected}, got {value}"
@@ -374,15 +379,16 @@ def _attr_problem(definition: Attr, value) -> str | None:
             return None if value.value >= 0 else f"is {value.value}; a token count must be >= 0"
         if isinstance(value, ir.DictAttr):
             fields = {value[i].name: value[i].attr for i in range(len(value))}
-            if "mean" not in fields or _number(fields["mean"]) is None or _number(fields["mean"]) < 0:
+            mean = _number(fields["mean"]) if "mean" in fields else None
+            if mean is None or not (0 <= mean < math.inf):
                 return f"{expected} (a distribution needs a numeric 'mean' >= 0)"
             for key, item in fields.items():
                 if key == "dist":
                     if not isinstance(item, ir.StringAttr) or item.value not in TOKEN_DISTRIBUTIONS:
                         return f"field 'dist' must be one of {', '.join(TOKEN_DISTRIBUTIONS)}"
                 elif key in ("mean", "std", "min", "max"):
-                    if _number(item) is None:
-                        return f"field '{key}' must be a number"
+                    if _number(item) is None or not math.isfinite(_number(item)):
+                        return f"field '{key}' must be a finite number"
                 else:
                     return f"has unknown field '{key}'; valid: mean, std, min, max, dist"
             return None
@@ -407,6 +413,8 @@ def _attr_problem(definition: Attr, value) -> str | None:
 
 
 def _range_problem(definition: Attr, number: float) -> str | None:
+    if not math.isfinite(number):
+        return f"is {number}; it must be a finite number"
     if definition.min is not None and number < definition.min:
         return f"is {number:g}; it must be >= {definition.min:g}"
     if definition.max is not None and number > definition.max:

@@ -32,12 +32,17 @@ dominated in latency, cost, devices and transfers (about 1 % of the benchmark's 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import sys
 import time
 from collections import defaultdict
 from dataclasses import replace
 
 import numpy as np
 
+from hetagent.errors import HetagentError
 from hetagent.planner.instance import Instance, Solution, evaluate
 
 MIP_GAP = 1e-7  # HiGHS's default (1e-4) would stop short of the optimum the tests prove
@@ -191,21 +196,16 @@ def _solve(instance: Instance, minimise: str, max_makespan_s: float | None, max_
                    optimal=optimal)
 
 
-def _quiet(make):
-    """HiGHS prints a banner on the C-level stdout when the first instance is made, before any option can be set:
-    route file descriptor 1 to stderr meanwhile so `--json` output stays JSON."""
-    import ctypes
-    import os
-    import sys
-
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send what native code writes to file descriptor 1 to 2 instead: `--json` output owns stdout."""
     sys.stdout.flush()
     saved = os.dup(1)
     try:
         os.dup2(2, 1)
-        made = make()
-        ctypes.CDLL(None).fflush(None)
-        return made
+        yield
     finally:
+        ctypes.CDLL(None).fflush(None)  # what C stdio buffered goes out while 1 is still 2
         os.dup2(saved, 1)
         os.close(saved)
 
@@ -214,7 +214,14 @@ def _highs(objective, matrix, row_lower, row_upper, col_lower, col_upper, integr
     """A HiGHS instance holding the model (quiet)."""
     import highspy
 
-    highs = _quiet(highspy.Highs)
+    for name, values in (("objective", objective), ("constraint", matrix.data), ("row bound", row_lower),
+                         ("row bound", row_upper), ("column bound", col_lower), ("column bound", col_upper)):
+        if np.isnan(values).any() or (name in ("objective", "constraint") and not np.isfinite(values).all()):
+            # inputs are checked where they are read; this is the last line (HiGHS spins on a NaN for minutes)
+            raise HetagentError(f"the planning model has a non-finite {name} coefficient; check the problem's "
+                                "prices, rates and latencies")
+    with _stdout_to_stderr():  # HiGHS prints its banner on creation, before output_flag can silence it
+        highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("mip_rel_gap", MIP_GAP)
     lp = highspy.HighsLp()

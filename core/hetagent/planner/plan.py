@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hetagent.errors import HetagentError
 from hetagent.files import read_json
 from hetagent.planner.schema import validate
 
@@ -122,7 +123,11 @@ class Plan:
         return data
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        try:  # NaN or inf is not JSON: a figure that is not finite is a bug to report, never a file to write
+            text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        except ValueError as exc:
+            raise HetagentError(f"{path}: the plan holds a number that is not finite ({exc}); not written") from None
+        Path(path).write_text(text + "\n")
 
     @classmethod
     def from_dict(cls, data: Any, *, origin: str = "plan") -> "Plan":

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hetagent.agent.loader import check, resolve
 from hetagent.errors import HetagentError
-from hetagent.files import read_json, read_toml
+from hetagent.files import read_json, read_text, read_toml
+from hetagent.graphs import find_cycle
 from hetagent.hardware.pricebook import DevicePrice, PriceBook, find_pricebook
 from hetagent.planner.schema import validate
 
@@ -117,6 +119,9 @@ def load_problem(path: str | Path) -> Problem:
     fleet = load_fleet(base / data["fleet"]) if isinstance(data["fleet"], str) else fleet_from_dict(data["fleet"], base, f"{path}: fleet")
     workload, sla = data["workload"], data.get("sla", {})
     trace = load_trace(base / workload["trace"]) if "trace" in workload else None
+    if "rate_rps" not in workload and trace is not None and trace.duration_s <= 0:
+        raise HetagentError(f"{path}: the trace {trace.path} spans 0 s (all its requests arrive at once), so it gives "
+                            "no rate: state workload.rate_rps")
     rate = workload.get("rate_rps") or (len(trace.arrivals_s) / trace.duration_s if trace else None)
     if rate is None:
         raise HetagentError(f"{path}: workload needs rate_rps (requests per second) or a trace to take it from")
@@ -180,30 +185,44 @@ def fleet_from_dict(data: dict[str, Any], base: Path, origin: str) -> Fleet:
                  dataclasses.replace(book, prices=prices), links)
 
 
+MAX_TRACE_REQUESTS = 5_000_000
+MAX_TRACE_TOKENS = 10_000_000
+
+
 def load_trace(path: str | Path, *, limit_s: float | None = None) -> Trace:
-    """An Azure LLM inference trace (TIMESTAMP, ContextTokens, GeneratedTokens); `limit_s` keeps its first
-    seconds."""
+    """An Azure LLM inference trace (TIMESTAMP, ContextTokens, GeneratedTokens) in arrival order; `limit_s`
+    keeps its first seconds. Timestamps must not go backwards; token counts are whole numbers in
+    [0, MAX_TRACE_TOKENS]; at most MAX_TRACE_REQUESTS rows."""
     from datetime import datetime
 
     path = Path(path)
+    expected = "an Azure-format CSV: TIMESTAMP, ContextTokens, GeneratedTokens"
+    text = read_text(path, f"trace ({expected})")
+    stamps, inputs, outputs, row_number = [], [], [], 1
     try:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise HetagentError(f"{path}: no such trace file (an Azure-format CSV: TIMESTAMP, ContextTokens, "
-                            "GeneratedTokens)") from None
-    try:
-        stamps = [datetime.fromisoformat(r["TIMESTAMP"][:26]).timestamp() for r in rows]
-        inputs = [max(1, int(r["ContextTokens"])) for r in rows]
-        outputs = [max(1, int(r["GeneratedTokens"])) for r in rows]
-    except (KeyError, ValueError, TypeError) as exc:
-        raise HetagentError(f"{path}: not an Azure-format trace: each row needs TIMESTAMP, ContextTokens and "
-                            f"GeneratedTokens ({exc})") from None
-    if not rows:
+        for row_number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
+            if len(stamps) >= MAX_TRACE_REQUESTS:
+                raise HetagentError(f"{path}: more than {MAX_TRACE_REQUESTS:,} requests, the limit for a trace")
+            where = f"{path}:{row_number}"
+            stamp = datetime.fromisoformat(row["TIMESTAMP"][:26]).timestamp()
+            if stamps and stamp < stamps[-1]:
+                raise HetagentError(f"{where}: TIMESTAMP {row['TIMESTAMP']} is earlier than the row before; a trace "
+                                    "lists requests in arrival order")
+            counts = []
+            for column in ("ContextTokens", "GeneratedTokens"):
+                count = int(row[column])
+                if not 0 <= count <= MAX_TRACE_TOKENS:
+                    raise HetagentError(f"{where}: {column} = {count}; it must be in [0, {MAX_TRACE_TOKENS:,}]")
+                counts.append(max(1, count))
+            stamps.append(stamp)
+            inputs.append(counts[0])
+            outputs.append(counts[1])
+    except (KeyError, ValueError, TypeError, OverflowError, csv.Error) as exc:
+        raise HetagentError(f"{path}: not {expected} (row {row_number}: {exc})") from None
+    if not stamps:
         raise HetagentError(f"{path}: the trace has no requests")
-    order = sorted(range(len(rows)), key=stamps.__getitem__)
-    first = stamps[order[0]]
-    kept = [i for i in order if limit_s is None or stamps[i] - first <= limit_s]
+    first = stamps[0]
+    kept = [i for i in range(len(stamps)) if limit_s is None or stamps[i] - first <= limit_s]
     return Trace(str(path), tuple(stamps[i] - first for i in kept), tuple(inputs[i] for i in kept),
                  tuple(outputs[i] for i in kept))
 
@@ -227,3 +246,7 @@ def _check_profiled(tasks: list[dict], fleet: Fleet, origin: str) -> None:
     if len(set(names)) != len(names):
         raise HetagentError(f"{origin}: task names must be unique; repeated: "
                             f"{', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    cycle = find_cycle(names, {t["name"]: t.get("after", []) for t in tasks})
+    if cycle:
+        raise HetagentError(f"{origin}: tasks wait for each other in a cycle through `after`: "
+                            f"{' -> '.join(reversed(cycle))}; no task of it could ever start")

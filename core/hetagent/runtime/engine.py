@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import selectors
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -34,6 +35,7 @@ from typing import Any, Callable
 from hetagent.errors import HetagentError
 from hetagent.backend import kv_format
 from hetagent.backend.executor import Call, WorkerContext
+from hetagent.runtime import segments
 from hetagent.runtime.layout import ENGINE_OPS, WorkerPlan
 from hetagent.runtime.program import Block, Node, Program, answer_decode
 from hetagent.backend.transforms import predicate, transform
@@ -59,6 +61,8 @@ class EngineOptions:
     admission: str = "sla"  # "sla": also reject requests predicted to miss their SLA; "limit": only max_inflight
     max_attempts: int = 3
     sla_ms: float | None = None  # overrides the agent's sla_ms
+    # a worker holding calls that sends nothing for this long (hung, stopped) is killed, replaced, its calls retried
+    watchdog_s: float = 120.0
 
 
 @dataclass
@@ -146,6 +150,7 @@ class _Worker:
         self.tasks: dict[int, _Task] = {}
         self.ready = False
         self.restarts = 0
+        self.heard = time.monotonic()  # its last message, or when it was given work while idle (the watchdog's clock)
         self._start()
 
     def _start(self) -> None:
@@ -175,6 +180,8 @@ class LocalEngine:
         self.program, self.options, self.device_of = program, options, device_of
         _check_names(program)
         self._kernels_of = kernels_of
+        segments.sweep()  # segments a killed run left behind
+        self._run_lock = segments.RunLock(options.run_id)
         self._mp = multiprocessing.get_context("spawn")  # the parent runs threads (progress bar): never fork it
         # One selector (epoll on Linux) over every worker's pipe and process sentinel, registered once: building
         # one per wait, as `multiprocessing.connection.wait` and `Connection.poll` do, costs tens of µs per result.
@@ -218,6 +225,8 @@ class LocalEngine:
         os.close(self._wake_w)
         for live in list(self.live.values()):
             self._fail(live, "the engine stopped before the request finished")
+        segments.remove_run(self.options.run_id)
+        self._run_lock.release()
 
     def __enter__(self):
         return self
@@ -445,6 +454,8 @@ class LocalEngine:
         return _Worker(plan, self._spec(plan), self._mp, self._selector)
 
     def _send(self, worker: _Worker, call: Call) -> None:
+        if len(worker.tasks) <= 1:  # it was idle: silence before now was no sign of trouble
+            worker.heard = time.monotonic()
         try:
             worker.conn.send(("call", call))
         except OSError:
@@ -465,6 +476,7 @@ class LocalEngine:
             self._selector.unregister(worker.process.sentinel)
 
     def _poll(self, timeout: float) -> None:
+        self._watchdog()
         for key, _ in self._selector.select(timeout):
             worker = key.data
             if worker is None:  # `wake()`: the caller has work (bytes left over wake the next select again)
@@ -476,10 +488,22 @@ class LocalEngine:
                     message = worker.conn.recv()
                 except (EOFError, OSError):
                     continue  # the process ended; its sentinel reports it
+                worker.heard = time.monotonic()
                 self._message(worker, message)
             elif key.fileobj == worker.process.sentinel and not worker.process.is_alive():
                 self._drain(worker)
                 self._lost(worker)
+
+    def _watchdog(self) -> None:
+        """Kill a worker that holds calls but has been silent past `watchdog_s` (hung, or stopped by SIGSTOP);
+        its sentinel then reports it lost like any crash: replaced, and its calls retried."""
+        now = time.monotonic()
+        for worker in self.workers + self._retiring:
+            if worker.tasks and worker.ready and now - worker.heard > self.options.watchdog_s:
+                warnings.warn(f"worker {worker.plan.name} held {len(worker.tasks)} call(s) and said nothing for "
+                              f"{now - worker.heard:.0f} s (watchdog {self.options.watchdog_s:g} s): killed, replaced")
+                worker.process.kill()
+                worker.heard = now
 
     def _drain(self, worker: _Worker) -> None:
         try:
@@ -558,7 +582,7 @@ class LocalEngine:
         else:  # it was retiring: it stays down
             self._reap(worker)
         for task in orphans:
-            kv_format.unlink(kv_format.segment_name(self.options.run_id, task.call.task))  # a cache it may have begun
+            kv_format.unlink_task(self.options.run_id, task.call.task)  # a cache it may have begun
             live = task.live
             if live is None:
                 self._direct[task.call.task] = f"worker {worker.plan.name} died while running it"

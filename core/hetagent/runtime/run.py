@@ -15,11 +15,12 @@ from typing import Callable
 from hetagent.agent.loader import load_agent, stem
 from hetagent.compiler.cache import CompileCache, digest
 from hetagent.compiler.driver import compile_agent
+from hetagent.backend.registry import Registry
 from hetagent.compiler.place import Plan, place, present_devices
+from hetagent.errors import HetagentError
 from hetagent.hardware.pricebook import PriceBook, default_pricebook
 from hetagent.ir import decompose, load, verify
-from hetagent.ir.module import to_text
-from hetagent.backend.registry import Registry
+from hetagent.ir.module import location_of, to_text
 from hetagent.runtime import report, standins
 from hetagent.runtime.engine import EngineOptions, LocalEngine, Request, RequestRecord
 from hetagent.runtime.layout import WorkerPlan, plan_workers
@@ -73,6 +74,39 @@ def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, 
     workers, device_of = plan_workers(program, registry, cpu_partitions=cpu_partitions, local=local)
     substituted = {k: v for k, v in mapping.items() if k != v}
     return Prepared(program, workers, device_of, substituted, fallbacks, compiled)
+
+
+def check_resources(agent: str | Path, *, stores: dict[str, str], http_tools: dict[str, str]) -> None:
+    """Every memory store and tool the agent reads must be there before the first request, not found missing by
+    each request: raise `HetagentError` naming each missing one and how to provide it."""
+    from iree.compiler import ir
+
+    from hetagent.backend.tools import python_tools
+
+    missing: dict[str, str] = {}
+
+    def visit(op):
+        op = op.operation
+        attrs = op.attributes
+        label = f"'{op.name}' at {location_of(op)}"
+        if op.name in ("memory.load", "memory.search") and "store" in attrs:
+            store = attrs["store"].value
+            if store not in stores:
+                missing[f"store {store}"] = (f"memory store {store!r} ({label}) has no index: build one with "
+                                             f"`hetagent index DIR -o INDEX` and pass --store {store}=INDEX")
+            elif not (Path(stores[store]) / "meta.json").is_file():
+                missing[f"store {store}"] = (f"--store {store}={stores[store]}: not an index (no meta.json); build "
+                                             f"one with `hetagent index DIR -o {stores[store]}`")
+        elif op.name in ("tool.invoke", "tool.lookup", "tool.compute") and "tool" in attrs:
+            tool = attrs["tool"].value
+            if tool not in http_tools and tool not in python_tools():
+                missing[f"tool {tool}"] = (f"tool {tool!r} ({label}) is neither installed (entry-point group "
+                                           f"hetagent.tools) nor given as --tool {tool}=URL")
+        return ir.WalkResult.ADVANCE
+
+    verify(load(agent), what=str(agent)).operation.walk(visit)
+    if missing:
+        raise HetagentError(f"{agent}: the agent needs what is not there: " + "; ".join(missing.values()))
 
 
 @dataclass

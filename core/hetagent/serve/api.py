@@ -192,6 +192,10 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
         return JSONResponse(error_body(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}"),
                             exc.status_code, headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception):  # a bug: still an OpenAI-style body, no details
+        return JSONResponse(error_body(500, f"internal error ({type(exc).__name__}); see the server's log"), 500)
+
     def authorize(request: Request) -> None:
         if api_key is None:
             return
@@ -234,6 +238,8 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
             data = json.loads(await request.body())
         except ValueError as exc:  # not JSON, or not UTF-8
             raise ApiError(400, f"the request body is not valid JSON ({exc})", code="invalid_json") from None
+        except RecursionError:
+            raise ApiError(400, "the request body is JSON nested too deeply to read", code="invalid_json") from None
         try:
             body = ChatRequest.model_validate(data)
         except ValidationError as exc:

@@ -12,6 +12,7 @@ from hetagent.planner.problem import Problem, Trace, load_trace
 from hetagent.sim.engine import Request, SimResult, simulate
 
 SYNTHETIC_SECONDS = 600.0
+MAX_REQUESTS = 2_000_000  # bounds one simulation's work (about a minute here): spec/plan-format.md, Limits
 
 
 def requests_for(problem: Problem, trace: str | Path | None = None, seconds: float | None = None,
@@ -26,6 +27,10 @@ def requests_for(problem: Problem, trace: str | Path | None = None, seconds: flo
                 source.path)
     rng = random.Random(seed)
     span = seconds or SYNTHETIC_SECONDS
+    if problem.rate_rps * span > MAX_REQUESTS:
+        raise HetagentError(f"{problem.source}: {problem.rate_rps:g} requests/s for {span:g} s is "
+                            f"{problem.rate_rps * span:,.0f} requests; a simulation replays at most {MAX_REQUESTS:,} "
+                            "(give fewer --seconds)")
     arrivals, clock = [], rng.expovariate(problem.rate_rps)
     while clock < span:
         arrivals.append(Request(clock))

@@ -5,15 +5,56 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hetagent.backend.executor import Call, OneShotExecutor
-from hetagent.backend.tools import ToolContext, call_tool
+from multiprocessing.connection import wait
+
+from hetagent.backend.executor import Call, OneShotExecutor, Outcome
+from hetagent.backend.tool_sandbox import processes
+from hetagent.backend.tools import ToolContext, call_tool, start_tool
 from hetagent.backend.transforms import TOOL_CALL, render, transform
 
 
 class HostOpsExecutor(OneShotExecutor):
+    # Tool calls are stepped: each runs in a tool process (hard deadline), and the worker keeps serving other
+    # ops while it runs; `step` collects the calls that have answered (or run out of time).
+    stepped_ops = frozenset({"tool.compute"})
+    max_tool_calls = 16
+
     def __init__(self, context):
         super().__init__(context)
         self.tool_context = ToolContext(Path(context.corpus) if context.corpus else None)
+        self.tool_calls: dict[int, tuple[Call, object]] = {}  # task -> (call, Pending or the exception at start)
+        processes()  # tool processes start with the worker, not on the first call's clock
+
+    def free_slots(self, call: Call) -> int:
+        return self.max_tool_calls - len(self.tool_calls)
+
+    def active(self) -> int:
+        return len(self.tool_calls)
+
+    def join(self, call: Call) -> None:
+        timeout_ms = call.attrs.get("timeout_ms")
+        try:
+            pending = start_tool(call.attrs["tool"], call.inputs[0]["arguments"], context=self.tool_context,
+                                 http_tools=self.context.http_tools, timeout_s=timeout_ms / 1000 if timeout_ms else None)
+        except Exception as exc:  # an unknown tool fails its own request
+            pending = exc
+        self.tool_calls[call.task] = (call, pending)
+
+    def step(self) -> list:
+        running = [p for _, p in self.tool_calls.values() if not isinstance(p, Exception)]
+        if running and not any(p.ready() for p in running):
+            wait([p.connection for p in running], timeout=0.002)  # a short wait, not a busy loop
+        finished = []
+        for task, (call, pending) in list(self.tool_calls.items()):
+            if isinstance(pending, Exception) or pending.ready():
+                del self.tool_calls[task]
+                try:
+                    if isinstance(pending, Exception):
+                        raise pending
+                    finished.append((call, Outcome((pending.result(),))))
+                except Exception as exc:
+                    finished.append((call, exc))
+        return finished
 
     def run_one(self, call: Call) -> tuple:
         if call.op == "tool.lookup":

@@ -29,30 +29,40 @@ def _users_outside_block(op, block) -> list:
 
 
 def _sort_block(block) -> None:
-    ops = list(block.operations)
-    if not ops:
-        return
-    body, terminator = ops[:-1], ops[-1]
-    position = {op: i for i, op in enumerate(body)}
-    placed, ordered = set(), []
+    """Iterative (explicit stacks), so a long chain written in reverse does not exhaust Python's stack; nested
+    blocks are bounded by the nesting limit of spec/dialect.md."""
+    blocks = [block]
+    while blocks:
+        block = blocks.pop()
+        ops = list(block.operations)
+        if not ops:
+            continue
+        body, terminator = ops[:-1], ops[-1]
+        position = {op: i for i, op in enumerate(body)}
+        placed, ordered = set(), []
+        for root in body:
+            if root in placed:
+                continue
+            placed.add(root)  # marked first: cycles were rejected by the verifier, so this only stops re-visits
+            pending = [(root, iter(_dependencies(root, block, position)))]
+            while pending:
+                op, deps = pending[-1]
+                dep = next(deps, None)
+                if dep is None:
+                    ordered.append(op)
+                    pending.pop()
+                elif dep not in placed:
+                    placed.add(dep)
+                    pending.append((dep, iter(_dependencies(dep, block, position))))
+        for op in ordered:
+            op.operation.move_before(terminator)
+        for op in ordered:
+            for region in op.operation.regions:
+                blocks.extend(region.blocks)
 
-    def place(op):
-        if op in placed:
-            return
-        placed.add(op)  # marked first: cycles were rejected by the verifier, so this only stops re-visits
-        for dep in sorted(_users_outside_block(op, block), key=lambda d: position.get(d, -1)):
-            if dep in position:
-                place(dep)
-        ordered.append(op)
 
-    for op in body:
-        place(op)
-    for op in ordered:
-        op.operation.move_before(terminator)
-    for op in ordered:
-        for region in op.operation.regions:
-            for nested in region.blocks:
-                _sort_block(nested)
+def _dependencies(op, block, position) -> list:
+    return sorted((d for d in _users_outside_block(op, block) if d in position), key=position.__getitem__)
 
 
 def sort_topologically(module: ir.Module) -> ir.Module:
