@@ -104,7 +104,7 @@ def check_resources(agent: str | Path, *, stores: dict[str, str], http_tools: di
                                            f"hetagent.tools) nor given as --tool {tool}=URL")
         return ir.WalkResult.ADVANCE
 
-    verify(load(agent), what=str(agent)).operation.walk(visit)
+    verify(load_agent(agent), what=str(agent)).operation.walk(visit)
     if missing:
         raise HetagentError(f"{agent}: the agent needs what is not there: " + "; ".join(missing.values()))
 
