@@ -98,11 +98,11 @@ def _inverse_frequencies(model: ModelCard):
         factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
         old = scaling["original_max_position_embeddings"]
         wavelength = 2 * math.pi / inv_freq
-        scaled = torch.where(wavelength > old / low, inv_freq / factor, inv_freq)
         smooth = (old / wavelength - low) / (high - low)
-        blended = (1 - smooth) * scaled / factor + smooth * scaled
-        medium = ~(wavelength < old / high) & ~(wavelength > old / low)
-        return torch.where(medium, blended, scaled)
+        blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+        # nested selects rather than boolean `&`, which IREE's torch lowering does not legalize
+        return torch.where(wavelength < old / high, inv_freq,
+                           torch.where(wavelength > old / low, inv_freq / factor, blended))
     return inv_freq
 
 
