@@ -230,3 +230,27 @@ def test_unsupported_rope_scaling_is_refused(tmp_path, model_dir):
 
     with pytest.raises(HetagentError, match="rope_scaling type 'yarn'"):
         checkpoint_card(directory)
+
+
+def test_cli_refuses_a_broken_checkpoint_with_exit_2(model_dir, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    from conftest import run_hetagent
+
+    directory = _copy(model_dir, tmp_path / "models", "qwen-small")
+    file = directory / "model.safetensors"
+    tensors = load_file(str(file))
+    tensors["model.layers.0.mlp.up_proj.weight"] = tensors["model.layers.0.mlp.up_proj.weight"][:, :8].copy()
+    save_file(tensors, str(file))
+    agent = tmp_path / "chat.mlir"
+    agent.write_text(""""agent.graph"() ({
+  %q = "input.query"() : () -> !agent.text
+  %a = "llm.call"(%q) {model = "qwen-small", dtype = "fp32", input_tokens = 64 : i64, output_tokens = 8 : i64}
+      : (!agent.text) -> !agent.text
+  "agent.return"(%a) : (!agent.text) -> ()
+}) {sym_name = "chat"} : () -> ()
+""")
+    done = run_hetagent("--backends", "cpu", "run", str(agent), "--model-dir", str(tmp_path / "models"), "--json")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "model.safetensors: tensor 'model.layers.0.mlp.up_proj.weight' has shape [128, 8]" in done.stderr
+    assert "Traceback" not in done.stderr

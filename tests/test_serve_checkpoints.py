@@ -105,3 +105,25 @@ def test_unsupported_values_are_refused_naming_the_field(served, field, value):
     with pytest.raises(openai.BadRequestError) as caught:
         _ask(client, **{field: value})
     assert caught.value.body["param"] == field
+
+
+def test_run_applies_the_template_and_the_sampling_flags(served):
+    """`hetagent run --model-dir` on the same checkpoint: the prompt is chat-templated, --max-tokens and --stop
+    end the answer (exit 2 for a value out of range)."""
+    import json
+
+    from conftest import run_hetagent
+
+    name, directory, _ = served
+    agent, models = directory.parent.parent / "chat.mlir", str(directory.parent)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    question = "How long should pasta boil?"
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                           tokenize=True, return_dict=True)["input_ids"]
+    done = run_hetagent("--backends", "cpu", "run", str(agent), "--model-dir", models, "--requests", "1",
+                        "--prompt", question, "--max-tokens", "5", "--json")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)["requests"]
+    assert (row["prompt_tokens"], row["completion_tokens"], row["finish_reason"]) == (len(prompt), 5, "length")
+    bad = run_hetagent("--backends", "cpu", "run", str(agent), "--model-dir", models, "--top-p", "0", "--json")
+    assert bad.returncode == 2 and "--top-p 0" in bad.stderr and bad.stdout == ""
