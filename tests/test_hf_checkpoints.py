@@ -52,7 +52,7 @@ def _hf_model(model_dir, name):
 
 
 def _our_weights(model_dir, name):
-    return {k: torch.from_numpy(v) for k, v in load_weights(name, model_dir / name, "fp32").items()}
+    return {k: torch.tensor(v) for k, v in load_weights(name, model_dir / name, "fp32").items()}
 
 
 def _relative(ours, theirs) -> float:

@@ -9,6 +9,7 @@ with torch, by the process that prepares the run, and cached as safetensors unde
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -50,24 +51,39 @@ def prepare_weights(model: str, dtype: str, *, model_dir: Path | None, cache_dir
 
 def load_weights(model: str, source: Path, dtype: str | None = None) -> dict[str, np.ndarray]:
     """Every weight of `model` in call order, from a safetensors file or a HF directory of them (one file or
-    shards), converted to the kernel's `dtype` (fp32/fp16; bf16 on disk widens exactly to fp32)."""
+    shards), as the kernel's `dtype` (fp32/fp16; bf16 on disk widens exactly to fp32).
+
+    The files are memory-mapped: a tensor already in the wanted dtype is a read-only view of the mapping (no
+    copy); one that needs converting is converted once, and its pages of the mapping are then released, so
+    loading holds at most the converted weights plus the tensor being converted (benchmarks/bench_weights.py)."""
     if source.is_dir():
         located = locate_tensors(source, weight_shapes(card(model)), model)
     else:
         header, _ = read_header(source)
         located = {name: (source, header[name]) for name in weight_shapes(card(model))}
-    target = np.dtype(NUMPY_DTYPES.get(dtype, np.float32)) if dtype else None
-    maps: dict[Path, np.memmap] = {}
+    target = np.dtype(NUMPY_DTYPES[dtype]) if dtype in NUMPY_DTYPES else None
+    maps: dict[Path, tuple[mmap.mmap, int]] = {}
     weights = {}
     for name, (file, entry) in located.items():
-        if file not in maps:  # memory-mapped: only the converted copy is resident
-            maps[file] = np.memmap(file, dtype=np.uint8, mode="r", offset=read_header(file)[1])
-        start, end = entry["data_offsets"]
-        raw = maps[file][start:end]
-        if entry["dtype"] == "BF16":  # the high half of an fp32: widen by shifting the bits up
-            array = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+        if file not in maps:
+            with open(file, "rb") as f:  # the mapping outlives the file object
+                maps[file] = (mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), read_header(file)[1])
+        mapping, data = maps[file]
+        start, end = (data + offset for offset in entry["data_offsets"])
+        page = mmap.PAGESIZE
+        first = start // page * page
+        mapping.madvise(mmap.MADV_WILLNEED, first, end - first)  # read ahead: one fault per page is slow
+        disk = np.dtype({"BF16": "<u2", "F16": "<f2", "F32": "<f4"}[entry["dtype"]])
+        raw = np.frombuffer(mapping, dtype=disk, count=(end - start) // disk.itemsize, offset=start)
+        if entry["dtype"] == "BF16":  # the high half of an fp32: widen by shifting the bits up, in place
+            widened = raw.astype(np.uint32)
+            widened <<= 16
+            array = widened.view(np.float32)
         else:
-            array = raw.view({"F16": "<f2", "F32": "<f4"}[entry["dtype"]])
-        array = array.reshape(entry["shape"])
-        weights[name] = np.array(array, dtype=target or array.dtype)  # a copy: the file can close
+            array = raw
+        if target is not None and array.dtype != target:
+            array = array.astype(target)
+        if array is not raw:  # converted: the mapped pages are not needed any more
+            mapping.madvise(mmap.MADV_DONTNEED, first, end - first)
+        weights[name] = array.reshape(entry["shape"])
     return weights
