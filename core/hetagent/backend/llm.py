@@ -36,6 +36,7 @@ from hetagent.backend import kv_format, text
 from hetagent.backend.executor import Call, Outcome, WorkerContext
 from hetagent.backend.iree import IreeDevice
 from hetagent.backend.tokenizer import ByteTokenizer, tokenizer_for
+from hetagent.backend.transforms import render
 
 
 @dataclass
@@ -154,8 +155,11 @@ class LLMExecutor:
         tokens = np.full((fn["batch"], fn["prompt"]), text.PAD, dtype=np.int64)
         lengths = np.ones(fn["batch"], dtype=np.int64)
         for i, call in enumerate(calls):
-            system = call.attrs.get("system") if call.op == "llm.prefill" else None
-            ids = tokenizer.prompt_ids(call.inputs, system)[-fn["prompt"]:]
+            if call.op == "llm.prefill":  # a prompt: the chat template applies
+                ids = tokenizer.prompt_ids(call.inputs, call.attrs.get("system"))
+            else:  # text to embed, as it is
+                ids = tokenizer.encode("\n\n".join(render(v) for v in call.inputs))
+            ids = ids[-fn["prompt"]:]
             tokens[i, : len(ids)] = ids
             lengths[i] = len(ids)
         return tokens, lengths
