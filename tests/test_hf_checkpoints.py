@@ -254,3 +254,24 @@ def test_cli_refuses_a_broken_checkpoint_with_exit_2(model_dir, tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert "model.safetensors: tensor 'model.layers.0.mlp.up_proj.weight' has shape [128, 8]" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_compile_takes_a_checkpoint_by_any_name(model_dir, tmp_path):
+    from conftest import run_hetagent
+
+    agent = tmp_path / "chat.mlir"
+    agent.write_text(""""agent.graph"() ({
+  %q = "input.query"() : () -> !agent.text
+  %a = "llm.call"(%q) {model = "support-bot", dtype = "fp32", input_tokens = 64 : i64, output_tokens = 48 : i64}
+      : (!agent.text) -> !agent.text
+  "agent.return"(%a) : (!agent.text) -> ()
+}) {sym_name = "chat"} : () -> ()
+""")
+    out = tmp_path / "out"
+    done = run_hetagent("--backends", "cpu", "compile", str(agent), "-o", str(out), "--weights",
+                        f"support-bot={model_dir / 'qwen-small'}", "--json")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["weights"] == {"support-bot": str((model_dir / "qwen-small").resolve())}
+    (kernel,) = [k for k in manifest["kernels"] if k["function"]["function"] == "prefill"]
+    assert "model.layers.0.self_attn.q_proj.bias" in kernel["signature"]["weights"]  # Qwen2's card, by config
