@@ -6,8 +6,8 @@ of the same files, for a Llama-architecture checkpoint of at least 500 MB, store
 Each load runs in a fresh process, which reports its wall time and the growth of its peak resident set over the
 imports (`VmHWM` after the load minus `VmRSS` before it, the peak reset through `/proc/self/clear_refs`). Every tensor's pages are touched after loading (as an upload to a device reads
 them), so a lazily mapped load is not counted as free. hetagent: `hetagent.backend.weights.load_weights` into
-fp32 (the kernels' dtype): memory-mapped, fp32 tensors as views, bf16 widened once per tensor with its mapped
-pages released. Baseline: `safetensors.numpy.load_file` (fp32) and `safetensors.torch.load_file` + `.float()`
+fp32 (the kernels' dtype): memory-mapped, fp32 tensors as views, bf16 widened once per tensor,
+ read into a buffer of its own. Baseline: `safetensors.numpy.load_file` (fp32) and `safetensors.torch.load_file` + `.float()`
 (bf16, which numpy cannot hold). Target: hetagent's peak ≤ 1.5 × the size of the weights it returns.
 """
 

@@ -17,6 +17,8 @@ import numpy as np
 from hetagent.backend.kv_format import NUMPY_DTYPES
 from hetagent.models.catalog import card
 from hetagent.models.hf_checkpoint import locate_tensors, read_header
+
+DISK_NUMPY = {"BF16": "<u2", "F16": "<f2", "F32": "<f4"}  # safetensors dtype -> how numpy reads its bytes
 from hetagent.models.weights import locate_weights, weight_shapes
 
 RANDOM_SEED = 0
@@ -53,37 +55,39 @@ def load_weights(model: str, source: Path, dtype: str | None = None) -> dict[str
     """Every weight of `model` in call order, from a safetensors file or a HF directory of them (one file or
     shards), as the kernel's `dtype` (fp32/fp16; bf16 on disk widens exactly to fp32).
 
-    The files are memory-mapped: a tensor already in the wanted dtype is a read-only view of the mapping (no
-    copy); one that needs converting is converted once, and its pages of the mapping are then released, so
-    loading holds at most the converted weights plus the tensor being converted (benchmarks/bench_weights.py)."""
+    A tensor already in the wanted dtype is a read-only view of the memory-mapped file (no copy); one that needs
+    converting is read into a buffer of its own and converted once, so loading holds at most the converted
+    weights plus the tensor being converted (figures: benchmarks/bench_weights.py)."""
     if source.is_dir():
         located = locate_tensors(source, weight_shapes(card(model)), model)
     else:
         header, _ = read_header(source)
         located = {name: (source, header[name]) for name in weight_shapes(card(model))}
     target = np.dtype(NUMPY_DTYPES[dtype]) if dtype in NUMPY_DTYPES else None
-    maps: dict[Path, tuple[mmap.mmap, int]] = {}
+    files: dict[Path, tuple] = {}
     weights = {}
-    for name, (file, entry) in located.items():
-        if file not in maps:
-            with open(file, "rb") as f:  # the mapping outlives the file object
-                maps[file] = (mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), read_header(file)[1])
-        mapping, data = maps[file]
-        start, end = (data + offset for offset in entry["data_offsets"])
-        page = mmap.PAGESIZE
-        first = start // page * page
-        mapping.madvise(mmap.MADV_WILLNEED, first, end - first)  # read ahead: one fault per page is slow
-        disk = np.dtype({"BF16": "<u2", "F16": "<f2", "F32": "<f4"}[entry["dtype"]])
-        raw = np.frombuffer(mapping, dtype=disk, count=(end - start) // disk.itemsize, offset=start)
-        if entry["dtype"] == "BF16":  # the high half of an fp32: widen by shifting the bits up, in place
-            widened = raw.astype(np.uint32)
-            widened <<= 16
-            array = widened.view(np.float32)
-        else:
-            array = raw
-        if target is not None and array.dtype != target:
-            array = array.astype(target)
-        if array is not raw:  # converted: the mapped pages are not needed any more
-            mapping.madvise(mmap.MADV_DONTNEED, first, end - first)
-        weights[name] = array.reshape(entry["shape"])
+    try:
+        for name, (file, entry) in located.items():
+            if file not in files:
+                handle = open(file, "rb")
+                files[file] = (handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ), read_header(file)[1])
+            handle, mapping, data = files[file]
+            start, end = (data + offset for offset in entry["data_offsets"])
+            disk = np.dtype(DISK_NUMPY[entry["dtype"]])
+            wanted = np.dtype(np.float32) if entry["dtype"] == "BF16" else disk
+            if target is not None:
+                wanted = target
+            if wanted == disk:
+                array = np.frombuffer(mapping, dtype=disk, count=(end - start) // disk.itemsize, offset=start)
+            else:  # one bulk read (page faults on a mapping are slower), then the conversion
+                raw = np.empty((end - start) // disk.itemsize, dtype=disk)
+                handle.seek(start)
+                handle.readinto(memoryview(raw).cast("B"))
+                if entry["dtype"] == "BF16":  # the high half of an fp32: widen by shifting the bits up (one pass)
+                    raw = np.left_shift(raw, 16, dtype=np.uint32).view(np.float32)
+                array = raw.astype(wanted, copy=False)
+            weights[name] = array.reshape(entry["shape"])
+    finally:
+        for handle, _, _ in files.values():
+            handle.close()  # the mappings stay open while views of them are alive
     return weights
