@@ -19,9 +19,10 @@ declared for that op and device (`ExecutorSpec`), imports its `factory` and buil
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from hetagent.backend.text import Sampling
+if TYPE_CHECKING:  # text imports numpy: `import hetagent.backend` stays light
+    from hetagent.backend.text import Sampling
 
 # the ops of model functions: what the shared executor (`hetagent.backend.llm`) runs on any kernel device
 MODEL_FUNCTION_OPS = ("llm.prefill", "llm.decode", "memory.embed")
