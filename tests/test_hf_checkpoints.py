@@ -256,8 +256,13 @@ def test_cli_refuses_a_broken_checkpoint_with_exit_2(model_dir, tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_compile_takes_a_checkpoint_by_any_name(model_dir, tmp_path):
+@pytest.mark.parametrize("name", ["qwen-small", "my-llama3"])
+def test_compile_takes_a_checkpoint_by_any_name(model_dir, tokenizer, tmp_path, name):
+    """`hetagent compile --weights NAME=DIR`; the IREE kernels it builds then match transformers' logits through a
+    prefill and 32 decode steps (fp32, 1e-4 relative), run on the local-task driver with the checkpoint's weights."""
     from conftest import run_hetagent
+    from hetagent.backend.devices import device_runner, runner_context
+    from hetagent.backend.iree import IreeDevice
 
     agent = tmp_path / "chat.mlir"
     agent.write_text(""""agent.graph"() ({
@@ -269,9 +274,32 @@ def test_compile_takes_a_checkpoint_by_any_name(model_dir, tmp_path):
 """)
     out = tmp_path / "out"
     done = run_hetagent("--backends", "cpu", "compile", str(agent), "-o", str(out), "--weights",
-                        f"support-bot={model_dir / 'qwen-small'}", "--json")
+                        f"support-bot={model_dir / name}", "--json")
     assert done.returncode == 0, done.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["weights"] == {"support-bot": str((model_dir / "qwen-small").resolve())}
-    (kernel,) = [k for k in manifest["kernels"] if k["function"]["function"] == "prefill"]
-    assert "model.layers.0.self_attn.q_proj.bias" in kernel["signature"]["weights"]  # Qwen2's card, by config
+    assert manifest["weights"] == {"support-bot": str((model_dir / name).resolve())}
+    kernels = {k["function"]["function"]: k for k in manifest["kernels"]}
+    biased = "model.layers.0.self_attn.q_proj.bias" in kernels["prefill"]["signature"]["weights"]
+    assert biased == (name == "qwen-small")  # the card is the checkpoint's, whatever the agent calls it
+
+    device = IreeDevice(runner_context("host-cpu"), "local-task")
+    prefill, decode = (device_runner(device, out / kernels[f]["artifact"]["file"], kernels[f]["symbol"])
+                       for f in ("prefill", "decode"))
+    weights = load_weights(name, model_dir / name, "fp32")
+    args = [weights[n] for n in kernels["prefill"]["signature"]["weights"]]
+    hf = _hf_model(model_dir, name)
+    prompt = tokenizer.encode(PROMPT).ids
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        generated = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=DECODE_STEPS + 1,
+                                min_new_tokens=DECODE_STEPS + 1, do_sample=False, eos_token_id=None,
+                                pad_token_id=hf.config.eos_token_id)[0]
+        expected = hf(generated[None]).logits[0]
+    tokens = np.zeros((1, kernels["prefill"]["function"]["prompt"]), dtype=np.int64)
+    tokens[0, : len(prompt)] = prompt
+    logits, kv = prefill(tokens, np.array([len(prompt)]), *args)
+    assert _relative(torch.from_numpy(logits[0]), expected[len(prompt) - 1]) < 1e-4
+    for step in range(DECODE_STEPS):
+        position = len(prompt) + step
+        logits, kv = decode(np.array([int(generated[position])]), np.array([position]), kv, *args)
+        assert _relative(torch.from_numpy(logits[0]), expected[position]) < 1e-4, f"decode step {step}"
