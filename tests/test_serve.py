@@ -115,11 +115,13 @@ def test_models_list_the_served_agent(client):
 def test_non_streamed_and_streamed_completions_agree(client):
     completion = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": QUESTION}])
     choice = completion.choices[0]
-    assert choice.message.role == "assistant" and choice.finish_reason == "stop"
+    assert choice.message.role == "assistant"
     assert isinstance(choice.message.content, str) and choice.message.content
     usage = completion.usage
     assert usage.prompt_tokens == len(QUESTION.encode()) + 1  # byte tokens and the begin-of-sequence token
     assert 1 <= usage.completion_tokens <= 24 and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    # the whole budget (output_tokens = 24) is "length"; fewer tokens means the model ended it
+    assert choice.finish_reason == ("length" if usage.completion_tokens == 24 else "stop")
 
     chunks = list(client.chat.completions.create(model="chat", messages=[{"role": "user", "content": QUESTION}],
                                                  stream=True, stream_options={"include_usage": True}))
@@ -127,7 +129,7 @@ def test_non_streamed_and_streamed_completions_agree(client):
     deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert "".join(deltas) == choice.message.content  # greedy sampling: the same answer either way
     assert len(deltas) > 1  # the answer IS the decode's text: it streams as the tokens come, not in one piece
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == choice.finish_reason
     assert chunks[-1].usage.completion_tokens == usage.completion_tokens and not chunks[-1].choices
 
 

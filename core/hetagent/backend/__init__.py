@@ -5,8 +5,9 @@
 - the executor interface (`executor`: `Call`, `Outcome`, `WorkerContext`, `KernelRef`, `OneShotExecutor`) and
   the model-function executor shared by every device (`llm`), over a kernel device: the IREE execution layer,
   one class for every HAL driver (`iree`);
-- what executors need around models and agents: the KV exchange format (`kv_format`), tokens, sampling and
-  detokenizing (`text`), weights (`weights`), tools (`tools`, `builtin_tools`), data transforms
+- what executors need around models and agents: the KV exchange format (`kv_format`), sampling and
+  detokenizing (`text`), a model's tokenizer (`tokenizer`: a Hugging Face checkpoint's own, else bytes) and chat
+  template (`chat_template`), weights (`weights`), tools (`tools`, `builtin_tools`), data transforms
   (`transforms`), memory stores (`stores`).
 
 Submodules are imported where used; this module imports only the contract.

@@ -16,12 +16,14 @@ import numpy as np
 
 from hetagent.backend.executor import KernelRef, WorkerContext
 from hetagent.backend.weights import load_weights, prepare_weights
-from hetagent.models.catalog import card
+from hetagent.models.catalog import card, use_model_dir
 
 
 class KernelDevice(ABC):
     def __init__(self, context: WorkerContext):
         self.context = context
+        if context.model_dir:
+            use_model_dir(context.model_dir)  # checkpoints named after their directories (the kernels' models)
         self._functions: dict[str, object] = {}
         self._weights: dict[tuple[str, str], list] = {}
 
@@ -58,7 +60,7 @@ class KernelDevice(ABC):
         if (model, dtype) not in self._weights:
             model_dir = Path(self.context.model_dir) if self.context.model_dir else None
             source = prepare_weights(model, dtype, model_dir=model_dir, cache_dir=Path(self.context.cache_dir))
-            arrays = load_weights(model, source)
+            arrays = load_weights(model, source, dtype)
             self._weights[(model, dtype)] = [self.upload(arrays[name]) for name in kernel.weights]
         return self._weights[(model, dtype)]
 

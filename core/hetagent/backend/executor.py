@@ -19,7 +19,10 @@ declared for that op and device (`ExecutorSpec`), imports its `factory` and buil
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # text imports numpy: `import hetagent.backend` stays light
+    from hetagent.backend.text import Sampling
 
 # the ops of model functions: what the shared executor (`hetagent.backend.llm`) runs on any kernel device
 MODEL_FUNCTION_OPS = ("llm.prefill", "llm.decode", "memory.embed")
@@ -49,6 +52,7 @@ class Call:
     attempt: int = 1
     sent: float = 0.0  # time.monotonic() when the engine sent it: queue time counts from here
     stream: bool = False  # report this stepped call's tokens after each step (`progress`), not only at its end
+    sampling: Sampling | None = None  # LLM ops: the request's sampling parameters (None: the defaults)
 
 
 @dataclass(frozen=True)

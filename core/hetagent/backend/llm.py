@@ -9,11 +9,17 @@ as hetagent-gaudi does for torch graphs on the HPU. Each kernel is loaded once p
 are uploaded once and stay resident on the device, passed to every call as arguments (the kernels hold no
 weights, `spec/compiler.md`); a decode batch's KV cache stays on the device between steps.
 
-- prefill: a batch of prompts (byte tokens, the tail kept when longer than the kernel's prompt capacity) ->
+Text goes in and out through the model's tokenizer (`hetagent.backend.tokenizer`: a checkpoint's own, with its
+chat template; the byte tokenizer for stand-ins); each call samples as its request asks (`Call.sampling`: the
+OpenAI parameters), else as the model's generation config and the server's temperature say.
+
+- prefill: a batch of prompts (token ids, the tail kept when longer than the kernel's prompt capacity) ->
   the first token of each, sampled, and its KV cache staged device -> host -> shared memory in the
   `spec/kv-format.md` layout (the handle records how long that took).
 - decode: sequences join a kernel's batch slots between steps (their cache read from shared memory into the
-  slot and uploaded: host -> device, timed) and leave when they reach their token budget, end of sequence or the cache's capacity; `progress` tells
+  slot and uploaded: host -> device, timed) and leave when they reach their token budget (the IR's output_tokens, capped by the request's max_tokens), an
+  end-of-sequence id, a stop string (the text ends before it) or the cache's capacity; the text is a
+  `text.Generated` carrying its finish reason; `progress` tells
   the tokens a sequence has so far (streamed answers).
 - embed: a batch of texts -> unit-length embeddings.
 """
@@ -29,6 +35,7 @@ import numpy as np
 from hetagent.backend import kv_format, text
 from hetagent.backend.executor import Call, Outcome, WorkerContext
 from hetagent.backend.iree import IreeDevice
+from hetagent.backend.tokenizer import ByteTokenizer, tokenizer_for
 from hetagent.backend.transforms import render
 
 
@@ -41,8 +48,34 @@ class _Sequence:
     tokens: list[int]
     budget: int  # tokens still to generate
     seed: int
+    sampling: text.Sampling
+    tokenizer: ByteTokenizer
     times: list[float] = field(default_factory=list)
     kv_load_s: float = 0.0  # reading its cache in: shared memory -> host -> device
+    finish_reason: str = "length"
+
+    def ended(self) -> bool:
+        """Whether the sequence has ended by its own tokens: an end-of-sequence id or a stop string."""
+        if self.tokens[-1] in self.tokenizer.eos_ids:
+            self.finish_reason = "stop"
+        elif self.sampling.stop and text.cut_at_stop(self.tokenizer.decode(self.tokens), self.sampling.stop) is not None:
+            self.finish_reason = "stop"
+        return self.finish_reason == "stop"
+
+    def result(self) -> text.Generated:
+        decoded = self.tokenizer.decode(self.tokens)
+        cut = text.cut_at_stop(decoded, self.sampling.stop) if self.sampling.stop else None
+        return text.Generated(decoded if cut is None else cut, self.finish_reason)
+
+
+def sampling_of(call: Call, context: WorkerContext, tokenizer: ByteTokenizer) -> text.Sampling:
+    """A call's sampling: the request's values, else the model's generation defaults, else the server's."""
+    return (call.sampling or text.Sampling()).merged(tokenizer.defaults).merged(text.Sampling(context.temperature))
+
+
+def draw(logits, sampling: text.Sampling, tokenizer: ByteTokenizer, seed: int, step: int) -> int:
+    return text.sample(logits, sampling.temperature, seed, step, top_p=sampling.top_p, top_k=sampling.top_k,
+                       vocab=tokenizer.vocab, banned=tokenizer.banned)
 
 
 class _DecodeBatch:
@@ -82,12 +115,12 @@ class _DecodeBatch:
         now = time.monotonic()
         finished = []
         for slot, s in list(self.slots.items()):
-            s.token = text.sample(logits[slot], self.device.context.temperature, s.seed, len(s.tokens))
+            s.token = draw(logits[slot], s.sampling, s.tokenizer, s.seed, len(s.tokens))
             s.tokens.append(s.token)
             s.times.append(now)
             s.position += 1
             s.budget -= 1
-            if s.budget <= 0 or s.token == text.EOS or s.position >= self.capacity:
+            if s.ended() or s.budget <= 0 or s.position >= self.capacity:  # the slot is free for the next
                 finished.append(self.slots.pop(slot))
         return finished
 
@@ -118,10 +151,15 @@ class LLMExecutor:
 
     def _prompts(self, calls: list[Call]) -> tuple[np.ndarray, np.ndarray]:
         fn = calls[0].kernel.function
+        tokenizer = tokenizer_for(fn["model"])
         tokens = np.full((fn["batch"], fn["prompt"]), text.PAD, dtype=np.int64)
         lengths = np.ones(fn["batch"], dtype=np.int64)
         for i, call in enumerate(calls):
-            ids = text.encode("\n\n".join(render(v) for v in call.inputs))[-fn["prompt"]:]
+            if call.op == "llm.prefill":  # a prompt: the chat template applies
+                ids = tokenizer.prompt_ids(call.inputs, call.attrs.get("system"))
+            else:  # text to embed, as it is
+                ids = tokenizer.encode("\n\n".join(render(v) for v in call.inputs))
+            ids = ids[-fn["prompt"]:]
             tokens[i, : len(ids)] = ids
             lengths[i] = len(ids)
         return tokens, lengths
@@ -135,8 +173,10 @@ class LLMExecutor:
         logits, kv = self.device.to_host(logits), self.device.to_host(kv)
         to_host_s = (time.perf_counter() - staged) / len(calls)  # one copy serves the batch: each pays its share
         outcomes = []
+        tokenizer = tokenizer_for(kernel.function["model"])
         for i, call in enumerate(calls):
-            first = text.sample(logits[i], self.context.temperature, text.stream_seed(call.seed, call.label), 0)
+            sampling = sampling_of(call, self.context, tokenizer)
+            first = draw(logits[i], sampling, tokenizer, text.stream_seed(call.seed, call.label), 0)
             start = time.perf_counter()
             handle = kv_format.write(kv, int(lengths[i]), model=kernel.function["model"],
                                      dtype=kernel.function["dtype"], batch_index=i,
@@ -172,11 +212,16 @@ class LLMExecutor:
         handle, start = call.inputs
         batch = self._batch(call)
         slot = min(set(range(batch.batch)) - set(batch.slots))
-        budget = min(int(call.attrs.get("output_tokens", 256)) - 1, batch.capacity - start["position"])
+        tokenizer = tokenizer_for(call.kernel.function["model"])
+        sampling = sampling_of(call, self.context, tokenizer)
+        wanted = int(call.attrs.get("output_tokens", 256))  # the IR's budget caps the request's max_tokens
+        if sampling.max_tokens is not None:
+            wanted = min(wanted, sampling.max_tokens)
+        budget = min(wanted - 1, batch.capacity - start["position"])
         sequence = _Sequence(call, slot, start["position"], start["token"], [start["token"]], budget,
-                             text.stream_seed(call.seed, call.label))
-        if budget <= 0 or start["token"] == text.EOS:
-            self.done.append((call, Outcome((text.decode(sequence.tokens),))))
+                             text.stream_seed(call.seed, call.label), sampling, tokenizer)
+        if sequence.ended() or budget <= 0:
+            self.done.append((call, Outcome((sequence.result(),))))
             return
         try:
             batch.join(sequence, handle)
@@ -187,7 +232,7 @@ class LLMExecutor:
         finished, self.done = self.done, []
         for batch in self.batches.values():
             if batch.slots:
-                finished += [(s.call, Outcome((text.decode(s.tokens),), tuple(s.times), s.kv_load_s))
+                finished += [(s.call, Outcome((s.result(),), tuple(s.times), s.kv_load_s))
                              for s in batch.step()]
         return finished
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from hetagent.cli import limits
 from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, check_agent_resources, checkout_path, engine_class, engine_options, prepare_agent, progress
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
+from hetagent.backend.text import Sampling
 from hetagent.errors import HetagentError
 
 DEFAULT_AGENT = "examples/voice_agent.mlir"
@@ -33,6 +34,10 @@ def register(commands) -> None:
     p.add_argument("--trace", type=Path, help="replay the arrivals of a request trace (CSV with TIMESTAMP)")
     p.add_argument("--seed", type=limits.number(0, 2**63 - 1, integer=True), default=0, help="request seed (sampling, synthetic audio)")
     p.add_argument("--prompt", help="the text of every request (default: a few fixed questions in turn)")
+    p.add_argument("--max-tokens", type=int, help="each answer's token limit (capped by the IR's output_tokens)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling: keep the most likely tokens up to this mass")
+    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens (0: all)")
+    p.add_argument("--stop", action="append", default=[], help="end the answer before this text (repeatable)")
     p.add_argument("--trace-out", type=Path, help="write an OpenTelemetry (OTLP/JSON) trace of the run")
     p.add_argument("--replan", action="store_true",
                    help="resize worker pools while running when measured rate or op latencies drift from --plan's "
@@ -66,6 +71,7 @@ def cmd_run(args) -> int:
     agent = args.agent or checkout_path(DEFAULT_AGENT)
     if args.trace and args.rate is None:
         raise HetagentError("--trace needs --rate R (the mean request rate to replay it at)")
+    sampling = _sampling(args)  # bad values are refused before anything compiles
     make_engine = engine_class(args)
     check_agent_resources(agent, args)
     replanner = _replanner(args)
@@ -83,7 +89,7 @@ def cmd_run(args) -> int:
         count = args.requests or (DEFAULT_TRACE_REQUESTS if args.trace else DEFAULT_REQUESTS)
         requests = workload.requests(count, rate=args.rate, trace=args.trace, prompt=args.prompt, seed=args.seed,
                                      audio_seconds=audio.get("duration_s", 2.0),
-                                     sample_rate=audio.get("sample_rate", 16000))
+                                     sample_rate=audio.get("sample_rate", 16000), sampling=sampling)
         bar.update(task, stage="run", description="starting workers", completed=0, total=len(requests))
         result = run_prepared(prepared, requests, registry=registry, options=engine_options(args, cache),
                               pricebook=book,
@@ -104,6 +110,18 @@ def cmd_run(args) -> int:
                           + ")",
                           highlight=False, soft_wrap=True)
     return 0
+
+
+def _sampling(args) -> Sampling:
+    """Every request's sampling, from the command line (the same parameters the server takes per request)."""
+    for flag, value, valid in (("--max-tokens", args.max_tokens, lambda v: v >= 1),
+                               ("--top-p", args.top_p, lambda v: 0 < v <= 1),
+                               ("--top-k", args.top_k, lambda v: v >= 0)):
+        if value is not None and not valid(value):
+            raise HetagentError(f"{flag} {value}: out of range (--max-tokens >= 1, 0 < --top-p <= 1, --top-k >= 0)")
+    if any(not s for s in args.stop):
+        raise HetagentError("--stop: the text must not be empty")
+    return Sampling(None, args.top_p, args.top_k or None, args.max_tokens, tuple(args.stop))
 
 
 def _replanner(args):

@@ -28,7 +28,7 @@ from hetagent.compiler.place import Placement, Plan, compute_ops, label_of, plac
 from hetagent.errors import HetagentError
 from hetagent.ir import decompose, verify
 from hetagent.ir.module import functions, to_text
-from hetagent.models.catalog import card
+from hetagent.models.catalog import card, use_checkpoint
 from hetagent.models.weights import locate_weights, weight_shapes
 from hetagent.backend.registry import Registry
 
@@ -63,7 +63,7 @@ def compile_agent(
     fallbacks: list[str] = []
     place(module, plan, registry=registry, present=present, allow_fallback=allow_fallback,
           on_fallback=fallbacks.append)
-    checked_weights = _check_weights(weights or {})
+    checked_weights = _check_weights(weights or {})  # first: a checkpoint's card decides its kernels
 
     wanted = wanted_functions(module)
     exports = {fn.symbol for _, fn in wanted}
@@ -109,8 +109,11 @@ def compile_agent(
 
 
 def _check_weights(weights: dict[str, str | Path]) -> dict[str, str]:
-    """Each model's checkpoint directory, checked tensor by tensor against its card."""
+    """Each model's checkpoint directory, checked tensor by tensor against its card (a Hugging Face
+    directory's own card: its config.json, under the model's name)."""
     for model, directory in weights.items():
+        if (Path(directory) / "config.json").is_file():
+            use_checkpoint(model, directory)
         locate_weights(card(model), directory)
     return {model: str(Path(directory).resolve()) for model, directory in weights.items()}
 

@@ -20,6 +20,7 @@ from iree.compiler import ir
 
 from hetagent.compiler.cache import CompileCache, digest
 from hetagent.backend.functions import FUNCTION_ATTR, ModelFunction, export_program
+from hetagent.models.catalog import card
 
 
 def installed_version(distribution: str) -> str:
@@ -37,7 +38,7 @@ def _reference_source_digest() -> str:
 
 def function_key(fn: ModelFunction) -> str:
     return digest(
-        dataclasses.asdict(fn), installed_version("torch"), installed_version("iree-base-compiler"),
+        dataclasses.asdict(fn), dataclasses.asdict(card(fn.model)), installed_version("torch"), installed_version("iree-base-compiler"),
         _reference_source_digest(),
     )
 

@@ -49,6 +49,13 @@ class ModelCard:
     encoder_layers: int = 0  # encoder-decoder models: an encoder stack of the same width (Whisper)
     encoder_positions: int = 0  # encoder input length per request (Whisper: 1500 frames = 30 s of audio)
     other_params: int = 0  # parameters outside the transformer stacks (conv front-end, vocoder)
+    # Llama-family variations (Hugging Face config names): biases on the q/k/v projections (Qwen2), on the
+    # attention output (Llama's attention_bias), on the MLP projections (mlp_bias); RoPE frequency scaling as
+    # the config's `rope_scaling` items, e.g. (("factor", 8.0), ("rope_type", "llama3"), ...)
+    qkv_bias: bool = False
+    attention_out_bias: bool = False
+    mlp_bias: bool = False
+    rope_scaling: tuple = ()
 
     @classmethod
     def from_hf_config(cls, path: str | Path, name: str | None = None) -> "ModelCard":
@@ -93,13 +100,15 @@ class ModelCard:
         """Q, K, V and output projections (+ biases): 2·hidden·attention_dim + 2·hidden·kv_dim."""
         weights = 2 * self.hidden_size * self.attention_dim + 2 * self.hidden_size * self.kv_dim
         biases = self.attention_dim + 2 * self.kv_dim + self.hidden_size if self.bias else 0
+        if not self.bias:
+            biases += (self.attention_dim + 2 * self.kv_dim) * self.qkv_bias + self.hidden_size * self.attention_out_bias
         return weights + biases
 
     def expert_params(self) -> int:
         """One MLP (one expert of a MoE layer): 3·hidden·intermediate gated, 2·hidden·intermediate plain."""
         matrices = 3 if self.gated_mlp else 2
         weights = matrices * self.hidden_size * self.intermediate_size
-        biases = (matrices - 1) * self.intermediate_size + self.hidden_size if self.bias else 0
+        biases = (matrices - 1) * self.intermediate_size + self.hidden_size if self.bias or self.mlp_bias else 0
         return weights + biases
 
     def norm_params(self) -> int:

@@ -94,8 +94,48 @@ _CARDS = (
 CARDS: dict[str, ModelCard] = {c.name: c for c in _CARDS}
 
 
+# Directories of Hugging Face checkpoints (`--model-dir`): `DIR/<name>/config.json` makes `name` a model, whatever
+# it is called. The process that prepares a run and every worker register the run's directory.
+_MODEL_DIRS: list = []
+_CHECKPOINTS: dict = {}  # model name -> its directory, given one by one (`compile --weights MODEL=DIR`)
+_CHECKPOINT_CARDS: dict = {}
+
+
+def use_model_dir(directory) -> None:
+    """Make the checkpoints under `directory` known by their directory names (a built-in name still wins)."""
+    from pathlib import Path
+
+    directory = Path(directory).resolve()
+    if directory not in _MODEL_DIRS:
+        _MODEL_DIRS.insert(0, directory)
+
+
+def use_checkpoint(name: str, directory) -> None:
+    """Make the checkpoint in `directory` known as model `name`."""
+    from pathlib import Path
+
+    _CHECKPOINTS[name] = Path(directory).resolve()
+
+
+def checkpoint_dir(name: str):
+    """The registered checkpoint directory of model `name`, or None."""
+    if name in _CHECKPOINTS:
+        return _CHECKPOINTS[name]
+    for directory in _MODEL_DIRS:
+        if (directory / name / "config.json").is_file():
+            return directory / name
+    return None
+
+
 def card(name: str) -> ModelCard:
-    """The built-in card called `name`; a clear error naming the close matches and the known models."""
+    """The card called `name`: a checkpoint's (its config.json under a registered model directory) or a built-in
+    one; a clear error naming the close matches and the known models."""
+    if (directory := checkpoint_dir(name)) is not None:
+        if (directory, name) not in _CHECKPOINT_CARDS:
+            from hetagent.models.hf_checkpoint import checkpoint_card
+
+            _CHECKPOINT_CARDS[directory, name] = checkpoint_card(directory, name)
+        return _CHECKPOINT_CARDS[directory, name]
     try:
         return CARDS[name]
     except KeyError:

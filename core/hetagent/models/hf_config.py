@@ -72,6 +72,14 @@ def card_from_hf_config(path: str | Path, name: str | None = None) -> ModelCard:
         )
     else:
         fields["kind"] = "llm"
+        attention_bias = bool(config.get("attention_bias", False))
+        fields.update(bias=False, qkv_bias=attention_bias or family == "qwen2", attention_out_bias=attention_bias,
+                      mlp_bias=bool(config.get("mlp_bias", False)))
+        rope = _rope(config, path)
+        if "rope_theta" in rope:
+            fields["rope_theta"] = float(rope.pop("rope_theta"))
+        if rope.get("rope_type", rope.get("type", "default")) != "default":
+            fields["rope_scaling"] = tuple(sorted(rope.items()))
     card = ModelCard(
         name=name or str(config.get("_name_or_path") or path.parent.name).split("/")[-1].lower(),
         source=f"Hugging Face config {path}",
@@ -82,6 +90,20 @@ def card_from_hf_config(path: str | Path, name: str | None = None) -> ModelCard:
     except HetagentError as exc:
         raise HetagentError(f"{path}: {exc}") from None
     return card
+
+
+_ROPE_TYPES = ("default", "linear", "llama3")
+
+
+def _rope(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """RoPE parameters: `rope_scaling` (transformers 4) or `rope_parameters` (transformers 5, with the theta)."""
+    rope = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind not in _ROPE_TYPES:
+        raise HetagentError(f"{path}: rope_scaling type {kind!r} is not supported; supported: {', '.join(_ROPE_TYPES)}")
+    rope.pop("type", None)
+    rope["rope_type"] = kind
+    return rope
 
 
 def _find(config: dict[str, Any], keys: tuple[str, ...]) -> Any:

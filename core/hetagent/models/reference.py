@@ -17,6 +17,7 @@ This module needs torch (`pip install 'hetagent[torch]'`); nothing imports it un
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from hetagent.errors import HetagentError
@@ -56,6 +57,8 @@ def random_weights(model: ModelCard, *, seed: int = 0, dtype: str | None = None)
         values = torch.randn(shape, generator=generator, dtype=torch.float32)
         if name.endswith("norm.weight"):
             values = 1.0 + 0.1 * values
+        elif name.endswith(".bias"):
+            values = 0.1 * values
         elif name != "model.embed_tokens.weight":
             values = values / shape[-1] ** 0.5
         weights[name] = values.to(torch_dtype(model, dtype))
@@ -83,10 +86,29 @@ def _rms_norm(x, weight, eps: float):
     return x * torch.rsqrt(variance + eps) * weight
 
 
+def _inverse_frequencies(model: ModelCard):
+    """RoPE's per-pair frequencies, scaled as the config's `rope_scaling` says (HF's `rope_init_fn`s)."""
+    dim = model.head_size
+    inv_freq = 1.0 / (model.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+    scaling = dict(model.rope_scaling)
+    kind = scaling.get("rope_type", "default")
+    if kind == "linear":
+        return inv_freq / scaling["factor"]
+    if kind == "llama3":  # long wavelengths slowed by `factor`, short ones kept, a smooth blend between
+        factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+        old = scaling["original_max_position_embeddings"]
+        wavelength = 2 * math.pi / inv_freq
+        smooth = (old / wavelength - low) / (high - low)
+        blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+        # nested selects rather than boolean `&`, which IREE's torch lowering does not legalize
+        return torch.where(wavelength < old / high, inv_freq,
+                           torch.where(wavelength > old / low, inv_freq / factor, blended))
+    return inv_freq
+
+
 def _rotary(model: ModelCard, positions, dtype):
     """cos and sin for `positions` (any shape), HF layout: the half-dimension frequencies repeated twice."""
-    dim = model.head_size
-    inv_freq = 1.0 / (model.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    inv_freq = _inverse_frequencies(model)
     freqs = positions.to(torch.float32)[..., None] * inv_freq
     angles = torch.cat((freqs, freqs), dim=-1)
     return angles.cos().to(dtype), angles.sin().to(dtype)
@@ -117,9 +139,15 @@ def _attend(model: ModelCard, q, k, v, allowed):
     return out.transpose(1, 2).reshape(batch, length, model.num_heads * model.head_size)
 
 
+def _linear(w: Weights, name: str, x):
+    """x @ W.T (+ b where the checkpoint has a bias for this projection)."""
+    y = x @ w[name + ".weight"].T
+    return y + w[name + ".bias"] if name + ".bias" in w else y
+
+
 def _mlp(w: Weights, prefix: str, x):
-    gate = torch.nn.functional.silu(x @ w[prefix + "mlp.gate_proj.weight"].T)
-    return (gate * (x @ w[prefix + "mlp.up_proj.weight"].T)) @ w[prefix + "mlp.down_proj.weight"].T
+    gate = torch.nn.functional.silu(_linear(w, prefix + "mlp.gate_proj", x))
+    return _linear(w, prefix + "mlp.down_proj", gate * _linear(w, prefix + "mlp.up_proj", x))
 
 
 def _layer(model: ModelCard, w: Weights, i: int, h, cos, sin, cache_kv, allowed):
@@ -127,11 +155,11 @@ def _layer(model: ModelCard, w: Weights, i: int, h, cos, sin, cache_kv, allowed)
     attended over (prefill: themselves; decode: the cache with this step written in) and returns them."""
     p = f"model.layers.{i}."
     x = _rms_norm(h, w[p + "input_layernorm.weight"], model.norm_eps)
-    q = _rotate(_heads(x @ w[p + "self_attn.q_proj.weight"].T, model.num_heads, model.head_size), cos, sin)
-    k = _rotate(_heads(x @ w[p + "self_attn.k_proj.weight"].T, model.num_kv_heads, model.head_size), cos, sin)
-    v = _heads(x @ w[p + "self_attn.v_proj.weight"].T, model.num_kv_heads, model.head_size)
+    q = _rotate(_heads(_linear(w, p + "self_attn.q_proj", x), model.num_heads, model.head_size), cos, sin)
+    k = _rotate(_heads(_linear(w, p + "self_attn.k_proj", x), model.num_kv_heads, model.head_size), cos, sin)
+    v = _heads(_linear(w, p + "self_attn.v_proj", x), model.num_kv_heads, model.head_size)
     k, v = cache_kv(k, v)
-    h = h + _attend(model, q, k, v, allowed) @ w[p + "self_attn.o_proj.weight"].T
+    h = h + _linear(w, p + "self_attn.o_proj", _attend(model, q, k, v, allowed))
     h = h + _mlp(w, p, _rms_norm(h, w[p + "post_attention_layernorm.weight"], model.norm_eps))
     return h, k, v
 

@@ -1,7 +1,7 @@
 """Weight names and shapes of the Llama-architecture decoder, and checking a checkpoint directory against them.
 
 Names are Hugging Face Llama's (`model.layers.0.self_attn.q_proj.weight`), so a HF safetensors directory is
-read as is. Checking reads only the safetensors headers: it needs the `safetensors` package, not torch.
+read as is. Checking reads only the safetensors headers: it needs neither torch nor the `safetensors` package.
 """
 
 from __future__ import annotations
@@ -51,6 +51,15 @@ def weight_shapes(model: ModelCard) -> dict[str, tuple[int, ...]]:
             p + "mlp.up_proj.weight": (inter, hidden),
             p + "mlp.down_proj.weight": (hidden, inter),
         })
+        if model.qkv_bias:
+            shapes.update({p + "self_attn.q_proj.bias": (model.num_heads * head,),
+                           p + "self_attn.k_proj.bias": (model.num_kv_heads * head,),
+                           p + "self_attn.v_proj.bias": (model.num_kv_heads * head,)})
+        if model.attention_out_bias:
+            shapes[p + "self_attn.o_proj.bias"] = (hidden,)
+        if model.mlp_bias:
+            shapes.update({p + "mlp.gate_proj.bias": (inter,), p + "mlp.up_proj.bias": (inter,),
+                           p + "mlp.down_proj.bias": (hidden,)})
     shapes["model.norm.weight"] = (hidden,)
     if not model.tie_embeddings:
         shapes["lm_head.weight"] = (model.vocab_size, hidden)
@@ -58,29 +67,11 @@ def weight_shapes(model: ModelCard) -> dict[str, tuple[int, ...]]:
 
 
 def locate_weights(model: ModelCard, directory: str | Path) -> dict[str, Path]:
-    """The file holding each weight of `model` in a HF-layout directory of `*.safetensors`; a missing tensor or
-    one of the wrong shape is an error that names it."""
-    try:
-        from safetensors import safe_open
-    except ImportError:
-        raise HetagentError("reading model weights needs safetensors: `pip install 'hetagent[torch]'`") from None
+    """The file holding each weight of `model` in a HF-layout directory (`hetagent.models.hf_checkpoint`: one
+    file or index-listed shards); a missing tensor, a wrong shape or dtype is an error that names it."""
+    from hetagent.models.hf_checkpoint import check_architecture, locate_tensors
+
     directory = Path(directory)
-    files = sorted(directory.glob("*.safetensors"))
-    if not files:
-        raise HetagentError(f"{directory}: no *.safetensors files (expected a Hugging Face model directory)")
-    expected = weight_shapes(model)
-    located: dict[str, Path] = {}
-    for file in files:
-        with safe_open(str(file), framework="numpy") as f:
-            for name in f.keys():
-                if name in expected:
-                    shape = tuple(f.get_slice(name).get_shape())
-                    if shape != expected[name]:
-                        raise HetagentError(f"{file}: tensor {name!r} has shape {list(shape)}; model "
-                                            f"{model.name!r} needs {list(expected[name])}")
-                    located[name] = file
-    missing = [name for name in expected if name not in located]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise HetagentError(f"{directory}: model {model.name!r} needs tensors that are missing: {shown}")
-    return {name: located[name] for name in expected}
+    if (directory / "config.json").is_file():
+        check_architecture(directory)
+    return {name: file for name, (file, _) in locate_tensors(directory, weight_shapes(model), model.name).items()}

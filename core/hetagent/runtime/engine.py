@@ -35,6 +35,7 @@ from typing import Any, Callable
 from hetagent.errors import HetagentError
 from hetagent.backend import kv_format
 from hetagent.backend.executor import Call, WorkerContext
+from hetagent.backend.text import Sampling
 from hetagent.runtime import segments
 from hetagent.runtime.layout import ENGINE_OPS, WorkerPlan
 from hetagent.runtime.program import Block, Node, Program, answer_decode
@@ -72,6 +73,7 @@ class Request:
     arrival: float  # offset in seconds from the start of the run
     seed: int = 0
     stream: bool = False  # report the answer's tokens as they are generated (`on_tokens`), when the agent allows
+    sampling: Sampling | None = None  # its LLM calls' sampling (max_tokens and stop: the answer's only)
 
 
 @dataclass
@@ -105,6 +107,7 @@ class RequestRecord:
     tokens: dict[str, list[str]] = field(default_factory=dict)  # decode label -> texts, per trip
     prompt_tokens: int = 0  # every prefill's prompt as it ran (after truncation to the kernel's capacity)
     completion_tokens: int = 0  # every decode's tokens, the prefill's first sampled one included
+    finish_reason: str = "stop"  # the answer's decode: "stop" (end of sequence, a stop string) or "length"
 
 
 class _Frame:
@@ -430,9 +433,12 @@ class LocalEngine:
         # a worker still starting (restarted, or just scaled up) only when no started one serves the op
         worker = home[0] if home else min(candidates, key=lambda w: (not w.ready, len(w.tasks), w.restarts))
         sent = time.monotonic()
+        sampling = live.request.sampling if node.op in ("llm.prefill", "llm.decode") else None
+        if sampling is not None and node.index != self._answer_decode:  # an inner call generates its full budget
+            sampling = replace(sampling, max_tokens=None, stop=())
         call = Call(next(self._tasks), live.request.id, node.op, node.label, node.attrs, inputs, node.kernel,
                     live.record.deadline, live.request.seed, attempt, sent,
-                    stream=live.request.stream and node.index == self._answer_decode)
+                    stream=live.request.stream and node.index == self._answer_decode, sampling=sampling)
         worker.tasks[call.task] = _Task(live, frame, node, call, sent)
         self._send(worker, call)
 
@@ -572,6 +578,8 @@ class LocalEngine:
             live.record.completion_tokens += 1 + len(token_times)
             live.record.gaps += [b - a for a, b in zip(token_times, token_times[1:])]
             live.record.tokens.setdefault(node.label, []).append(values[0])
+            if node.index == self._answer_decode:
+                live.record.finish_reason = getattr(values[0], "finish_reason", "stop")
 
     def _lost(self, worker: _Worker) -> None:
         """A worker died: restart it and send its in-flight calls again (or fail them past max_attempts)."""

@@ -86,6 +86,8 @@ def request_rows(requests: list[RequestRecord]) -> list[dict]:
         "tbt_ms_mean": _ms(float(np.mean(r.gaps))) if r.gaps else None,
         "e2e_ms": _ms(r.end - r.arrival) if r.status == "ok" else None,
         "met_sla": r.status == "ok" and r.end <= r.deadline,
+        "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+        "finish_reason": r.finish_reason if r.status == "ok" else None,
         "error": r.error or None,
     } for r in requests]
 

@@ -21,6 +21,7 @@ from hetagent.errors import HetagentError
 from hetagent.hardware.pricebook import PriceBook, default_pricebook
 from hetagent.ir import decompose, load, verify
 from hetagent.ir.module import location_of, to_text
+from hetagent.models.catalog import use_model_dir
 from hetagent.runtime import report, standins
 from hetagent.runtime.engine import EngineOptions, LocalEngine, Request, RequestRecord
 from hetagent.runtime.layout import WorkerPlan, plan_workers
@@ -51,6 +52,8 @@ def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, 
     """Compile `agent` and lay out its workers: on this node, or (`local=False`) on a cluster (RayEngine). On this
     node every placed device must be present, unless `allow_fallback` (then such ops run on the host device)."""
     cache = cache or CompileCache()
+    if model_dir is not None:
+        use_model_dir(model_dir)  # its checkpoints are models by their directory names
     module = verify(load_agent(agent), what=str(agent))
     named = standins.named_models(module)
     mapping = standins.model_map(named, model_dir, model_overrides or {})

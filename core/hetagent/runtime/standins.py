@@ -1,7 +1,8 @@
 """Which model actually runs for each model an agent names: the model map.
 
 An agent names production models (llama-3-8b, whisper-large-v3, kokoro-82m). A node runs a model for real only
-when its weights are given (`--model-dir DIR` holding `DIR/<model>/*.safetensors`); every other model is
+when its checkpoint is given (`--model-dir DIR` holding the Hugging Face directory `DIR/<model>/`: config.json,
+safetensors, tokenizer; any name); every other model is
 substituted by a tiny stand-in with deterministic random weights, by kind:
 
     llm, embedding  -> tiny-llama (its compiled prefill/decode/embed kernels; fp32)
@@ -42,7 +43,8 @@ def model_map(named: dict[str, str], model_dir: Path | None, overrides: dict[str
             mapping[model] = model
         else:
             mapping[model] = SPEECH_STANDINS.get(_kind(model, op), TINY_LLM)
-    unknown = [target for target in mapping.values() if target not in CARDS and target not in SPEECH_STANDINS.values()]
+    unknown = [target for target in mapping.values() if target not in CARDS and target not in SPEECH_STANDINS.values()
+               and not (model_dir is not None and (model_dir / target / "config.json").is_file())]
     if unknown:
         raise HetagentError(f"--model-map: unknown model(s) {', '.join(sorted(set(unknown)))}; known: "
                             f"{', '.join(sorted([*CARDS, *SPEECH_STANDINS.values()]))}")

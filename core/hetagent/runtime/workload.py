@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hetagent.backend.text import Sampling
 from hetagent.errors import HetagentError
 from hetagent.runtime.engine import Request
 
@@ -49,7 +50,7 @@ def trace_arrivals(path: Path, count: int | None, rate: float) -> list[float]:
 
 
 def requests(count: int, *, rate: float | None, trace: Path | None, prompt: str | None, seed: int,
-             audio_seconds: float, sample_rate: int) -> list[Request]:
+             audio_seconds: float, sample_rate: int, sampling: Sampling | None = None) -> list[Request]:
     if rate is not None and rate <= 0:
         raise HetagentError(f"--rate {rate}: must be > 0 requests per second")
     if count < 1:
@@ -64,6 +65,7 @@ def requests(count: int, *, rate: float | None, trace: Path | None, prompt: str 
         arrivals = [0.0] * count
     return [
         Request(i, {"query": prompt or QUESTIONS[i % len(QUESTIONS)],
-                    "audio": synthetic_audio(seed + i, audio_seconds, sample_rate)}, max(0.0, a), seed + i)
+                    "audio": synthetic_audio(seed + i, audio_seconds, sample_rate)}, max(0.0, a), seed + i,
+                sampling=sampling)
         for i, a in enumerate(arrivals)
     ]

@@ -30,8 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from hetagent.runtime.engine import RequestRecord
-from hetagent.runtime.program import Program
-from hetagent.backend.text import IncrementalDetokenizer
+from hetagent.runtime.program import Program, answer_decode
+from hetagent.backend.chat_template import Chat
+from hetagent.backend.text import IncrementalDetokenizer, Sampling
+from hetagent.backend.tokenizer import ByteTokenizer, tokenizer_for
 from hetagent.backend.transforms import render
 from hetagent.serve.metrics import CONTENT_TYPE
 from hetagent.serve.service import AgentService, Rejection
@@ -91,20 +93,30 @@ class ChatRequest(_Strict):
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None  # the request's sampling seed (it matters at --temperature > 0)
+    seed: int | None = None  # the request's sampling seed (it matters at temperature > 0)
     n: Literal[1] = 1
     user: str | None = None
     metadata: dict | None = None
     store: bool | None = None
-    # Accepted so that ordinary clients work, and documented as without effect: the agent's IR fixes how each of
-    # its LLM calls samples and how long it generates (output_tokens); the server's --temperature applies.
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    # Sampling, per request (spec/serve.md): unset values fall back to the model's generation config and the
+    # server's --temperature; max_tokens is capped by the IR's output_tokens of the answer's LLM call.
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)  # 0: no top-k cut
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    # Not built: only their neutral values are accepted (anything else is a 400 naming the field)
+    logprobs: Literal[False] | None = None
+    presence_penalty: Literal[0] | None = None
+    frequency_penalty: Literal[0] | None = None
+
+    def sampling(self) -> Sampling:
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        if len(stop) > 4 or not all(stop):
+            raise ApiError(400, "stop: up to 4 non-empty strings", "stop", "invalid_value")
+        limits = [v for v in (self.max_tokens, self.max_completion_tokens) if v is not None]
+        return Sampling(self.temperature, self.top_p, self.top_k or None, min(limits) if limits else None, stop)
 
 
 def _validation_error(exc: ValidationError) -> ApiError:
@@ -118,11 +130,10 @@ def _validation_error(exc: ValidationError) -> ApiError:
     return ApiError(400, f"{param or 'body'}: {error['msg']}", param, "invalid_value")
 
 
-def _query(messages: list[Message]) -> str:
-    """One message is the query as it is; a conversation is each message's text after its role."""
-    if len(messages) == 1:
-        return messages[0].text()
-    return "\n\n".join(f"{m.role}: {m.text()}" for m in messages)
+def _query(messages: list[Message]) -> Chat:
+    """The conversation as the agent's query: read as text, one message is itself and several are each message's
+    text after its role; an LLM call with a chat template renders the messages themselves."""
+    return Chat([{"role": m.role, "content": m.text()} for m in messages])
 
 
 def _audio(messages: list[Message], sample_rate: int) -> np.ndarray:
@@ -179,6 +190,8 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
     agent = program.name
     created = int(time.time())
     audio_in = next((n.attrs for n in program.nodes() if n.op == "input.audio"), None)
+    answer = answer_decode(program)  # its tokens stream: they are detokenised as its model's tokenizer says
+    answer_tokenizer = tokenizer_for(answer.attrs["model"]) if answer is not None else ByteTokenizer()
     app = FastAPI(title=f"hetagent serve: {agent}", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(ApiError)
@@ -248,7 +261,7 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
         payload = {"query": _query(body.messages)}
         if audio_in is not None:
             payload["audio"] = _audio(body.messages, int(audio_in.get("sample_rate", 16000)))
-        ticket = service.submit(payload, body.seed, stream=body.stream)
+        ticket = service.submit(payload, body.seed, stream=body.stream, sampling=body.sampling())
         rejection: Rejection | None = await ticket.admitted
         if rejection is not None:
             raise ApiError(rejection.status, rejection.reason, code="admission_rejected", headers={"Retry-After": "1"})
@@ -259,9 +272,11 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
             if record.status != "ok":
                 raise ApiError(500, f"the agent failed this request: {record.error}", code="agent_error")
             return {**head, "object": "chat.completion", "usage": _usage(record),
-                    "choices": [{"index": 0, "message": _message(record), "finish_reason": "stop", "logprobs": None}]}
+                    "choices": [{"index": 0, "message": _message(record), "finish_reason": record.finish_reason,
+                                 "logprobs": None}]}
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return StreamingResponse(_stream(head, ticket, include_usage), media_type="text/event-stream",
+        detokenizer = IncrementalDetokenizer(answer_tokenizer.decode, body.sampling().stop)
+        return StreamingResponse(_stream(head, ticket, include_usage, detokenizer), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     return app
@@ -271,7 +286,7 @@ def _event(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
-async def _stream(head: dict, ticket, include_usage: bool):
+async def _stream(head: dict, ticket, include_usage: bool, detokenizer: IncrementalDetokenizer):
     """Server-sent events in OpenAI's chunk format. The role goes out at once (the request was admitted). Where
     the agent's answer is its final decode's text (`answer_decode`), that text goes out as the decode generates
     its tokens (the engine reports only those), a delta per step; otherwise — a transform (redaction), tool or
@@ -284,7 +299,7 @@ async def _stream(head: dict, ticket, include_usage: bool):
 
     yield _event({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                         "finish_reason": None, "logprobs": None}]})
-    detokenizer, ended = IncrementalDetokenizer(), False
+    ended = False
     while not ended:
         reports = [await ticket.tokens.get()]
         while not ticket.tokens.empty():  # a client slower than the decode gets the steps since as one delta
@@ -303,7 +318,8 @@ async def _stream(head: dict, ticket, include_usage: bool):
             del delta["content"]
     if delta or not detokenizer.text:
         yield content(delta)
-    yield _event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}]})
+    yield _event({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": record.finish_reason,
+                                        "logprobs": None}]})
     if include_usage:
         yield _event({**chunk, "choices": [], "usage": _usage(record)})
     yield _event("[DONE]")

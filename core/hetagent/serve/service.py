@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from hetagent.backend.text import Sampling
 from hetagent.runtime.engine import Request, RequestRecord
 from hetagent.serve.metrics import ServeMetrics
 
@@ -100,10 +101,10 @@ class AgentService:
     def healthy(self) -> bool:
         return not self._closed
 
-    def submit(self, payload: dict, seed: int | None, stream: bool = False) -> Ticket:
+    def submit(self, payload: dict, seed: int | None, stream: bool = False, sampling: Sampling | None = None) -> Ticket:
         """Queue a request for the engine (called on the asyncio loop); `stream`: report its answer's tokens."""
         rid = next(self._ids)
-        ticket = Ticket(Request(rid, payload, 0.0, rid if seed is None else seed, stream=stream),
+        ticket = Ticket(Request(rid, payload, 0.0, rid if seed is None else seed, stream=stream, sampling=sampling),
                         asyncio.get_running_loop())
         with self._lock:  # against the engine thread closing the inbox between the test and the append
             if self._closed:
