@@ -153,8 +153,10 @@ def test_pools_follow_the_offered_load_and_lose_nothing(ray, split, registry, ca
     expected = Expectations(1.0, 0.8, {"answer.prefill": OpExpectation(1, 0.01, 0.01),
                                        "answer.decode": OpExpectation(1, 0.05, 0.05)})
     replanner = Replanner(expected, window_s=2.0, interval_s=0.25)
-    burst = [Request(i, {"query": f"burst {i}: 2 + {i}"}, i / 16, seed=i) for i in range(48)]  # 16 requests/s, 3 s
-    trickle = [Request(48 + i, {"query": f"trickle {i}"}, 5.5 + 1.5 * i, seed=i) for i in range(3)]  # 0.67/s
+    # 16 requests/s for 10 s: long enough for the added replica to start (a Ray actor loading its kernels takes ~3 s
+    # on an idle 2-core machine, up to twice that while the burst keeps both cores busy) and take part
+    burst = [Request(i, {"query": f"burst {i}: 2 + {i}"}, i / 16, seed=i) for i in range(160)]
+    trickle = [Request(160 + i, {"query": f"trickle {i}"}, 13.5 + 1.5 * i, seed=i) for i in range(3)]  # 0.67/s
     sizes = []
 
     def control(engine):
@@ -163,8 +165,9 @@ def test_pools_follow_the_offered_load_and_lose_nothing(ray, split, registry, ca
 
     # admission "limit": on a loaded machine the SLA predictor would turn burst requests away, which is refusal,
     # not loss, but not what this test is about
-    result = _run(spread, registry, cache_dir, burst + trickle, RayEngine, hook=control, admission="limit")
-    assert [r.status for r in result.records] == ["ok"] * 51, [r.error for r in result.records if r.error]
+    result = _run(spread, registry, cache_dir, burst + trickle, RayEngine, hook=control, admission="limit",
+                  max_inflight=512)
+    assert [r.status for r in result.records] == ["ok"] * 163, [r.error for r in result.records if r.error]
     # up to the gaudi3 node's 2 during the burst, back to 1 in the trickle; the one `h100` holds one prefill worker
     assert [d.replicas for d in replanner.decisions] == [{"host-cpu:0": 1, "host-cpu:1": 2},
                                                          {"host-cpu:0": 1, "host-cpu:1": 1}], replanner.decisions
