@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hetagent.errors import HetagentError
+from hetagent.planner.tco_chart import save_figure
 
 
 def write_pareto_chart(plan, path: str | Path) -> Path:
@@ -30,6 +31,4 @@ def write_pareto_chart(plan, path: str | Path) -> Path:
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=120)

@@ -45,8 +45,15 @@ def write_chart(outcome: StudyResult, path: str | Path) -> Path:
     fig.suptitle(f"{outcome.study.name}: TCO benefit per prefill::decode pair (price book {outcome.study.pricebook.name})")
     # fixed margins: tight_layout would measure every one of the hundreds of tick labels (seconds)
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.12, top=0.94, hspace=0.3, wspace=0.15)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path, dpi: int = 90) -> Path:
+    """Write a figure as a PNG and close it; an unwritable path is an error naming it."""
+    import matplotlib.pyplot as plt
+
     try:
-        fig.savefig(path, dpi=90)
+        fig.savefig(path, dpi=dpi)
     except OSError as exc:
         raise HetagentError(f"cannot write the chart to {path}: {exc}") from None
     finally:

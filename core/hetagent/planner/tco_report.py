@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hetagent.errors import HetagentError
 from hetagent.hardware.pricebook import PriceBook
+from hetagent.planner.tco_chart import save_figure
 from hetagent.planner.tco_findings import Finding, findings, scenario_benefits
 from hetagent.planner.tco_study import StudyResult
 
@@ -150,10 +151,4 @@ def _chart(outcome: StudyResult, workload, prices: dict[str, float], directory: 
     fig.suptitle(f"{study.name}: {workload.name} ({workload.input_tokens} in / {workload.output_tokens} out), "
                  f"price book {study.pricebook.name}", fontsize=10)
     path = directory / f"{workload.name}.png"
-    try:
-        fig.savefig(path, dpi=90)
-    except OSError as exc:
-        raise HetagentError(f"cannot write the chart {path}: {exc}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
