@@ -144,7 +144,8 @@ def test_mistral_answer_equals_transformers_generate(tmp_path):
         assert completion.choices[0].message.content == expected
         assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (prompt_tokens, len(new))
         assert completion.choices[0].finish_reason == ("stop" if new[-1] == eos else "length")
-        with pytest.raises(openai.BadRequestError, match="alternate"):  # the template's own error, as a 400
+        with pytest.raises(openai.BadRequestError, match="alternate") as refused:  # the template's own error
             _ask(client, messages=MESSAGES, temperature=0)
+        assert refused.value.body["param"] == "messages"
     finally:
         assert server.stop() == 0, "".join(server.output)
