@@ -36,6 +36,18 @@ def checkpoint_card(directory: str | Path, name: str | None = None) -> ModelCard
     return card_from_hf_config(config_file, name or directory.name)
 
 
+def checkpoint_json(directory: Path, file: str, what: str, *, required: bool = True) -> dict:
+    """One of a checkpoint's JSON files (config.json, generation_config.json, preprocessor_config.json, ...) as a
+    dict; a missing optional file is {}, anything else wrong an error naming the file."""
+    path = Path(directory) / file
+    if not required and not path.exists():
+        return {}
+    value = read_json(path, what)
+    if not isinstance(value, dict):
+        raise HetagentError(f"{path}: the {what} must be a JSON object")
+    return value
+
+
 def check_architecture(directory: Path, supported: tuple[str, ...] = LLM_ARCHITECTURES + ENCODER_ARCHITECTURES) -> None:
     """A checkpoint must be one hetagent runs: the config's `architectures` says which (and, for BERT, the
     variations the reference encoder does not cover: relative positions, another activation)."""

@@ -25,8 +25,8 @@ import numpy as np
 
 from hetagent.backend.weights import read_tensors
 from hetagent.errors import HetagentError
-from hetagent.files import read_json
 from hetagent.models.catalog import card
+from hetagent.models.hf_checkpoint import checkpoint_json
 from hetagent.models.weights import checkpoint_tensors
 
 
@@ -77,7 +77,7 @@ class Whisper:
         from hetagent.backend.tokenizer import tokenizer_for
 
         self.model, self.card = model, card(model)
-        config = read_json(directory / "config.json", "model config")
+        config = checkpoint_json(directory, "config.json", "model config")
         for encoder, decoder in (("encoder_attention_heads", "decoder_attention_heads"),
                                  ("encoder_ffn_dim", "decoder_ffn_dim")):
             if config.get(encoder, config.get(decoder)) != config.get(decoder):
@@ -89,7 +89,7 @@ class Whisper:
         self.embed_scale = np.float32(np.sqrt(self.card.hidden_size)) if config.get("scale_embedding") else np.float32(1)
         mels = int(config.get("num_mel_bins", 80))
         self.w = read_tensors(checkpoint_tensors(self.card, directory), "fp32")  # the architecture checked too
-        features = read_json(directory / "preprocessor_config.json", "feature extractor config")
+        features = checkpoint_json(directory, "preprocessor_config.json", "feature extractor config")
         self.rate = int(features.get("sampling_rate", 16000))
         self.n_fft, self.hop = int(features.get("n_fft", 400)), int(features.get("hop_length", 160))
         self.samples = int(features.get("n_samples", features.get("chunk_length", 30) * self.rate))
@@ -98,7 +98,7 @@ class Whisper:
                                 f"{self.samples // self.hop} frames; the encoder takes {2 * self.card.encoder_positions}")
         self.filters = mel_filter_bank(1 + self.n_fft // 2, mels, self.rate).astype(np.float32)
         self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.n_fft) / self.n_fft)).astype(np.float32)
-        self.generation = _optional(directory / "generation_config.json")
+        self.generation = checkpoint_json(directory, "generation_config.json", "generation config", required=False)
         self.tokenizer = tokenizer_for(model)
 
     # ------------------------------------------------------------------ features and encoder
@@ -236,10 +236,6 @@ class Whisper:
 
     def transcribe(self, audio: np.ndarray, limit: int) -> str:
         return self.tokenizer.decode(self.generate(audio, limit)[1])
-
-
-def _optional(path: Path) -> dict:
-    return read_json(path, "generation config") if path.is_file() else {}
 
 
 @lru_cache(maxsize=None)
