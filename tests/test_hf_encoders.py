@@ -144,3 +144,16 @@ def test_speech_agent_runs_the_checkpoint(whisper, tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert "whisper-test" not in report["substitutions"] and report["summary"]["ok"] == 1
+
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    broken = tmp_path / "models" / "whisper-test"
+    shutil.copytree(whisper / "whisper-test", broken)
+    tensors = load_file(str(broken / "model.safetensors"))
+    del tensors["model.decoder.layers.1.encoder_attn.q_proj.weight"]
+    save_file(tensors, str(broken / "model.safetensors"))
+    done = run_hetagent("--backends", "cpu", "run", str(agent), "--model-dir", str(tmp_path / "models"), "--json")
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert "missing: model.decoder.layers.1.encoder_attn.q_proj.weight" in done.stderr
