@@ -22,7 +22,7 @@ from hf_fixtures import build_bert, build_whisper, synthesized_clip  # noqa: E40
 
 from hetagent.backend.stores import load_store  # noqa: E402
 from hetagent.errors import HetagentError  # noqa: E402
-from hetagent.models.catalog import card, use_model_dir  # noqa: E402
+from hetagent.models.catalog import use_model_dir  # noqa: E402
 
 BERT = "all-minilm-l6-v2"  # the RAG agent's embedding model, here a checkpoint of that name built at test size
 
@@ -80,9 +80,10 @@ def test_bert_card_and_bad_activation(bert, tmp_path):
 
     from hetagent.models.weights import locate_weights
 
+    from hetagent.models.hf_checkpoint import checkpoint_card
+
     models, _, _ = bert
-    use_model_dir(models)
-    model = card(BERT)
+    model = checkpoint_card(models / BERT)  # not registered: the built-in card of that name stays as it is
     hf = transformers.AutoModel.from_pretrained(models / BERT)
     pooler = sum(p.numel() for n, p in hf.named_parameters() if n.startswith("pooler."))
     assert model.kind == "embedding" and model.param_count() == sum(p.numel() for p in hf.parameters()) - pooler
