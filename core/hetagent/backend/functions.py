@@ -23,7 +23,7 @@ FUNCTION_ATTR = "hetagent.function"
 
 @dataclass(frozen=True)
 class ModelFunction:
-    """One exported function of the reference decoder at static shapes: the unit the compiler builds."""
+    """One exported function of a reference model at static shapes: the unit the compiler builds."""
 
     model: str
     function: str  # prefill | decode | embed
@@ -94,7 +94,7 @@ def export_program(fn: ModelFunction):
         (shape, torch.int64 if kind == "i64" else dtype)
         for _, shape, kind in fn.signature(model)["inputs"]
     ]
-    body = getattr(reference, fn.function)
+    body = reference.function(model, fn.function)
 
     class Function(torch.nn.Module):
         def forward(self, *args):

@@ -21,7 +21,8 @@ OpenAI parameters), else as the model's generation config and the server's tempe
   end-of-sequence id, a stop string (the text ends before it) or the cache's capacity; the text is a
   `text.Generated` carrying its finish reason; `progress` tells
   the tokens a sequence has so far (streamed answers).
-- embed: a batch of texts -> unit-length embeddings.
+- embed: a batch of texts -> unit-length embeddings (a Llama decoder's, or a BERT encoder's: its tokenizer adds
+  [CLS] ... [SEP]; text longer than the kernel's prompt capacity keeps its head).
 """
 
 from __future__ import annotations
@@ -155,11 +156,10 @@ class LLMExecutor:
         tokens = np.full((fn["batch"], fn["prompt"]), text.PAD, dtype=np.int64)
         lengths = np.ones(fn["batch"], dtype=np.int64)
         for i, call in enumerate(calls):
-            if call.op == "llm.prefill":  # a prompt: the chat template applies
-                ids = tokenizer.prompt_ids(call.inputs, call.attrs.get("system"))
-            else:  # text to embed, as it is
-                ids = tokenizer.encode("\n\n".join(render(v) for v in call.inputs))
-            ids = ids[-fn["prompt"]:]
+            if call.op == "llm.prefill":  # a prompt: the chat template applies; a long one keeps its tail
+                ids = tokenizer.prompt_ids(call.inputs, call.attrs.get("system"))[-fn["prompt"]:]
+            else:  # text to embed, as it is; a long one keeps its head (as encoders' tokenizers truncate)
+                ids = tokenizer.encode("\n\n".join(render(v) for v in call.inputs))[: fn["prompt"]]
             tokens[i, : len(ids)] = ids
             lengths[i] = len(ids)
         return tokens, lengths

@@ -2,7 +2,8 @@
 
 An `llm.prefill`, `llm.decode` or `memory.embed` op whose model has a Llama-architecture card gets a compute
 kernel: one of the reference decoder's functions (`hetagent.models.reference`), exported at static shapes
-taken from the op's workload descriptor:
+taken from the op's workload descriptor; a `memory.embed` of a BERT encoder gets the encoder's embed
+(`hetagent.models.encoder`, its prompt capped at the model's position table):
 
     prompt capacity T  = the op's input tokens (a distribution: its max, else mean + 3·std), rounded up to 64
     KV capacity S      = T + output tokens, rounded up to 64 (prefill takes S from the decode that reads its KV)
@@ -22,7 +23,7 @@ from iree.compiler import ir
 from hetagent.backend.functions import ModelFunction
 from hetagent.errors import HetagentError
 from hetagent.models.catalog import card
-from hetagent.models.weights import architecture_problem
+from hetagent.models.weights import architecture_problem, reference_functions
 
 BUCKET = 64
 DEFAULT_INPUT_TOKENS = 512
@@ -100,12 +101,16 @@ def function_for(op) -> tuple[ModelFunction | None, str]:
     problem = architecture_problem(model)
     if problem:
         return None, problem
+    if function not in reference_functions(model):
+        return None, f"model {model.name!r} is an encoder: it has {', '.join(reference_functions(model))}, no {function}"
     dtype = op.attributes["dtype"].value if "dtype" in op.attributes else model.default_dtype
     if dtype not in REFERENCE_DTYPES:
         return None, f"dtype {dtype!r}: the reference decoder runs in {', '.join(REFERENCE_DTYPES)}"
     batch = _batch(op)
     if function == "embed":
-        return ModelFunction(model.name, function, dtype, batch, prompt=_round_up(DEFAULT_EMBED_TOKENS)), ""
+        # an encoder with learned positions reads at most its position table's length
+        prompt = min(_round_up(DEFAULT_EMBED_TOKENS), model.max_position)
+        return ModelFunction(model.name, function, dtype, batch, prompt=prompt), ""
     prompt = _round_up(_tokens(op, "input_tokens", DEFAULT_INPUT_TOKENS))
     decode = op if function == "decode" else _decode_reading(op)
     capacity = _kv_capacity(decode) if decode is not None else prompt

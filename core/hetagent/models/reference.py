@@ -55,11 +55,11 @@ def random_weights(model: ModelCard, *, seed: int = 0, dtype: str | None = None)
     weights = {}
     for name, shape in weight_shapes(model).items():
         values = torch.randn(shape, generator=generator, dtype=torch.float32)
-        if name.endswith("norm.weight"):
+        if name.lower().endswith("norm.weight"):
             values = 1.0 + 0.1 * values
         elif name.endswith(".bias"):
             values = 0.1 * values
-        elif name != "model.embed_tokens.weight":
+        elif "embed" not in name:  # embedding tables keep unit scale
             values = values / shape[-1] ** 0.5
         weights[name] = values.to(torch_dtype(model, dtype))
     return weights
@@ -76,6 +76,20 @@ def load_weights(model: ModelCard, directory: str | Path, *, dtype: str | None =
             for name in (n for n, where in located.items() if where == file):
                 weights[name] = f.get_tensor(name).to(torch_dtype(model, dtype))
     return {name: weights[name] for name in located}
+
+
+def function(model: ModelCard, name: str):
+    """The reference implementation of model function `name` (prefill, decode, embed) for `model`'s
+    architecture: this decoder's, or the BERT encoder's (`hetagent.models.encoder`)."""
+    from hetagent.models.weights import is_bert, reference_functions
+
+    if name not in reference_functions(model):
+        raise HetagentError(f"model {model.name!r} has no {name} function; it has {', '.join(reference_functions(model))}")
+    if is_bert(model):
+        from hetagent.models import encoder
+
+        return getattr(encoder, name)
+    return globals()[name]
 
 
 # ---------------------------------------------------------------------------------------------- the decoder

@@ -35,6 +35,7 @@ from hetagent.backend.chat_template import Chat
 from hetagent.backend.text import IncrementalDetokenizer, Sampling
 from hetagent.backend.tokenizer import ByteTokenizer, tokenizer_for
 from hetagent.backend.transforms import render
+from hetagent.errors import HetagentError
 from hetagent.serve.metrics import CONTENT_TYPE
 from hetagent.serve.service import AgentService, Rejection
 
@@ -192,6 +193,9 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
     audio_in = next((n.attrs for n in program.nodes() if n.op == "input.audio"), None)
     answer = answer_decode(program)  # its tokens stream: they are detokenised as its model's tokenizer says
     answer_tokenizer = tokenizer_for(answer.attrs["model"]) if answer is not None else ByteTokenizer()
+    query = next((n for n in program.nodes() if n.op == "input.query"), None)
+    templated = [n for n in program.nodes() if n.op == "llm.prefill" and query is not None and n.operands == query.results
+                 and tokenizer_for(n.attrs["model"]).template is not None]  # the LLM calls the messages feed alone
     app = FastAPI(title=f"hetagent serve: {agent}", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(ApiError)
@@ -259,6 +263,11 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
             raise _validation_error(exc) from None
         model_card(body.model)
         payload = {"query": _query(body.messages)}
+        for prefill in templated:  # a conversation a model's template refuses is the client's error
+            try:
+                tokenizer_for(prefill.attrs["model"]).prompt_ids([payload["query"]], prefill.attrs.get("system"))
+            except HetagentError as exc:
+                raise ApiError(400, str(exc), "messages", "invalid_value") from None
         if audio_in is not None:
             payload["audio"] = _audio(body.messages, int(audio_in.get("sample_rate", 16000)))
         ticket = service.submit(payload, body.seed, stream=body.stream, sampling=body.sampling())
