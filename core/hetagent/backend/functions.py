@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from iree.compiler import ir
 
-from hetagent.errors import UnsupportedError
+from hetagent.errors import HetagentError, UnsupportedError
 from hetagent.models.card import ModelCard
 from hetagent.models.catalog import card
 
@@ -79,6 +79,17 @@ def kernel_function(module: ir.Module) -> ModelFunction:
     return ModelFunction.from_attribute(kernels[0].attributes[FUNCTION_ATTR])
 
 
+def reference_function(model: ModelCard, name: str):
+    """The reference implementation of model function `name` (prefill, decode, embed) for `model`'s
+    architecture: the decoder's (`hetagent.models.reference`) or the BERT encoder's (`hetagent.models.encoder`)."""
+    from hetagent.models import encoder, reference
+    from hetagent.models.weights import is_bert, reference_functions
+
+    if name not in reference_functions(model):
+        raise HetagentError(f"model {model.name!r} has no {name} function; it has {', '.join(reference_functions(model))}")
+    return getattr(encoder if is_bert(model) else reference, name)
+
+
 def export_program(fn: ModelFunction):
     """The `torch.export.ExportedProgram` of `fn`: arguments are its inputs, then the weights in
     `reference.weight_shapes` order; traced on the meta device."""
@@ -94,7 +105,7 @@ def export_program(fn: ModelFunction):
         (shape, torch.int64 if kind == "i64" else dtype)
         for _, shape, kind in fn.signature(model)["inputs"]
     ]
-    body = reference.function(model, fn.function)
+    body = reference_function(model, fn.function)
 
     class Function(torch.nn.Module):
         def forward(self, *args):

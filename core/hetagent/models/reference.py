@@ -78,20 +78,6 @@ def load_weights(model: ModelCard, directory: str | Path, *, dtype: str | None =
     return {name: weights[name] for name in located}
 
 
-def function(model: ModelCard, name: str):
-    """The reference implementation of model function `name` (prefill, decode, embed) for `model`'s
-    architecture: this decoder's, or the BERT encoder's (`hetagent.models.encoder`)."""
-    from hetagent.models.weights import is_bert, reference_functions
-
-    if name not in reference_functions(model):
-        raise HetagentError(f"model {model.name!r} has no {name} function; it has {', '.join(reference_functions(model))}")
-    if is_bert(model):
-        from hetagent.models import encoder
-
-        return getattr(encoder, name)
-    return globals()[name]
-
-
 # ---------------------------------------------------------------------------------------------- the decoder
 
 
