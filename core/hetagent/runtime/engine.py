@@ -622,7 +622,8 @@ class Engine:
         self._end(live)
 
     def _end(self, live: _Live) -> None:
-        self._departures.append(live.record.end)
+        if live.record.status != "cancelled":  # its time in the engine says nothing of the rate requests are served
+            self._departures.append(live.record.end)
         self.live.pop(live.request.id, None)
         self._release(live)
         self.on_finish(live.record)
