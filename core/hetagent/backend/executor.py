@@ -97,6 +97,9 @@ class Executor(Protocol):
 
     def active(self) -> int: ...
 
+    # optional, stepped ops: `progress(call)` (tokens so far, for streaming); `leave(call) -> bool` (drop a joined
+    # call whose request was cancelled)
+
 
 class OneShotExecutor:
     """Base for executors with no stepped ops: one call at a time unless a subclass batches."""

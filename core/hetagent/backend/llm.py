@@ -245,5 +245,19 @@ class LLMExecutor:
                     return sequence.tokens
         return []
 
+    def leave(self, call: Call) -> bool:
+        """Drop a joined decode before its end (its request was cancelled): its slot is free for the next."""
+        if call.kernel is not None:
+            batch = self._batch(call)
+            for slot, sequence in batch.slots.items():
+                if sequence.call.task == call.task:
+                    del batch.slots[slot]
+                    return True
+        for i, (done, _) in enumerate(self.done):
+            if done.task == call.task:
+                del self.done[i]
+                return True
+        return False
+
     def active(self) -> int:
         return sum(len(b.slots) for b in self.batches.values()) + len(self.done)

@@ -25,7 +25,7 @@ from hetagent.ir.context import location_of
 from hetagent.ir.module import to_text
 from hetagent.models.catalog import use_model_dir
 from hetagent.runtime import report, standins
-from hetagent.runtime.engine import EngineOptions, LocalEngine, Request, RequestRecord
+from hetagent.runtime.engine import Engine, EngineOptions, LocalEngine, Request, RequestRecord
 from hetagent.runtime.layout import WorkerPlan, plan_workers
 from hetagent.runtime.program import Program, build_program
 from hetagent.runtime.trace import otlp_trace
@@ -136,8 +136,8 @@ class RunResult:
 
 def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Registry, options: EngineOptions,
                  pricebook: PriceBook | None = None, on_finish: Callable[[RequestRecord], None] | None = None,
-                 engine_hook: Callable[[LocalEngine], None] | None = None,
-                 engine_class: Callable[..., LocalEngine] = LocalEngine) -> RunResult:
+                 engine_hook: Callable[[Engine], None] | None = None,
+                 engine_class: Callable[..., Engine] = LocalEngine) -> RunResult:
     """Start the workers, run the requests, stop the workers, report. `engine_hook(engine)` is called on every
     tick of the run loop (tests use it to kill a worker mid-run; the re-planner to scale pools). `engine_class`:
     LocalEngine, or RayEngine (with its address bound)."""

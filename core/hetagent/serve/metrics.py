@@ -69,7 +69,7 @@ class ServeMetrics:
         self.requests.labels(self.agent, "invalid").inc()
 
     def request(self, record: RequestRecord) -> None:
-        """A request the engine ended: finished, failed or rejected."""
+        """A request the engine ended: finished, failed, rejected or cancelled."""
         self.arrived += 1
         self.requests.labels(self.agent, record.status).inc()
         if record.status != "ok":
