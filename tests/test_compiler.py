@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 from conftest import EXAMPLES  # noqa: E402
 from hetagent.compiler import CompileCache, Plan  # noqa: E402
 from hetagent.compiler.driver import compile_agent  # noqa: E402
-from hetagent.models import card  # noqa: E402
-from hetagent.models import reference  # noqa: E402
+from hetagent.models import card# noqa: E402
+from hetagent.models import reference# noqa: E402
 from hetagent.backend import Registry  # noqa: E402
 
 TINY = card("tiny-llama")

@@ -78,7 +78,7 @@ def test_rag_agent_retrieves_with_the_checkpoint(bert):
 def test_bert_card_and_bad_activation(bert, tmp_path):
     import shutil
 
-    from hetagent.models.weights import locate_weights
+    from hetagent.models.weight_names import locate_weights
 
     from hetagent.models.hf_checkpoint import checkpoint_card
 

@@ -83,7 +83,7 @@ def reference_function(model: ModelCard, name: str):
     """The reference implementation of model function `name` (prefill, decode, embed) for `model`'s
     architecture: the decoder's (`hetagent.models.reference`) or the BERT encoder's (`hetagent.models.encoder`)."""
     from hetagent.models import encoder, reference
-    from hetagent.models.weights import is_bert, reference_functions
+    from hetagent.models.weight_names import is_bert, reference_functions
 
     if name not in reference_functions(model):
         raise HetagentError(f"model {model.name!r} has no {name} function; it has {', '.join(reference_functions(model))}")
@@ -93,7 +93,7 @@ def reference_function(model: ModelCard, name: str):
 def export_program(fn: ModelFunction):
     """The `torch.export.ExportedProgram` of `fn`: arguments are its inputs, then the weights in
     `reference.weight_shapes` order; traced on the meta device."""
-    from hetagent.models import reference  # raises the "install hetagent[torch]" error when torch is missing
+    from hetagent.models import reference# raises the "install hetagent[torch]" error when torch is missing
 
     import torch
 

@@ -19,7 +19,7 @@ from hetagent.models.catalog import card
 from hetagent.models.hf_checkpoint import locate_tensors, read_header
 
 DISK_NUMPY = {"BF16": "<u2", "F16": "<f2", "F32": "<f4"}  # safetensors dtype -> how numpy reads its bytes
-from hetagent.models.weights import locate_weights, weight_shapes
+from hetagent.models.weight_names import locate_weights, weight_shapes
 
 RANDOM_SEED = 0
 

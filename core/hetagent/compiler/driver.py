@@ -29,7 +29,7 @@ from hetagent.errors import HetagentError
 from hetagent.ir import decompose, verify
 from hetagent.ir.module import functions, to_text
 from hetagent.models.catalog import card, use_checkpoint
-from hetagent.models.weights import locate_weights, weight_shapes
+from hetagent.models.weight_names import locate_weights, weight_shapes
 from hetagent.backend.registry import Registry
 
 MANIFEST_FORMAT = 1

@@ -23,7 +23,7 @@ from iree.compiler import ir
 from hetagent.backend.functions import ModelFunction
 from hetagent.errors import HetagentError
 from hetagent.models.catalog import card
-from hetagent.models.weights import architecture_problem, reference_functions
+from hetagent.models.weight_names import architecture_problem, reference_functions
 
 BUCKET = 64
 DEFAULT_INPUT_TOKENS = 512

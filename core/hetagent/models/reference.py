@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hetagent.errors import HetagentError
 from hetagent.models.card import ModelCard
-from hetagent.models.weights import locate_weights, weight_shapes
+from hetagent.models.weight_names import locate_weights, weight_shapes
 
 try:
     import torch

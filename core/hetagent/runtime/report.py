@@ -128,7 +128,7 @@ def summary(requests: list[RequestRecord], ops: list[OpRecord], wall_s: float, u
 
 def cost_check(program, device_of: dict[int, str], ops: list[OpRecord], requests: list[RequestRecord], model) -> list[dict]:
     """Predicted vs measured (median) seconds per (op kind, device) for the ops the cost model can time."""
-    from hetagent.cost.llm import phase_time
+    from hetagent.cost.phases import phase_time
     from hetagent.models.catalog import card
     from hetagent.models.kernels import decode_kernels, prefill_kernels
 

@@ -28,7 +28,7 @@ from hetagent.runtime import report, standins
 from hetagent.runtime.engine import Engine, EngineOptions, LocalEngine, Request, RequestRecord
 from hetagent.runtime.layout import WorkerPlan, plan_workers
 from hetagent.runtime.program import Program, build_program
-from hetagent.runtime.trace import otlp_trace
+from hetagent.runtime.otel import otlp_trace
 from hetagent.backend.weights import prepare_weights
 
 

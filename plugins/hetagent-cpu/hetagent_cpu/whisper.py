@@ -2,7 +2,7 @@
 `generate` (audio of at most one window, no timestamps), token for token.
 
 A checkpoint directory (`--model-dir DIR`, `DIR/<model>/`, `model_type` whisper) brings `config.json`, the
-safetensors weights (`WhisperForConditionalGeneration`: `hetagent.models.weights.whisper_shapes`),
+safetensors weights (`WhisperForConditionalGeneration`: `hetagent.models.weight_names.whisper_shapes`),
 `preprocessor_config.json` (sampling rate, FFT size, hop, window length), `generation_config.json` and
 `tokenizer.json`.
 
@@ -27,7 +27,7 @@ from hetagent.backend.weights import read_tensors
 from hetagent.errors import HetagentError
 from hetagent.models.catalog import card
 from hetagent.models.hf_checkpoint import checkpoint_json
-from hetagent.models.weights import checkpoint_tensors
+from hetagent.models.weight_names import checkpoint_tensors
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
