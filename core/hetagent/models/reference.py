@@ -127,16 +127,20 @@ def _heads(x, count: int, head_dim: int):
 
 
 def _attend(model: ModelCard, q, k, v, allowed):
-    """Grouped-query attention of q [B,H,T,D] over k, v [B,Hkv,S,D]; `allowed` [B or 1, 1, T, S] masks keys."""
+    """Grouped-query attention of q [B,H,T,D] over k, v [B,Hkv,S,D]; `allowed` [B or 1, 1, T, S] masks keys.
+
+    Query head h reads kv head h // group (HF's repeat_kv); the group's query heads are stacked as rows of one
+    matmul against their kv head instead of repeating k and v per query head: the compiled kernel then reads the
+    cache once, not `group` times through a materialised copy (most of a decode step's attention time)."""
+    batch, _, length, dim = q.shape
     group = model.num_heads // model.num_kv_heads
-    k = k.repeat_interleave(group, dim=1)  # query head h reads kv head h // group, as HF's repeat_kv
-    v = v.repeat_interleave(group, dim=1)
-    scores = (q @ k.transpose(-1, -2)) * (model.head_size ** -0.5)
-    scores = torch.where(allowed, scores, torch.finfo(scores.dtype).min)
+    q = q.reshape(batch, model.num_kv_heads, group * length, dim)
+    scores = (q @ k.transpose(-1, -2)) * (model.head_size ** -0.5)  # [B, Hkv, group·T, S]
+    scores = scores.view(batch, model.num_kv_heads, group, length, -1)
+    scores = torch.where(allowed[:, :, None], scores, torch.finfo(scores.dtype).min)
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    out = probs @ v  # [B, H, T, D]
-    batch, _, length, _ = out.shape
-    return out.transpose(1, 2).reshape(batch, length, model.num_heads * model.head_size)
+    out = probs.view(batch, model.num_kv_heads, group * length, -1) @ v  # [B, Hkv, group·T, D]
+    return out.view(batch, model.num_heads, length, dim).transpose(1, 2).reshape(batch, length, model.num_heads * dim)
 
 
 def _linear(w: Weights, name: str, x):
