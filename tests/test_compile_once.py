@@ -42,7 +42,7 @@ def _matched(prepared) -> dict:
     """Every compute node of the program against the manifest entry of its id: same op, device and kernel."""
     from hetagent.runtime.program import is_compute
 
-    manifest = json.loads((prepared.compiled / "manifest.json").read_text())
+    manifest = json.loads((prepared.compiled.out_dir / "manifest.json").read_text())
     by_id = {o["id"]: o for o in manifest["ops"]}
     assert len(by_id) == len(manifest["ops"]), "ids are unique"
     nodes = {n.label: n for n in prepared.program.nodes() if is_compute(n)}
@@ -75,7 +75,7 @@ def test_report_and_trace_name_ops_by_their_ids(registry, cache_dir, agent_files
     from hetagent.runtime.run import new_run_id, run_prepared
 
     prepared = _prepare(agent_files["calculator"], registry, cache_dir)
-    manifest = json.loads((prepared.compiled / "manifest.json").read_text())
+    manifest = json.loads((prepared.compiled.out_dir / "manifest.json").read_text())
     ids = {o["id"] for o in manifest["ops"]}
     result = run_prepared(prepared, [Request(0, {"query": "what is 2 + 3?"}, 0.0, seed=1)], registry=registry,
                           options=EngineOptions(run_id=new_run_id(), cache_dir=str(cache_dir)))

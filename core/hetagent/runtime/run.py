@@ -15,7 +15,7 @@ from typing import Callable
 
 from hetagent.agent.loader import load_agent, stem
 from hetagent.compiler.cache import CompileCache, digest
-from hetagent.compiler.driver import compile_agent
+from hetagent.compiler.driver import CompiledAgent, compile_agent
 from hetagent.backend.registry import Registry
 from hetagent.compiler.place import present_devices
 from hetagent.plan import Plan
@@ -41,7 +41,7 @@ class Prepared:
     device_of: dict[int, str]
     substitutions: dict[str, str]
     fallbacks: list[str]
-    compiled: Path
+    compiled: CompiledAgent
 
     def kernels_of(self, worker: WorkerPlan) -> tuple:
         return tuple({n.kernel for n in self.program.nodes()
@@ -68,20 +68,17 @@ def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, 
     work = cache.root / "runs" / f"{stem(agent)}-{digest(source, plan.source if plan else '')[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "agent.mlir").write_text(source)
-    fallbacks: list[str] = []
     weights = {m: model_dir / m for m in set(mapping.values()) if model_dir and (model_dir / m).is_dir()}
     present = present_devices(registry) if local else None
-    compiled = work / "compiled"
-    compiled_agent = compile_agent(work / "agent.mlir", compiled, module=module, registry=registry, plan=plan,
-                                   cache=cache, weights=weights, present=present, allow_fallback=allow_fallback,
-                                   progress=progress)
-    fallbacks += compiled_agent.fallbacks
-    program = build_program(compiled_agent)
+    compiled = compile_agent(work / "agent.mlir", work / "compiled", module=module, registry=registry, plan=plan,
+                             cache=cache, weights=weights, present=present, allow_fallback=allow_fallback,
+                             progress=progress)
+    program = build_program(compiled)
     for kernel in {n.kernel for n in program.nodes() if n.kernel}:
         prepare_weights(kernel.function["model"], kernel.function["dtype"], model_dir=model_dir, cache_dir=cache.root)
     workers, device_of = plan_workers(program, registry, cpu_partitions=cpu_partitions, local=local)
     substituted = {k: v for k, v in mapping.items() if k != v}
-    return Prepared(program, workers, device_of, substituted, fallbacks, compiled)
+    return Prepared(program, workers, device_of, substituted, compiled.fallbacks, compiled)
 
 
 @dataclass(frozen=True)
