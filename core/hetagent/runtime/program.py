@@ -114,7 +114,9 @@ def build_program(compiled: CompiledAgent) -> Program:
 
     def node_of(op) -> Node:
         index = next(node_counter)
-        attrs = {op.attributes[i].name: python_value(op.attributes[i].attr) for i in range(len(op.attributes))}
+        # `id` and `kernel` are the node's label and kernel: not repeated in the attributes every call carries
+        attrs = {a.name: python_value(a.attr) for a in (op.attributes[i] for i in range(len(op.attributes)))
+                 if a.name not in ("id", "kernel")}
         placement = Placement.of(op)
         if op_id(op) is None:
             raise HetagentError(f"op {op.name} has no id: the runtime runs a module `compile_agent` compiled")
