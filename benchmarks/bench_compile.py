@@ -57,7 +57,7 @@ def main() -> None:
     registry.lowering_pipelines()
     cache = CompileCache(work / "cache")
     start = time.perf_counter()
-    manifest = compile_agent(agent, work / "cold", registry=registry, cache=cache)
+    manifest = compile_agent(agent, work / "cold", registry=registry, cache=cache).manifest
     cold = time.perf_counter() - start
     start = time.perf_counter()
     compile_agent(agent, work / "hit", registry=registry, cache=cache)

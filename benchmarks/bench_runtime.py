@@ -45,7 +45,7 @@ CORES = len(os.sched_getaffinity(0))  # a single worker gets every core this pro
 
 
 def _prepare(work: Path, model: str, tokens: int, batch: int = 1):
-    from hetagent.compiler import Plan
+    from hetagent.plan import Plan
     from hetagent.compiler.cache import CompileCache
     from hetagent.backend import Registry
     from hetagent.runtime.run import prepare

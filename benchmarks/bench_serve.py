@@ -176,7 +176,7 @@ def main() -> None:
     levels = [int(c) for c in args.clients.split(",")]
 
     from hetagent.cli.output import print_table
-    from hetagent.compiler import Plan
+    from hetagent.plan import Plan
     from hetagent.compiler.cache import CompileCache
     from hetagent.backend import Registry
     from hetagent.runtime.run import prepare

@@ -54,7 +54,7 @@ def conformance(backend: str, out: Path) -> dict:
 
 
 def run(work: Path, registry, plan: dict, *, model: str, tokens: int, requests: int):
-    from hetagent.compiler import Plan
+    from hetagent.plan import Plan
     from hetagent.compiler.cache import CompileCache
     from hetagent.runtime.engine import EngineOptions, Request
     from hetagent.runtime.run import new_run_id, prepare, run_prepared

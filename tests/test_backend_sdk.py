@@ -11,7 +11,7 @@ import pytest
 from hetagent.backend import DetectedDevice, Detection, Registry
 from hetagent.backend.executor import WorkerContext
 from hetagent.backend.iree import DRIVERS, IreeDevice, select_device
-from hetagent.compiler.place import Placement
+from hetagent.plan import Placement
 from hetagent.errors import HetagentError
 from hetagent.runtime.layout import plan_workers
 from hetagent.runtime.program import Block, Node, Program

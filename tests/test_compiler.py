@@ -11,7 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import EXAMPLES  # noqa: E402
-from hetagent.compiler import CompileCache, Plan  # noqa: E402
+from hetagent.compiler import CompileCache  # noqa: E402
+from hetagent.plan import Plan  # noqa: E402
 from hetagent.compiler.driver import compile_agent  # noqa: E402
 from hetagent.models import card# noqa: E402
 from hetagent.models import reference# noqa: E402
@@ -60,7 +61,7 @@ def cpu_build(agent, registry, cache, tmp_path_factory):
     """The tiny agent compiled for the host CPU (cold: exports and compiles three kernels)."""
     out = tmp_path_factory.mktemp("cpu-build")
     start = time.perf_counter()
-    manifest = compile_agent(agent, out, registry=registry, cache=cache)
+    manifest = compile_agent(agent, out, registry=registry, cache=cache).manifest
     return out, manifest, time.perf_counter() - start
 
 
@@ -68,7 +69,7 @@ def cpu_build(agent, registry, cache, tmp_path_factory):
 def cross_build(agent, registry, cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("cross-build")
     plan = Plan.from_dict(CROSS_PLAN, source="cross-plan")
-    return out, compile_agent(agent, out, registry=registry, cache=cache, plan=plan)
+    return out, compile_agent(agent, out, registry=registry, cache=cache, plan=plan).manifest
 
 
 def kernel(manifest, function: str, device: str = "host-cpu") -> dict:
@@ -161,7 +162,7 @@ def test_embedding_matches_the_torch_reference(cpu_build, tiny_weights):
 def test_a_second_compile_is_all_cache_hits(cpu_build, agent, registry, cache, tmp_path):
     _, first, _ = cpu_build
     start = time.perf_counter()
-    second = compile_agent(agent, tmp_path, registry=registry, cache=cache)
+    second = compile_agent(agent, tmp_path, registry=registry, cache=cache).manifest
     seconds = time.perf_counter() - start
     assert {k["cache"] for k in second["kernels"]} == {"hit"}
     assert [k["artifact"]["sha256"] for k in second["kernels"]] == [k["artifact"]["sha256"] for k in first["kernels"]]

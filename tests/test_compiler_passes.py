@@ -8,9 +8,11 @@ import sys
 import pytest
 
 from conftest import EXAMPLES
-from hetagent.compiler import Plan, partition, place
+from hetagent.compiler import partition, place
+from hetagent.plan import Plan
 from hetagent.compiler.lower import clean_module_text
-from hetagent.compiler.place import Placement, agent_ops, compute_ops, label_of
+from hetagent.compiler.place import agent_ops, compute_ops, label_of
+from hetagent.plan import Placement
 from hetagent.errors import HetagentError
 from hetagent.ir import decompose, load, parse, verify
 from hetagent.ir.module import functions
@@ -77,8 +79,8 @@ def test_placing_on_devices_absent_from_this_node_names_each(registry):
         ({"answer": {"device": "h100-sxn"}}, r"unknown device 'h100-sxn'"),
         ({"answer": {"device": "h100-sxm", "backend": "rocm"}}, r"belongs to backend 'cuda', not 'rocm'"),
         ({"answer": {"device": "h100-sxm", "tp": 2}}, r"tp = 2.*single-device kernels"),
-        ({"answer": {"device": "h100-sxm", "batch": 0}}, r"'batch' must be an integer >= 1"),
-        ({"answer": {"device": "h100-sxm", "speed": 3}}, r"unknown field\(s\) speed"),
+        ({"answer": {"device": "h100-sxm", "batch": 0}}, r"placements\.answer\.batch: 0 is less than the minimum of 1"),
+        ({"answer": {"device": "h100-sxm", "speed": 3}}, r"placements\.answer: Additional properties.*'speed' was unexpected.*valid fields: backend, batch, device"),
     ],
 )
 def test_bad_plans_are_explained(registry, plan, message):
@@ -93,8 +95,18 @@ def test_a_plan_naming_a_backend_that_is_not_installed():
 
 def test_plan_files(tmp_path):
     path = tmp_path / "plan.json"
-    path.write_text(json.dumps({"placements": {"answer": {"device": "mi300x"}}, "planner": "ignored"}))
-    assert Plan.load(path).placements["answer"].device == "mi300x"
+    path.write_text(json.dumps({"placements": {"answer": {"device": "mi300x"}}}))
+    plan = Plan.load(path)
+    assert plan.placements["answer"].device == "mi300x" and not plan.planned
+    with pytest.raises(HetagentError, match=r"hetagent simulate needs a plan written by `hetagent plan`"):
+        plan.require_figures("hetagent simulate")
+    # one schema for every plan: a stray key, or half of the planner's figures, is an error naming the field
+    path.write_text(json.dumps({"placements": {}, "planner": "x"}))
+    with pytest.raises(HetagentError, match=rf"{path}: not a valid plan.*'planner' was unexpected"):
+        Plan.load(path)
+    path.write_text(json.dumps({"placements": {}, "cost": {"usd_per_hour": 1.0, "usd_per_request": 0.1}}))
+    with pytest.raises(HetagentError, match=r"'format' is a dependency of 'cost'"):
+        Plan.load(path)
     path.write_text("{not json")
     with pytest.raises(HetagentError, match="not valid JSON"):
         Plan.load(path)

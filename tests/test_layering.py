@@ -12,6 +12,7 @@ FLOORS = {
     "errors": 0, "files": 0, "dtypes": 0, "graphs": 0,
     "ir": 1,
     "agent": 2, "models": 2, "hardware": 2,  # agent: the front-ends (Python tracing, LangGraph import)
+    "plan": 2,  # the one Plan/Placement and its schemas: read by planner, compiler, simulator, runtime, server
     "backend": 3,
     "cost": 4,
     "planner": 5, "sim": 5,
@@ -23,7 +24,7 @@ FLOORS = {
 # what a backend package may import of hetagent (spec/plugin-api.md, section 8)
 BACKEND_MAY_IMPORT = ("backend", "models", "hardware", "ir", "errors")
 # the conformance suite drives compile and run end to end through their public entry points
-CONFORMANCE_MAY_IMPORT = BACKEND_MAY_IMPORT + ("compiler", "runtime")
+CONFORMANCE_MAY_IMPORT = BACKEND_MAY_IMPORT + ("plan", "compiler", "runtime")
 
 
 def _part(path):

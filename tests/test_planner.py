@@ -56,13 +56,12 @@ def test_voice_agent_plan_meets_its_sla_and_beats_its_baselines(voice_plan):
 
 
 def test_plan_is_read_by_the_schema_and_the_compiler(voice_plan):
-    from hetagent.compiler.place import Plan as CompilerPlan
-    from hetagent.planner.plan import Plan
+    from hetagent.plan import Plan
 
     data = json.loads(voice_plan[0].read_text())
-    assert Plan.load(voice_plan[0]).to_dict() == data
-    compiler_plan = CompilerPlan.from_dict(data, source="plan")
-    assert compiler_plan.placements["answer.decode"].device == data["placements"]["answer.decode"]["device"]
+    plan = Plan.load(voice_plan[0])
+    assert plan.to_dict() == data
+    assert plan.placements["answer.decode"].device == data["placements"]["answer.decode"]["device"]
     placed = voice_plan[1].read_text()
     assert placed.count("placement = {") >= 10 and data["placements"]["answer.decode"]["device"] in placed
 

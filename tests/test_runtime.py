@@ -124,7 +124,7 @@ def test_admission_control_rejects_clearly_and_loses_nothing(registry, cache_dir
 
 
 def test_sequences_joining_a_decode_batch_between_steps(registry, cache_dir, agent_files):
-    from hetagent.compiler import Plan
+    from hetagent.plan import Plan
     from hetagent.compiler.cache import CompileCache
     from hetagent.runtime.run import prepare
 

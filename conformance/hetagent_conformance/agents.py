@@ -3,7 +3,7 @@ and the answers the oracle expects of it."""
 
 from __future__ import annotations
 
-from hetagent.compiler.place import Placement, Plan
+from hetagent.plan import Placement, Plan
 
 from hetagent_conformance.kernels import CAPACITY, MODEL, PROMPT
 from hetagent_conformance.oracle import Decoder

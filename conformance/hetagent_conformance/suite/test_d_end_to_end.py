@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from hetagent.compiler.place import Placement, Plan
+from hetagent.plan import Placement, Plan
 from hetagent.runtime.layout import usable_cores
 
 from hetagent_conformance.agents import everything_on, expected_answers, run

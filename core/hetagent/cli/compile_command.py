@@ -52,7 +52,7 @@ def _target_options(values: list[str]) -> dict[str, dict[str, str]]:
 def cmd_compile(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hetagent.compiler import Plan
+    from hetagent.plan import Plan
     from hetagent.compiler.driver import compile_agent
     from hetagent.backend.registry import Registry, requested_backends
 
@@ -71,14 +71,14 @@ def cmd_compile(args) -> int:
         manifest = compile_agent(
             args.agent, args.output, registry=registry, plan=plan, target_options=target_options,
             weights=weights, allow_fallback=args.allow_fallback, progress=progress,
-        )
+        ).manifest
     if args.json:
         print_json(manifest)
         return 0
     print_table(
         f"{args.agent}: ops",
-        ["op", "name", "backend", "device", "kernel"],
-        [(o["op"], o["name"], o["backend"], o["device"], o["kernel"] or o.get("no_kernel", "-")) for o in manifest["ops"]],
+        ["op", "id", "backend", "device", "kernel"],
+        [(o["op"], o["id"], o["backend"], o["device"], o["kernel"] or o.get("no_kernel", "-")) for o in manifest["ops"]],
     )
     print_table(
         f"artifacts in {args.output}",

@@ -86,21 +86,21 @@ def engine_class(args):
 
 def prepare_agent(agent: str | Path, args, *, registry, cache, on_progress=None):
     """Compile (cached) and lay out `agent` as the options say: on this node, or (Ray) across a cluster."""
-    from hetagent.compiler import Plan
+    from hetagent.plan import Plan
     from hetagent.runtime.run import prepare
 
     return prepare(agent, registry=registry, plan=Plan.load(args.plan) if args.plan else None,
                    model_dir=args.model_dir, model_overrides=dict(_pairs(args.model_map, "--model-map", "FROM=TO")),
                    cpu_partitions=args.cpu_partitions, allow_fallback=args.allow_fallback, cache=cache,
-                   progress=on_progress, local=args.engine == "local")
+                   progress=on_progress, local=args.engine == "local", resources=resources(args))
 
 
-def check_agent_resources(agent: Path, args) -> None:
-    """Exit 2 at start-up, naming each store or tool the agent needs and the options do not give."""
-    from hetagent.runtime.run import check_resources
+def resources(args):
+    """The stores and tools the options give (`--store`, `--tool`): `prepare` checks the agent needs no other,
+    so a missing one exits 2 at start-up, named."""
+    from hetagent.runtime.run import Resources
 
-    check_resources(agent, stores=dict(_pairs(args.store, "--store", "NAME=INDEX")),
-                    http_tools=dict(_pairs(args.tool, "--tool", "NAME=URL")))
+    return Resources(dict(_pairs(args.store, "--store", "NAME=INDEX")), dict(_pairs(args.tool, "--tool", "NAME=URL")))
 
 
 def engine_options(args, cache):

@@ -89,12 +89,12 @@ def cmd_simulate(args) -> int:
     import time
 
     from hetagent.errors import HetagentError
-    from hetagent.planner.plan import Plan
+    from hetagent.plan import Plan
     from hetagent.planner.planner import build
     from hetagent.planner.problem import load_problem
     from hetagent.sim.run import requests_for, simulate_plan
 
-    plan = Plan.load(args.plan)
+    plan = Plan.load(args.plan).require_figures("hetagent simulate")
     if "source" not in plan.problem:
         raise HetagentError(f"{args.plan}: the plan does not name its problem file (problem.source): re-plan it")
     problem = load_problem(plan.problem["source"]).with_utilisation(plan.problem["max_utilisation"])
@@ -135,15 +135,14 @@ def _write_placed_ir(problem, plan, path) -> None:
 
     if problem.agent is None:
         raise HetagentError("--ir-out needs a problem with an agent (a profiled problem has no IR)")
-    from hetagent.compiler.place import Plan as CompilerPlan, place
+    from hetagent.compiler.place import place
     from hetagent.agent import load_agent
     from hetagent.ir import decompose, save
     from hetagent.backend.registry import Registry
 
     module = decompose(load_agent(problem.agent))
-    compiler_plan = CompilerPlan.from_dict(plan.to_dict(), source="the plan")
     # the planner's decision as it is, whether or not this node's backends can run it: compile and run check it
-    place(module, compiler_plan, registry=Registry.load(), check=False)
+    place(module, plan, registry=Registry.load(), check=False)
     save(module, path)
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from hetagent.cli import limits
-from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, check_agent_resources, checkout_path, engine_class, engine_options, prepare_agent, progress
+from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, checkout_path, engine_class, engine_options, prepare_agent, progress
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
 from hetagent.backend.text import Sampling
 from hetagent.errors import HetagentError
@@ -73,7 +73,6 @@ def cmd_run(args) -> int:
         raise HetagentError("--trace needs --rate R (the mean request rate to replay it at)")
     sampling = _sampling(args)  # bad values are refused before anything compiles
     make_engine = engine_class(args)
-    check_agent_resources(agent, args)
     replanner = _replanner(args)
     registry = Registry.load(requested_backends(args.backends))
     book = load_pricebook(args.pricebook) if args.pricebook else None
@@ -128,16 +127,12 @@ def _replanner(args):
     """`--replan`: a re-planner holding the expectations of a plan written by `hetagent plan`, else None."""
     if not args.replan:
         return None
-    from hetagent.planner.plan import Plan as PlannerPlan
+    from hetagent.plan import Plan
     from hetagent.runtime.replan import Expectations, Replanner
 
     if not args.plan:
         raise HetagentError("--replan compares the run with a plan's expectations: give --plan (from `hetagent plan`)")
-    try:
-        plan = PlannerPlan.load(args.plan)
-    except HetagentError as exc:
-        raise HetagentError(f"--replan needs a plan written by `hetagent plan` (with its ops and problem): {exc}") from None
-    return Replanner(Expectations.from_plan(plan))
+    return Replanner(Expectations.from_plan(Plan.load(args.plan).require_figures("--replan")))
 
 
 def _print_report(agent: str, result, args) -> None:

@@ -8,7 +8,7 @@ import socket
 import sys
 
 from hetagent.cli import limits
-from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, check_agent_resources, engine_class, engine_options, prepare_agent, progress
+from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, engine_class, engine_options, prepare_agent, progress
 from hetagent.cli.output import console
 from hetagent.errors import HetagentError
 from hetagent.serve.request_limits import Limits
@@ -77,7 +77,6 @@ def cmd_serve(args) -> int:
     if args.api_key == "":
         raise HetagentError(f"--api-key (or ${API_KEY_ENV}) is empty: give a key, or unset it to serve without auth")
     make_engine = engine_class(args)
-    check_agent_resources(args.agent, args)
     registry = Registry.load(requested_backends(args.backends))
     book = load_pricebook(args.pricebook) if args.pricebook else default_pricebook()
     sock = _listen(args.host, args.port)

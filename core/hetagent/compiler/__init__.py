@@ -14,7 +14,7 @@ from hetagent.compiler.functions import ModelFunction, function_for
 from hetagent.compiler.kernels import attach_kernels
 from hetagent.compiler.lower import lower
 from hetagent.compiler.partition import partition
-from hetagent.compiler.place import Placement, Plan, place
+from hetagent.compiler.place import place
 
 __all__ = [
     "CompileCache",
@@ -24,7 +24,5 @@ __all__ = [
     "attach_kernels",
     "lower",
     "partition",
-    "Placement",
-    "Plan",
     "place",
 ]

@@ -1,6 +1,11 @@
-"""`compile_agent`: an agent file in, per-backend artifacts and a manifest out (`hetagent compile`).
+"""`compile_agent`: an agent file in, a `CompiledAgent` out — per-backend artifacts and a manifest on disk, and the
+placed module the runtime builds its program from (`hetagent compile`, `hetagent run`, `hetagent serve`).
 
-    load, verify, decompose -> place -> attach_kernels -> partition -> lower (each partition)
+    load, verify, decompose, assign_ids -> place -> attach_kernels -> partition -> lower (each partition)
+
+Each pass runs once per compile; a warm cache makes exporting and lowering cache hits (`CompileCache`), never a
+second pass over the agent. Ops are named by their `id` (`hetagent.ir.passes.ids`) in the module, the manifest
+and everything the runtime reports.
 
 The output directory holds, per backend, the partition module (`<backend>.mlir`) and its artifacts
 (`<backend>/<kernel>.<device>.<ext>`), and `manifest.json`: which op runs where, every kernel with its
@@ -13,8 +18,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from iree.compiler import ir
 
 from hetagent.agent import load_agent
 from hetagent.compiler.cache import CompileCache, digest
@@ -24,9 +32,11 @@ from hetagent.compiler.kernels import attach_kernels, kernel_notes, wanted_funct
 from hetagent.compiler.lower import ARTIFACTS_ATTR, Job, lower
 from hetagent.compiler.partition import partition
 from hetagent.compiler.pipelines import describe
-from hetagent.compiler.place import Placement, Plan, compute_ops, label_of, place
+from hetagent.compiler.place import compute_ops, label_of, place
+from hetagent.plan import Placement, Plan
 from hetagent.errors import HetagentError
 from hetagent.ir import decompose, verify
+from hetagent.ir.passes import assign_ids, op_id
 from hetagent.ir.module import functions, to_text
 from hetagent.models.catalog import card, use_checkpoint
 from hetagent.models.weight_names import locate_weights, weight_shapes
@@ -38,11 +48,33 @@ MANIFEST_FORMAT = 1
 Progress = Callable[[str, int, int], None]
 
 
+@dataclass
+class CompiledAgent:
+    """What `compile_agent` built: the placed, decomposed module (ids and kernels attached), the manifest, and the
+    directory holding the artifacts the manifest names. The runtime builds its program from it as is."""
+
+    module: ir.Module
+    manifest: dict
+    out_dir: Path
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return self.manifest["fallbacks"]
+
+    def kernel(self, symbol: str, device: str) -> dict | None:
+        """The manifest's entry for kernel `symbol` built for `device`, or None."""
+        return next((k for k in self.manifest["kernels"] if k["symbol"] == symbol and k["device"] == device), None)
+
+    def artifact(self, entry: dict) -> Path:
+        return (self.out_dir / entry["artifact"]["file"]).resolve()
+
+
 def compile_agent(
     agent: str | Path,
     out_dir: str | Path,
     *,
     registry: Registry,
+    module: ir.Module | None = None,
     plan: Plan | None = None,
     cache: CompileCache | None = None,
     target_options: dict[str, dict[str, str]] | None = None,
@@ -50,16 +82,18 @@ def compile_agent(
     present: set[str] | None = None,
     allow_fallback: bool = False,
     progress: Progress | None = None,
-) -> dict:
-    """Compile `agent` into `out_dir` and return the manifest (also written as `manifest.json`). `present`: place
-    for this node's devices (`hetagent run`); `allow_fallback`: ops that cannot run where placed go to the host
-    device (listed in the manifest's `fallbacks`) instead of being an error."""
+) -> CompiledAgent:
+    """Compile `agent` into `out_dir` (the manifest is also written as `manifest.json`). `module`: the agent
+    already loaded (the runtime loads it once, to check its resources and substitute models), compiled in place;
+    else it is loaded from `agent`. `present`: place for this node's devices (`hetagent run`); `allow_fallback`:
+    ops that cannot run where placed go to the host device (listed in the manifest's `fallbacks`) instead of
+    being an error."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise HetagentError(f"{out}: exists and is not a directory (-o names the output directory)")
     cache = cache or CompileCache()
     report = progress or (lambda description, advance, total: None)
-    module = decompose(verify(load_agent(agent), what=str(agent)))
+    module = assign_ids(decompose(verify(module if module is not None else load_agent(agent), what=str(agent))))
     fallbacks: list[str] = []
     place(module, plan, registry=registry, present=present, allow_fallback=allow_fallback,
           on_fallback=fallbacks.append)
@@ -105,7 +139,7 @@ def compile_agent(
         "weights": checked_weights,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return CompiledAgent(module, manifest, out)
 
 
 def _check_weights(weights: dict[str, str | Path]) -> dict[str, str]:
@@ -121,6 +155,7 @@ def _check_weights(weights: dict[str, str | Path]) -> dict[str, str]:
 def _op_entry(op, note: str | None) -> dict:
     placement = Placement.of(op)
     entry = {
+        "id": op_id(op),
         "op": op.name,
         "name": label_of(op),
         "backend": placement.backend,

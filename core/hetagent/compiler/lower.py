@@ -22,7 +22,8 @@ from iree.compiler import ir
 
 from hetagent.compiler.cache import CompileCache, digest
 from hetagent.compiler.pipelines import find_pipeline, run_pipeline, with_target_options
-from hetagent.compiler.place import Placement, compute_ops
+from hetagent.compiler.place import compute_ops
+from hetagent.plan import Placement
 from hetagent.errors import HetagentError
 from hetagent.ir.module import functions, new_context, parse, to_text
 from hetagent.ir.optable import is_agent_op

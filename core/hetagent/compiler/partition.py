@@ -23,7 +23,8 @@ from __future__ import annotations
 from iree.compiler import ir
 
 from hetagent.compiler.lower import functions_needed
-from hetagent.compiler.place import Placement, agent_ops, ops_within
+from hetagent.compiler.place import agent_ops, ops_within
+from hetagent.plan import Placement
 from hetagent.errors import HetagentError
 from hetagent.ir.module import clone, functions
 from hetagent.ir.verifier import verify

@@ -5,7 +5,7 @@ their `name` label; an entry for a label also covers the parts decompose split i
 `answer.prefill`, `answer.kv`, `answer.decode`; the longest matching label wins). Ops the plan does not name go
 to the plan's default (this node's host device, from the backend that provides it, unless the plan says
 otherwise); a `kv.transfer` the plan does not name exactly runs where the decode that reads its cache runs. The
-plan format the compiler reads is `spec/plan-format.md`.
+plan (`hetagent.plan`) is `spec/plan-format.md`.
 
 A placement must be one the backend can run: the reference backend (the host device's) runs every op, another
 backend an op one of its executors claims on that device, or an op with a model function its lowering pipeline
@@ -18,8 +18,7 @@ each fallback is reported.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Callable
 
 from iree.compiler import ir
@@ -27,86 +26,10 @@ from iree.compiler import ir
 from hetagent.compiler.functions import function_for
 from hetagent.compiler.pipelines import find_pipeline
 from hetagent.errors import HetagentError
-from hetagent.files import read_json
 from hetagent.ir.optable import OPS
 from hetagent.ir.verifier import verify
 from hetagent.backend.registry import Registry
-
-
-@dataclass(frozen=True)
-class Placement:
-    device: str
-    backend: str
-    replicas: int = 1
-    tp: int = 1
-    batch: int = 1
-
-    def as_attribute(self, context: ir.Context) -> ir.DictAttr:
-        with context:
-            i64 = ir.IntegerType.get_signless(64)
-            return ir.DictAttr.get({
-                "device": ir.StringAttr.get(self.device),
-                "backend": ir.StringAttr.get(self.backend),
-                "replicas": ir.IntegerAttr.get(i64, self.replicas),
-                "tp": ir.IntegerAttr.get(i64, self.tp),
-                "batch": ir.IntegerAttr.get(i64, self.batch),
-            })
-
-    @classmethod
-    def of(cls, op) -> "Placement | None":
-        if "placement" not in op.attributes:
-            return None
-        attr = op.attributes["placement"]
-        values = {attr[i].name: attr[i].attr.value for i in range(len(attr))}
-        return cls(**values)
-
-
-_PLACEMENT_FIELDS = {f.name for f in fields(Placement)}
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The part of a plan the compiler reads: a placement per op label, and a default."""
-
-    placements: dict[str, Placement] = field(default_factory=dict)
-    default: Placement | None = None  # None: this node's host device
-    source: str = "the default placement (every op on the host CPU)"
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Plan":
-        return cls.from_dict(read_json(path, "plan"), source=str(path))
-
-    @classmethod
-    def from_dict(cls, data, *, source: str) -> "Plan":
-        if not isinstance(data, dict) or not isinstance(data.get("placements", {}), dict):
-            raise HetagentError(f"{source}: a plan is a JSON object with a 'placements' object (spec/plan-format.md)")
-        placements = {label: _placement(entry, f"{source}: placements.{label}") for label, entry in data.get("placements", {}).items()}
-        default = _placement(data["default"], f"{source}: default") if "default" in data else None
-        return cls(placements, default, source)
-
-    def entry_for(self, label: str | None) -> tuple[str | None, Placement | None]:
-        """The plan label covering `label` (itself, or the longest dotted prefix) and its placement."""
-        while label:
-            if label in self.placements:
-                return label, self.placements[label]
-            label = label.rpartition(".")[0]
-        return None, None
-
-
-def _placement(entry, where: str) -> Placement:
-    if not isinstance(entry, dict) or "device" not in entry:
-        raise HetagentError(f"{where}: a placement is an object with at least a 'device' (and optionally backend, "
-                            "replicas, tp, batch)")
-    unknown = set(entry) - _PLACEMENT_FIELDS
-    if unknown:
-        raise HetagentError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_PLACEMENT_FIELDS))}")
-    for key in ("replicas", "tp", "batch"):
-        value = entry.get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise HetagentError(f"{where}: '{key}' must be an integer >= 1, got {value!r}")
-    if not isinstance(entry["device"], str) or not isinstance(entry.get("backend", ""), str):
-        raise HetagentError(f"{where}: 'device' and 'backend' must be strings")
-    return Placement(**{"backend": "", **entry})
+from hetagent.plan import Placement, Plan
 
 
 def host_placement(registry: Registry) -> Placement:

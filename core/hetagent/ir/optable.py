@@ -107,12 +107,19 @@ class OpDef:
 
     @property
     def all_attrs(self) -> tuple[Attr, ...]:
-        return self.attrs if self.terminator or self.level == "structural" else self.attrs + COMMON_ATTRS
+        if self.terminator:
+            return self.attrs
+        return self.attrs + ((ID_ATTR,) if self.level == "structural" else COMMON_ATTRS)
 
 
-# Every compute op may carry these: a label, its traffic, and (after planning) where it runs.
+# Every op but a terminator may carry an id; the compiler gives one to each (hetagent.ir.passes.ids)
+ID_ATTR = Attr("id", "string", doc="the op's id, unique in its module: the `name` label, or one the compiler "
+                                   "generates; the compile manifest, the runtime's program, run reports and traces "
+                                   "name the op by it")
+# Every compute op may carry these: a label, its id, its traffic, and (after planning) where it runs.
 COMMON_ATTRS = (
     Attr("name", "string", doc="a human-readable label, used in reports and plans"),
+    ID_ATTR,
     Attr("bytes_in", "int", min=0, doc="bytes the op reads from its operands (workload descriptor)"),
     Attr("bytes_out", "int", min=0, doc="bytes the op produces"),
     Attr("batch_hint", "int", min=1, doc="how many requests the op is expected to batch"),

@@ -29,7 +29,7 @@ PAYLOAD_BYTES = {
 
 @dataclass(frozen=True)
 class Task:
-    label: str  # the op's `name` label; unlabelled ops get "<op name>#<n>"
+    label: str  # the op's `name` label; an unlabelled op its id ("<op name>#<k>", as the compiler and runtime name it)
     op: str
     attrs: dict[str, Any]
     executions: float  # expected runs per request
@@ -58,8 +58,9 @@ class TaskGraph:
 def load_task_graph(path: str | Path) -> TaskGraph:
     from hetagent.agent import load_agent
     from hetagent.ir import decompose
+    from hetagent.ir.passes import assign_ids
 
-    module = decompose(load_agent(path))
+    module = assign_ids(decompose(load_agent(path)))
     return task_graph(module, str(path))
 
 
@@ -81,7 +82,6 @@ class _Builder:
         # value -> {(task, kv label)}: the tasks whose output it is (a kv.transfer's result keeps its label)
         self.producers: dict[Any, frozenset] = {}
         self.edges: dict[tuple[int, int], Dependency] = {}
-        self.unlabelled = 0
         self.bytes_out: dict[Any, float] = {}  # values whose producer states its size (`bytes_out`)
 
     def sources(self, values) -> frozenset:
@@ -106,7 +106,7 @@ class _Builder:
                 self._branch(op, weight, waits_for)
             elif name == "kv.transfer":
                 (prefill, _), = self.sources(op.operands)  # decompose feeds a transfer from exactly one prefill
-                label = _plain_attrs(op).get("name") or f"kv.transfer#{prefill}"
+                label = _plain_attrs(op).get("name") or _plain_attrs(op)["id"]
                 self.producers[op.results[0]] = frozenset({(prefill, label)})
             else:
                 self._task(op, weight, waits_for)
@@ -133,8 +133,7 @@ class _Builder:
         attrs = _plain_attrs(op)
         label = attrs.get("name")
         if label is None:
-            label = f"{op.name}#{self.unlabelled}"
-            self.unlabelled += 1
+            label = attrs["id"]  # the id the compiled agent gives it too: a plan's ops match a run's
         elif any(t.label == label for t in self.graph.tasks):
             raise HetagentError(f"{self.origin}: two ops are labelled {label!r} ({op.location}): a plan names ops "
                                 "by label, so labels must be unique")

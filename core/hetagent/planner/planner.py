@@ -12,7 +12,7 @@ from hetagent.hardware.tco import SECONDS_PER_HOUR, usd_per_million_tokens
 from hetagent.planner.instance import Instance, Solution
 from hetagent.planner.milp import Infeasible, solve
 from hetagent.planner.options import AgentInstance, Dropped
-from hetagent.planner.plan import (Baseline, Binding, Cost, DeviceCount, Latency, OpPlan, PathStep, Placement, Plan)
+from hetagent.plan import (Baseline, Binding, Cost, DeviceCount, Latency, OpPlan, PathStep, Placement, Plan)
 from hetagent.planner.problem import Problem
 
 SOLVER = "HiGHS (highspy)"
@@ -165,7 +165,8 @@ def assemble(built: AgentInstance, problem: Problem, solution: Solution) -> Plan
                 solver={"name": SOLVER, "status": "optimal" if solution.optimal else "time limit: best found, not proved optimal",
                         "seconds": solution.seconds,
                         "variables": solution.variables, "constraints": solution.constraints,
-                        "options": len(instance.options)})
+                        "options": len(instance.options)},
+                source=f"the plan for {problem.name}")
 
 
 def _default_placement(built: AgentInstance, solution: Solution) -> Placement:

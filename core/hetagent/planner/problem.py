@@ -19,7 +19,7 @@ from hetagent.errors import HetagentError
 from hetagent.files import read_json, read_text, read_toml
 from hetagent.graphs import find_cycle
 from hetagent.hardware.pricebook import DevicePrice, PriceBook, find_pricebook
-from hetagent.planner.schema import validate
+from hetagent.plan.schema import validate
 
 DEFAULT_MAX_UTILISATION = 0.8
 DEFAULT_PERCENTILE = 99.0

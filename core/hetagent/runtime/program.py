@@ -1,22 +1,25 @@
-"""The agent as the runtime walks it: plain Python nodes read once from the placed MLIR module.
+"""The agent as the runtime walks it: plain Python nodes read once from the compiled agent's placed module.
 
 The engine interprets the graph per request (ops run as their operands become ready; `control.loop` and
 `control.branch` are evaluated when reached), so it needs the graph without MLIR: every op becomes a `Node`
-with its attributes as Python values, its operands and results as integer value ids, its placement and, for
-model functions, the compiled kernel (`KernelRef`: artifact file, symbol, signature) from the compile manifest.
-Workers receive `Call`s built from nodes; neither imports MLIR.
+with its id (the op's `id` attribute, as in the compile manifest), its attributes as Python values, its operands
+and results as integer value ids, its placement and, for model functions, the compiled kernel (`KernelRef`:
+artifact file, symbol, signature) the op's `kernel` attribute names for its device in the manifest. Workers
+receive `Call`s built from nodes; neither imports MLIR.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from iree.compiler import ir
 
 from hetagent.backend.executor import KernelRef
-from hetagent.compiler.place import Placement, compute_ops, label_of
+from hetagent.compiler.driver import CompiledAgent
+from hetagent.errors import HetagentError
 from hetagent.ir.optable import OPS
+from hetagent.ir.passes import op_id
+from hetagent.plan import Placement
 
 CONTROL_OPS = ("control.loop", "control.branch")
 
@@ -30,9 +33,9 @@ class Block:
 
 @dataclass(frozen=True)
 class Node:
-    index: int
+    index: int  # walk order in this program (the engine's own bookkeeping; nothing outside matches by it)
     op: str
-    label: str  # the op's `name`, else "<op>#<index>": unique, used in reports and traces
+    label: str  # the op's id (`id` attribute): unique, shared with the manifest, reports and traces
     attrs: dict
     operands: tuple[int, ...]
     results: tuple[int, ...]
@@ -72,15 +75,23 @@ def python_value(attr: ir.Attribute):
     return str(attr)
 
 
-def build_program(module: ir.Module, manifest: dict, out_dir: Path) -> Program:
-    """The program of a placed module, with kernels from the manifest `compile_agent` wrote into `out_dir`."""
-    kernels = {
-        (k["symbol"], k["device"]): KernelRef(k["symbol"], str((out_dir / k["artifact"]["file"]).resolve()),
-                                              k["function"], tuple(k["signature"]["weights"]))
-        for k in manifest["kernels"] if "function" in k
-    }
-    # the manifest lists compute ops in the same walk order as compute_ops: it names each op's kernel
-    kernel_of = {op: entry["kernel"] for op, entry in zip(compute_ops(module), manifest["ops"])}
+def build_program(compiled: CompiledAgent) -> Program:
+    """The program of a compiled agent: its placed module's graph, each op's kernel from the manifest by the
+    symbol and device the op names."""
+    module = compiled.module
+
+    def kernel_for(op, placement: Placement | None) -> KernelRef | None:
+        if "kernel" not in op.attributes or placement is None:
+            return None
+        symbol = op.attributes["kernel"].value
+        entry = compiled.kernel(symbol, placement.device)
+        if entry is None:
+            raise HetagentError(f"{compiled.out_dir}: the manifest has no kernel {symbol} for {placement.device}, "
+                                f"which op '{op_id(op)}' ({op.name}) runs")
+        if "function" not in entry:
+            return None  # a hand-written kernel: run by its backend's executor, not as a model function
+        return KernelRef(symbol, str(compiled.artifact(entry)), entry["function"], tuple(entry["signature"]["weights"]))
+
     ids: dict = {}
     counter = iter(range(1 << 30))
     node_counter = iter(range(1 << 30))
@@ -103,19 +114,22 @@ def build_program(module: ir.Module, manifest: dict, out_dir: Path) -> Program:
 
     def node_of(op) -> Node:
         index = next(node_counter)
-        attrs = {op.attributes[i].name: python_value(op.attributes[i].attr) for i in range(len(op.attributes))}
+        # `id` and `kernel` are the node's label and kernel: not repeated in the attributes every call carries
+        attrs = {a.name: python_value(a.attr) for a in (op.attributes[i] for i in range(len(op.attributes)))
+                 if a.name not in ("id", "kernel")}
         placement = Placement.of(op)
-        symbol = kernel_of.get(op)
+        if op_id(op) is None:
+            raise HetagentError(f"op {op.name} has no id: the runtime runs a module `compile_agent` compiled")
         return Node(
             index=index,
             op=op.name,
-            label=label_of(op) or f"{op.name}#{index}",
+            label=op_id(op),
             attrs=attrs,
             operands=tuple(value_id(v) for v in op.operands),
             results=tuple(value_id(v) for v in op.results),
             regions=tuple(block_of(region.blocks[0]) for region in op.regions),
             placement=placement,
-            kernel=kernels.get((symbol, placement.device)) if symbol and placement else None,
+            kernel=kernel_for(op, placement),
         )
 
     graph = next(op.operation for op in module.body.operations if op.operation.name == "agent.graph")

@@ -42,7 +42,7 @@ class Expectations:
 
     @classmethod
     def from_plan(cls, plan) -> Expectations:
-        """From a planner plan (`hetagent.planner.plan.Plan`)."""
+        """From a plan `hetagent plan` wrote (`hetagent.plan.Plan` with its figures)."""
         return cls(float(plan.problem["rate_rps"]), float(plan.problem["max_utilisation"]),
                    {label: OpExpectation(o.executions_per_request, o.latency_s, o.busy_s)
                     for label, o in plan.ops.items()})

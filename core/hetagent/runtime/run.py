@@ -1,7 +1,8 @@
 """`run_agent`: everything `hetagent run` does, as a function — prepare, start the workers, run, report.
 
-    load + model map (tiny stand-ins unless weights are given) -> compile (cached) -> program -> weights ->
-    workers (layout) -> LocalEngine or RayEngine .run(requests) -> report (+ OTLP trace)
+    load (once: resources checked, tiny stand-ins unless weights are given) -> compile (cached; one decompose and
+    place) -> program from the compiled agent -> weights -> workers (layout) -> LocalEngine or RayEngine
+    .run(requests) -> report (+ OTLP trace)
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from typing import Callable
 from hetagent.agent.loader import load_agent
 from hetagent.agent.source import stem
 from hetagent.compiler.cache import CompileCache, digest
-from hetagent.compiler.driver import compile_agent
+from hetagent.compiler.driver import CompiledAgent, compile_agent
 from hetagent.backend.registry import Registry
-from hetagent.compiler.place import Plan, place, present_devices
+from hetagent.compiler.place import present_devices
+from hetagent.plan import Plan
 from hetagent.errors import HetagentError
 from hetagent.hardware.pricebook import PriceBook, default_pricebook
-from hetagent.ir import decompose, load, verify
+from hetagent.ir import verify
 from hetagent.ir.context import location_of
 from hetagent.ir.module import to_text
 from hetagent.models.catalog import use_model_dir
@@ -41,7 +43,7 @@ class Prepared:
     device_of: dict[int, str]
     substitutions: dict[str, str]
     fallbacks: list[str]
-    compiled: Path
+    compiled: CompiledAgent
 
     def kernels_of(self, worker: WorkerPlan) -> tuple:
         return tuple({n.kernel for n in self.program.nodes()
@@ -50,13 +52,17 @@ class Prepared:
 
 def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
             model_overrides: dict[str, str] | None = None, cpu_partitions: int = 1, allow_fallback: bool = False,
-            cache: CompileCache | None = None, progress=None, local: bool = True) -> Prepared:
+            cache: CompileCache | None = None, progress=None, local: bool = True,
+            resources: Resources | None = None) -> Prepared:
     """Compile `agent` and lay out its workers: on this node, or (`local=False`) on a cluster (RayEngine). On this
-    node every placed device must be present, unless `allow_fallback` (then such ops run on the host device)."""
+    node every placed device must be present, unless `allow_fallback` (then such ops run on the host device).
+    The agent is loaded once; `resources`: check the stores and tools it needs are there, before compiling."""
     cache = cache or CompileCache()
     if model_dir is not None:
         use_model_dir(model_dir)  # its checkpoints are models by their directory names
     module = verify(load_agent(agent), what=str(agent))
+    if resources is not None:
+        check_resources(module, agent, resources)
     named = standins.named_models(module)
     mapping = standins.model_map(named, model_dir, model_overrides or {})
     standins.substitute(module, mapping)
@@ -64,30 +70,36 @@ def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, 
     work = cache.root / "runs" / f"{stem(agent)}-{digest(source, plan.source if plan else '')[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "agent.mlir").write_text(source)
-    fallbacks: list[str] = []
     weights = {m: model_dir / m for m in set(mapping.values()) if model_dir and (model_dir / m).is_dir()}
     present = present_devices(registry) if local else None
-    compiled = work / "compiled"
-    manifest = compile_agent(work / "agent.mlir", compiled, registry=registry, plan=plan, cache=cache,
-                             weights=weights, present=present, allow_fallback=allow_fallback, progress=progress)
-    fallbacks += manifest["fallbacks"]
-    placed = place(decompose(load(work / "agent.mlir")), plan, registry=registry, present=present,
-                   allow_fallback=allow_fallback, on_fallback=lambda m: None)
-    program = build_program(placed, manifest, compiled)
+    compiled = compile_agent(work / "agent.mlir", work / "compiled", module=module, registry=registry, plan=plan,
+                             cache=cache, weights=weights, present=present, allow_fallback=allow_fallback,
+                             progress=progress)
+    program = build_program(compiled)
     for kernel in {n.kernel for n in program.nodes() if n.kernel}:
         prepare_weights(kernel.function["model"], kernel.function["dtype"], model_dir=model_dir, cache_dir=cache.root)
     workers, device_of = plan_workers(program, registry, cpu_partitions=cpu_partitions, local=local)
     substituted = {k: v for k, v in mapping.items() if k != v}
-    return Prepared(program, workers, device_of, substituted, fallbacks, compiled)
+    return Prepared(program, workers, device_of, substituted, compiled.fallbacks, compiled)
 
 
-def check_resources(agent: str | Path, *, stores: dict[str, str], http_tools: dict[str, str]) -> None:
-    """Every memory store and tool the agent reads must be there before the first request, not found missing by
-    each request: raise `HetagentError` naming each missing one and how to provide it."""
+@dataclass(frozen=True)
+class Resources:
+    """What the command line provides for the agent's memory stores and tools (`--store`, `--tool`)."""
+
+    stores: dict[str, str] = field(default_factory=dict)
+    http_tools: dict[str, str] = field(default_factory=dict)
+
+
+def check_resources(module, agent: str | Path, resources: Resources) -> None:
+    """Every memory store and tool the agent (`module`, loaded from `agent`) reads must be there before the first
+    request, not found missing by each request: raise `HetagentError` naming each missing one and how to
+    provide it."""
     from iree.compiler import ir
 
     from hetagent.backend.tools import python_tools
 
+    stores, http_tools = resources.stores, resources.http_tools
     missing: dict[str, str] = {}
 
     def visit(op):
@@ -109,7 +121,7 @@ def check_resources(agent: str | Path, *, stores: dict[str, str], http_tools: di
                                            f"hetagent.tools) nor given as --tool {tool}=URL")
         return ir.WalkResult.ADVANCE
 
-    verify(load_agent(agent), what=str(agent)).operation.walk(visit)
+    module.operation.walk(visit)
     if missing:
         raise HetagentError(f"{agent}: the agent needs what is not there: " + "; ".join(missing.values()))
 

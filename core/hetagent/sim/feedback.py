@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from hetagent.planner.plan import Plan
+from hetagent.plan import Plan
 from hetagent.planner.planner import NoPlan, build, make_plan
 from hetagent.planner.problem import Problem
 from hetagent.sim.run import requests_for, simulate_plan

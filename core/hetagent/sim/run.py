@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hetagent.errors import HetagentError
 from hetagent.planner.options import AgentInstance
-from hetagent.planner.plan import Plan
+from hetagent.plan import Plan
 from hetagent.planner.problem import Problem, Trace, load_trace
 from hetagent.sim.replay import Request, SimResult, simulate
 

@@ -6,7 +6,7 @@
 
 Written as MLIR rewrite patterns (one per high-level op, applied by the walk-based driver). Each granular op
 inherits the attributes of the op it came from that its own definition accepts, so workload descriptors
-(model, dtype, token counts, tool latency...) travel with the work; a `name` label gets a suffix per part.
+(model, dtype, token counts, tool latency...) travel with the work; a `name` label (and an `id`) gets a suffix per part.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _inherited(op, target: str, part: str) -> dict[str, ir.Attribute]:
     attrs = {}
     for i in range(len(op.attributes)):
         named = op.attributes[i]
-        if named.name == "name" and isinstance(named.attr, ir.StringAttr):
+        if named.name in ("name", "id") and isinstance(named.attr, ir.StringAttr):
             attrs["name"] = ir.StringAttr.get(f"{named.attr.value}.{part}")
         elif named.name != "placement" and opdef.attr(named.name) is not None:
             attrs[named.name] = named.attr

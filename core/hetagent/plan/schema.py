@@ -1,6 +1,6 @@
 """JSON Schema validation of problems, fleets and plans, with errors that name the file and the field.
 
-The schemas (`hetagent/planner/schemas/*.schema.json`) are the machine-readable half of `spec/plan-format.md`.
+The schemas (`hetagent/plan/schemas/*.schema.json`) are the machine-readable half of `spec/plan-format.md`.
 `jsonschema` is imported on first use: `import hetagent` stays light.
 """
 
@@ -18,7 +18,7 @@ SCHEMAS = ("problem", "fleet", "plan")
 
 @cache
 def schema(name: str) -> dict[str, Any]:
-    return json.loads(resources.files("hetagent.planner").joinpath(f"schemas/{name}.schema.json").read_text())
+    return json.loads(resources.files("hetagent.plan").joinpath(f"schemas/{name}.schema.json").read_text())
 
 
 @cache
@@ -54,6 +54,10 @@ def _message(error) -> str:
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         return f"{error.message}; valid fields: {', '.join(allowed)}" if allowed else error.message
+    if error.validator == "dependentRequired":  # message: "'x' is a dependency of 'y'"
+        return (f"{error.message}: a plan written by `hetagent plan` has `format` and every figure "
+                f"({', '.join(error.schema['dependentRequired']['format'])}); a hand-written one has only "
+                "`placements` and `default`")
     if error.validator == "oneOf" and error.schema is schema("problem"):
         return "give either `agent` (an IR file) or `tasks` (the profiled formulation), not both"
     return error.message
