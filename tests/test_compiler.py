@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import EXAMPLES  # noqa: E402
-from hetagent.compiler import CompileCache  # noqa: E402
+from hetagent.compiler import CompileCache# noqa: E402
 from hetagent.plan import Plan  # noqa: E402
 from hetagent.compiler.driver import compile_agent  # noqa: E402
 from hetagent.models import card# noqa: E402

@@ -26,9 +26,9 @@ from iree.compiler import ir
 
 from hetagent.agent import load_agent
 from hetagent.compiler.cache import CompileCache, digest
-from hetagent.compiler.functions import ModelFunction
+from hetagent.compiler.shapes import ModelFunction
 from hetagent.compiler.export import FUNCTION_ATTR, installed_version
-from hetagent.compiler.kernels import attach_kernels, kernel_notes, wanted_functions
+from hetagent.compiler.attach import attach_kernels, kernel_notes, wanted_functions
 from hetagent.compiler.lower import ARTIFACTS_ATTR, Job, lower
 from hetagent.compiler.partition import partition
 from hetagent.compiler.pipelines import describe

@@ -13,7 +13,7 @@ from iree.compiler import ir
 
 from hetagent.compiler.cache import CompileCache
 from hetagent.compiler.export import import_function
-from hetagent.compiler.functions import FUNCTION_OF_OP, ModelFunction, function_for
+from hetagent.compiler.shapes import FUNCTION_OF_OP, ModelFunction, function_for
 from hetagent.compiler.place import compute_ops
 from hetagent.ir.module import functions
 from hetagent.ir.verifier import verify
