@@ -39,6 +39,7 @@ class Node:
     regions: tuple[Block, ...] = ()
     placement: Placement | None = None
     kernel: KernelRef | None = None
+    extend: KernelRef | None = None  # a prefill's extend kernel (the prefix cache), when compiled
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ def build_program(module: ir.Module, manifest: dict, out_dir: Path) -> Program:
     }
     # the manifest lists compute ops in the same walk order as compute_ops: it names each op's kernel
     kernel_of = {op: entry["kernel"] for op, entry in zip(compute_ops(module), manifest["ops"])}
+    extend_of = {op: entry.get("extend_kernel") for op, entry in zip(compute_ops(module), manifest["ops"])}
     ids: dict = {}
     counter = iter(range(1 << 30))
     node_counter = iter(range(1 << 30))
@@ -105,7 +107,7 @@ def build_program(module: ir.Module, manifest: dict, out_dir: Path) -> Program:
         index = next(node_counter)
         attrs = {op.attributes[i].name: python_value(op.attributes[i].attr) for i in range(len(op.attributes))}
         placement = Placement.of(op)
-        symbol = kernel_of.get(op)
+        symbol, extend = kernel_of.get(op), extend_of.get(op)
         return Node(
             index=index,
             op=op.name,
@@ -116,6 +118,7 @@ def build_program(module: ir.Module, manifest: dict, out_dir: Path) -> Program:
             regions=tuple(block_of(region.blocks[0]) for region in op.regions),
             placement=placement,
             kernel=kernels.get((symbol, placement.device)) if symbol and placement else None,
+            extend=kernels.get((extend, placement.device)) if extend and placement else None,
         )
 
     graph = next(op.operation for op in module.body.operations if op.operation.name == "agent.graph")
