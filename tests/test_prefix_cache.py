@@ -81,3 +81,69 @@ def test_extend_over_a_cached_prefix_equals_the_prefill():
     assert torch.allclose(step, logits, atol=1e-4) and step.argmax() == logits.argmax()
     assert torch.allclose(kv2[:, :, :, :, :70], kv[:, :, :, :, :70], atol=1e-5)
     assert not kv2[:, :, :, :, 70:].any()  # padding in the chunk writes nothing
+
+
+TURNS = """"agent.graph"() ({
+  %q = "input.query"() : () -> !agent.text
+  %a = "llm.call"(%q) {model = "tiny-llama", input_tokens = 256 : i64, output_tokens = 8 : i64, name = "chat"}
+      : (!agent.text) -> !agent.text
+  "agent.return"(%a) : (!agent.text) -> ()
+}) {sym_name = "turns", sla_ms = 600000.0 : f64} : () -> ()
+"""
+
+
+def _conversations(engine, turns=3, chats=2):
+    """Chats whose every turn resends the conversation so far (the answers included) with a new message."""
+    from hetagent.runtime.engine import Request
+
+    history, records = ["Be brief. Answer in English."] * chats, []
+    for turn in range(turns):
+        requests = []
+        for c in range(chats):
+            history[c] += f" U{c}: question {turn} about part {10 * c + turn}?"
+            requests.append(Request(len(records) + c, {"query": history[c]}, 0.0, seed=c))
+        done = engine.run(requests)
+        for c, record in enumerate(done):
+            history[c] += " A: " + "".join(record.tokens["chat.decode"])
+        records += done
+    return records
+
+
+def test_tokens_equal_a_run_without_the_cache_under_a_small_budget(registry, cache_dir, tmp_path):
+    pytest.importorskip("torch")
+    from hetagent.compiler.cache import CompileCache
+    from hetagent.models.catalog import card
+    from hetagent.runtime.engine import EngineOptions, LocalEngine
+    from hetagent.runtime.report import prefix_cache
+    from hetagent.runtime.run import new_run_id, prepare
+
+    agent = tmp_path / "turns.mlir"
+    agent.write_text(TURNS)
+    prepared = prepare(agent, registry=registry, cache=CompileCache(cache_dir))
+    (prefill,) = [n for n in prepared.program.nodes() if n.op == "llm.prefill"]
+    assert prefill.extend.function == {**prefill.extend.function, "function": "extend", "batch": 1, "prompt": 64,
+                                       "capacity": prefill.kernel.function["capacity"]}
+    model = card("tiny-llama")
+    block_bytes = model.num_layers * 2 * model.num_kv_heads * BLOCK_TOKENS * model.head_size * 4
+    runs = {}
+    for budget_blocks in (0, 6):
+        options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache_dir), admission="limit",
+                                prefix_cache_mb=budget_blocks * block_bytes / 2**20)
+        with LocalEngine(prepared.program, prepared.workers, prepared.device_of, options,
+                         kernels_of=prepared.kernels_of) as engine:
+            if budget_blocks:
+                engine.scale(prepared.workers[0].name, 2)  # two replicas: the router keeps each chat on one
+            records = _conversations(engine)
+            runs[budget_blocks] = (records, list(engine.ops))
+    (plain, plain_ops), (cached, cached_ops) = runs[0], runs[6]
+    assert [r.status for r in cached] == ["ok"] * 6
+    assert [r.tokens for r in cached] == [r.tokens for r in plain]  # exact: the same tokens as without a cache
+    prefills = [o for o in cached_ops if o.op == "llm.prefill"]
+    # every prompt has more blocks than the budget holds: what is reused is bounded by it, and every later turn
+    # still finds its chat's first blocks (eviction trims prefixes from their ends)
+    assert all(o.prompt_tokens > 6 * BLOCK_TOKENS for o in prefills)
+    assert all(0 < o.cached_tokens <= 6 * BLOCK_TOKENS for o in prefills[2:])
+    workers = [{o.worker for o in prefills if o.request % 2 == chat} for chat in (0, 1)]
+    assert len(workers[0]) == len(workers[1]) == 1 and workers[0] != workers[1]  # each chat stays on its replica
+    assert sum(r.cached_tokens for r in cached) == prefix_cache(cached_ops)["saved_tokens"] > 0
+    assert prefix_cache(plain_ops)["saved_tokens"] == 0 and prefix_cache(plain_ops)["prefills"] == 6

@@ -224,10 +224,11 @@ def extend(model: ModelCard, w: Weights, tokens, lengths, starts, kv):
     positions = starts[:, None] + torch.arange(length)[None, :]  # [B, C]
     cos, sin = _rotary(model, positions[:, None, :], h.dtype)  # [B, 1, C, D]: broadcast over heads
     slots = torch.arange(capacity)
-    real = torch.arange(length)[None, :] < lengths[:, None]  # [B, C]
-    onehot = (slots[None, None, :] == positions[:, :, None]) & real[:, :, None]  # [B, C, S]
+    # selects and products rather than boolean ops, which IREE's torch-to-linalg does not legalize
+    real = torch.where(torch.arange(length)[None, :] < lengths[:, None], 1.0, 0.0)  # [B, C]
+    onehot = torch.where(slots[None, None, :] == positions[:, :, None], 1.0, 0.0) * real[:, :, None]  # [B, C, S]
     scatter = onehot.transpose(1, 2)[:, None].to(h.dtype)  # [B, 1, S, C]
-    written = onehot.any(dim=1)[:, None, :, None]  # [B, 1, S, 1]
+    written = (onehot.sum(dim=1) > 0)[:, None, :, None]  # [B, 1, S, 1]
     allowed = (slots[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, C, S]
     layers = []
     for i in range(model.num_layers):
