@@ -182,7 +182,8 @@ class LLMExecutor:
         fn = kernel.function
         seed = f"{fn['model']}/{fn['dtype']}"  # a prefix's KV is the same whatever the cache's capacity
         prompts = self._ids(calls)
-        # (logits [V], kv [L, 2, B, Hkv, S, D], its batch index, prompt tokens from the cache) per call
+        # per call: logits [V], kv [L, 2, B, Hkv, S, D] and its batch index, prompt tokens from the cache, when
+        # its first token was ready, and the time staging its cache to the host
         ran: list = [None] * len(calls)
         fresh = list(range(len(calls)))
         if self.prefixes is not None and calls[0].extend is not None:
@@ -191,22 +192,20 @@ class LLMExecutor:
                 cached, blocks = self.prefixes.lookup(seed, ids, len(ids) - 1)  # the last token is always run
                 chunk = call.extend.function["prompt"]
                 if cached and -(-(len(ids) - cached) // chunk) * chunk < fn["prompt"]:  # cheaper than a prefill
-                    ran[i] = (*self._extend(call.extend, ids, cached, blocks), 0, cached)
+                    ran[i] = self._extend(call.extend, ids, cached, blocks)
                 else:
                     fresh.append(i)
-        staged = time.perf_counter()
         if fresh:
             tokens, lengths = self._padded(kernel, [prompts[i] for i in fresh])
             logits, kv = self.device.function(kernel)(tokens, lengths, *self.device.weights(kernel))
-            staged = time.perf_counter()
+            now, staged = time.monotonic(), time.perf_counter()
             logits, kv = self.device.to_host(logits), self.device.to_host(kv)
+            to_host_s = (time.perf_counter() - staged) / len(fresh)  # one copy serves the batch: each its share
             for b, i in enumerate(fresh):
-                ran[i] = (logits[b], kv, b, 0)
-        now = time.monotonic()
-        to_host_s = (time.perf_counter() - staged) / max(1, len(fresh))  # one copy serves a batch: each its share
+                ran[i] = (logits[b], kv, b, 0, now, to_host_s)
         outcomes = []
         tokenizer = tokenizer_for(fn["model"])
-        for call, ids, (logits, kv, b, cached) in zip(calls, prompts, ran):
+        for call, ids, (logits, kv, b, cached, now, to_host_s) in zip(calls, prompts, ran):
             sampling = sampling_of(call, self.context, tokenizer)
             first = draw(logits, sampling, tokenizer, text.stream_seed(call.seed, call.label), 0)
             start = time.perf_counter()
@@ -220,9 +219,9 @@ class LLMExecutor:
                                     handle.store_s))
         return outcomes
 
-    def _extend(self, kernel, ids: list[int], cached: int, blocks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Prefill ids[cached:] over the cached prefix's KV, chunk by chunk on the extend kernel: the logits of
-        the last token and the whole cache [L, 2, 1, Hkv, S, D]."""
+    def _extend(self, kernel, ids: list[int], cached: int, blocks: list[np.ndarray]) -> tuple:
+        """Prefill ids[cached:] over the cached prefix's KV, chunk by chunk on the extend kernel; as `_prefill`
+        records a call: the last token's logits, the whole cache [L, 2, 1, Hkv, S, D], ..., the staging time."""
         fn, model = kernel.function, self.device.card(kernel)
         host = np.zeros((model.num_layers, 2, 1, model.num_kv_heads, fn["capacity"], model.head_size),
                         dtype=kv_format.NUMPY_DTYPES[fn["dtype"]])
@@ -235,7 +234,9 @@ class LLMExecutor:
             tokens[0, :len(part)] = part
             logits, kv = function(tokens, np.array([len(part)], dtype=np.int64), np.array([start], dtype=np.int64),
                                   kv, *weights)
-        return self.device.to_host(logits)[0], self.device.to_host(kv)
+        now, staged = time.monotonic(), time.perf_counter()
+        logits, kv = self.device.to_host(logits)[0], self.device.to_host(kv)
+        return logits, kv, 0, cached, now, time.perf_counter() - staged
 
     def _embed(self, calls: list[Call]) -> list:
         kernel = calls[0].kernel
