@@ -1,9 +1,11 @@
 """Prefix caching (issue 17, item 5): the same workloads with and without the workers' prefix cache, in one run.
 
-    .venv/bin/python benchmarks/bench_prefix_cache.py [--conversations 3] [--turns 8] [--rounds 4] [--json]
+    .venv/bin/python benchmarks/bench_prefix_cache.py [--conversations 3] [--turns 8] [--rounds 4]
+                                                      [--workload chat|voice] [--json]
 
 1. Multi-turn chat: `--conversations` chats of `--turns` turns on an agent of one LLM call (tiny-llama stand-in,
-   fp32, prompt capacity 1024), prefill and decode on two CPU workers. Every chat starts with the same system
+   fp32, prompt capacity 1280: the longest conversation fits, so no prompt loses its start to truncation), prefill
+   and decode on two CPU workers. Every chat starts with the same system
    text; each turn the client resends the whole conversation — the earlier turns, the model's answers, and a new
    user message — as chat clients do. A turn's requests arrive together; the next turn starts when they end.
 2. The voice agent (`examples/voice_agent.mlir`, as `hetagent run` runs it): `--rounds` rounds of four callers,
@@ -29,13 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CHAT = """"agent.graph"() ({
   %q = "input.query"() : () -> !agent.text
-  %a = "llm.call"(%q) {model = "llama-3-8b", dtype = "fp32", input_tokens = 1024 : i64, output_tokens = 16 : i64,
+  %a = "llm.call"(%q) {model = "llama-3-8b", dtype = "fp32", input_tokens = 1280 : i64, output_tokens = 16 : i64,
                        name = "chat"} : (!agent.text) -> !agent.text
   "agent.return"(%a) : (!agent.text) -> ()
 }) {sym_name = "chat", sla_ms = 600000.0 : f64} : () -> ()
 """
 SYSTEM = ("You are a helpful assistant for a hardware shop. Answer briefly and politely, cite the catalogue when "
-          "you can, and never invent prices or delivery dates. ") * 3
+          "you can, and never invent prices or delivery dates. ") * 2
 
 
 def _prepare(agent: Path):
@@ -121,18 +123,22 @@ def main() -> int:
     parser.add_argument("--conversations", type=int, default=3)
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--workload", choices=("chat", "voice"), help="only this one (default: both)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as work:
         agent = Path(work) / "chat.mlir"
         agent.write_text(CHAT)
-        chat_prepared, voice_prepared = _prepare(agent), _prepare(ROOT / "examples" / "voice_agent.mlir")
-        rows = [
-            compare(f"multi-turn chat ({args.conversations} chats x {args.turns} turns)",
-                    lambda mb: chat(chat_prepared, mb, args.conversations, args.turns)),
-            compare(f"voice agent ({args.rounds} rounds x 4 callers)", lambda mb: voice(voice_prepared, mb, args.rounds)),
-        ]
+        rows = []
+        if args.workload in (None, "chat"):
+            prepared = _prepare(agent)
+            rows.append(compare(f"multi-turn chat ({args.conversations} chats x {args.turns} turns)",
+                                lambda mb: chat(prepared, mb, args.conversations, args.turns)))
+        if args.workload in (None, "voice"):
+            prepared = _prepare(ROOT / "examples" / "voice_agent.mlir")
+            rows.append(compare(f"voice agent ({args.rounds} rounds x 4 callers)",
+                                lambda mb: voice(prepared, mb, args.rounds)))
     if args.json:
         print(json.dumps({"load_average": load, "rows": rows}, indent=2))
         return 0

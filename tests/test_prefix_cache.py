@@ -133,6 +133,8 @@ def test_tokens_equal_a_run_without_the_cache_under_a_small_budget(registry, cac
                          kernels_of=prepared.kernels_of) as engine:
             if budget_blocks:
                 engine.scale(prepared.workers[0].name, 2)  # two replicas: the router keeps each chat on one
+                while not all(w.ready for w in engine.workers):
+                    engine.poll(0.2)
             records = _conversations(engine)
             runs[budget_blocks] = (records, list(engine.ops))
     (plain, plain_ops), (cached, cached_ops) = runs[0], runs[4]
