@@ -441,8 +441,9 @@ class LocalEngine:
         if node.op == "llm.prefill" and self.options.prefix_cache_mb > 0:  # the worker holding its longest prefix
             prompt = prefix_routing.prompt_text(inputs, node.attrs.get("system"))
             ranked = sorted((w for w in candidates if w.ready), key=lambda w: (len(w.tasks), w.restarts)) or [worker]
-            worker = ranked[prefix_routing.choose([len(w.tasks) for w in ranked], [
-                self._prompts.matched(w.plan.name, prompt) for w in ranked], len(prompt))]
+            if len(ranked) > 1:  # a choice to make: score it (matching prompts costs the router time per call)
+                worker = ranked[prefix_routing.choose([len(w.tasks) for w in ranked], [
+                    self._prompts.matched(w.plan.name, prompt) for w in ranked], len(prompt))]
             self._prompts.record(worker.plan.name, prompt)
         sent = time.monotonic()
         sampling = live.request.sampling if node.op in ("llm.prefill", "llm.decode") else None
