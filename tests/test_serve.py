@@ -200,6 +200,11 @@ def test_metrics_expose_latency_histograms_and_queues(server, client):
         'hetagent_requests_in_flight{agent="chat"}',
         'hetagent_worker_queue_depth{agent="chat",worker="host-cpu:0"}',
         'hetagent_tokens_total{agent="chat",kind="completion"}',
+        'hetagent_prefix_cache_lookups_total{agent="chat"}',
+        'hetagent_prefix_cache_hits_total{agent="chat"}',
+        'hetagent_prefix_cache_hit_ratio{agent="chat"}',
+        'hetagent_prefill_tokens_total{agent="chat",kind="computed"}',
+        'hetagent_prefill_tokens_total{agent="chat",kind="saved"}',
     ]
     assert [s for s in series if s not in text] == []
 

@@ -26,10 +26,10 @@ class ModelFunction:
     """One exported function of a reference model at static shapes: the unit the compiler builds."""
 
     model: str
-    function: str  # prefill | decode | embed
+    function: str  # prefill | decode | embed | extend (a prefill resuming over a cached prefix)
     dtype: str
     batch: int
-    prompt: int = 0  # prompt capacity T (prefill, embed)
+    prompt: int = 0  # prompt capacity T (prefill, embed), chunk C (extend)
     capacity: int = 0  # KV-cache capacity S (prefill, decode)
 
     @property
@@ -61,6 +61,7 @@ class ModelFunction:
             "prefill": ([tokens, lengths], [logits, kv]),
             "decode": ([["token", [self.batch], "i64"], ["positions", [self.batch], "i64"], kv], [logits, kv]),
             "embed": ([tokens, lengths], [["embedding", [self.batch, model.hidden_size], self.dtype]]),
+            "extend": ([tokens, lengths, ["starts", [self.batch], "i64"], kv], [logits, kv]),
         }[self.function]
         return {"inputs": inputs, "outputs": outputs}
 

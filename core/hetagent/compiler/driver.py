@@ -100,8 +100,8 @@ def compile_agent(
     checked_weights = _check_weights(weights or {})  # first: a checkpoint's card decides its kernels
 
     wanted = wanted_functions(module)
-    exports = {fn.symbol for _, fn in wanted}
-    jobs = {(fn.symbol, Placement.of(op).device) for op, fn in wanted}
+    exports = {fn.symbol for _, _, fn in wanted}
+    jobs = {(fn.symbol, Placement.of(op).device) for op, _, fn in wanted}
     total = len(exports) + len(jobs)
     report("placed", 0, total)
     attach_kernels(module, cache=cache, on_exported=lambda fn: report(f"exported {fn.symbol}", 1, total))
@@ -162,6 +162,8 @@ def _op_entry(op, note: str | None) -> dict:
         "device": placement.device,
         "kernel": op.attributes["kernel"].value if "kernel" in op.attributes else None,
     }
+    if "extend_kernel" in op.attributes:
+        entry["extend_kernel"] = op.attributes["extend_kernel"].value
     if note:
         entry["no_kernel"] = note
     return entry

@@ -4,6 +4,9 @@ Three pure functions of (weights, inputs), one per granular op the compiler expo
 
     prefill(tokens[B,T], lengths[B])          -> logits[B,V] at each prompt's last token, kv[L,2,B,Hkv,S,D]
     decode(token[B], positions[B], kv)        -> logits[B,V] for the next token, kv with position `pos` written
+    extend(tokens[B,C], lengths[B], starts[B], kv) -> logits[B,V] at each chunk's last real token, kv with
+                                                  slots [start, start + length) written (a prefill that resumes
+                                                  over a cached prefix: the prefix cache's kernel)
     embed(tokens[B,T], lengths[B])            -> unit-length embedding[B,H] (mean of the final hidden states)
 
 Shapes are static: T is the prompt capacity, S the KV-cache capacity; `lengths` and `positions` say what is
@@ -213,6 +216,34 @@ def decode(model: ModelCard, w: Weights, token, positions, kv):
         h, k, v = _layer(model, w, i, h, cos, sin, write_step, allowed)
         layers.append(torch.stack((k, v)))
     return _logits(model, w, h)[:, 0], torch.stack(layers)
+
+
+def extend(model: ModelCard, w: Weights, tokens, lengths, starts, kv):
+    """Prefill a chunk over a cache already holding slots [0, start): chunk token j sits at position start + j
+    and attends over the cache's slots up to its own. The chunk's keys and values are scattered into the cache
+    with a one-hot matmul (exact: each slot receives one value times 1.0), not dynamic indexing."""
+    batch, length = tokens.shape
+    capacity = kv.shape[4]
+    h = w["model.embed_tokens.weight"][tokens]  # [B, C, H]
+    positions = starts[:, None] + torch.arange(length)[None, :]  # [B, C]
+    cos, sin = _rotary(model, positions[:, None, :], h.dtype)  # [B, 1, C, D]: broadcast over heads
+    slots = torch.arange(capacity)
+    # selects and products rather than boolean ops, which IREE's torch-to-linalg does not legalize
+    real = torch.where(torch.arange(length)[None, :] < lengths[:, None], 1.0, 0.0)  # [B, C]
+    onehot = torch.where(slots[None, None, :] == positions[:, :, None], 1.0, 0.0) * real[:, :, None]  # [B, C, S]
+    scatter = onehot.transpose(1, 2)[:, None].to(h.dtype)  # [B, 1, S, C]
+    written = (onehot.sum(dim=1) > 0)[:, None, :, None]  # [B, 1, S, 1]
+    allowed = (slots[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, C, S]
+    layers = []
+    for i in range(model.num_layers):
+        def write_chunk(k, v, i=i):
+            return torch.where(written, scatter @ k, kv[i, 0]), torch.where(written, scatter @ v, kv[i, 1])
+
+        h, k, v = _layer(model, w, i, h, cos, sin, write_chunk, allowed)
+        layers.append(torch.stack((k, v)))
+    last = torch.arange(length)[None, :, None] == (lengths - 1)[:, None, None]
+    h_last = torch.where(last, h, 0.0).sum(dim=1, keepdim=True)
+    return _logits(model, w, h_last)[:, 0], torch.stack(layers)
 
 
 def embed(model: ModelCard, w: Weights, tokens, lengths):

@@ -38,7 +38,7 @@ from hetagent.errors import HetagentError
 from hetagent.backend import kv_format
 from hetagent.backend.executor import Call, WorkerContext
 from hetagent.backend.text import Sampling
-from hetagent.runtime import segments
+from hetagent.runtime import prefix_routing, segments
 from hetagent.runtime.layout import ENGINE_OPS, WorkerPlan
 from hetagent.runtime.program import Block, Node, Program, answer_decode
 from hetagent.backend.transforms import predicate, transform
@@ -67,6 +67,8 @@ class EngineOptions:
     sla_ms: float | None = None  # overrides the agent's sla_ms
     # a worker holding calls that sends nothing for this long (hung, stopped) is killed, replaced, its calls retried
     watchdog_s: float = 120.0
+    # each prefill worker keeps this much KV of recent prompt prefixes and reuses it (0: no prefix cache)
+    prefix_cache_mb: float = 256.0
 
 
 @dataclass
@@ -94,6 +96,8 @@ class OpRecord:
     kv_bytes: int = 0
     kv_s: float = 0.0  # moving a KV cache between the device and the exchange layout (prefill: out, decode: in)
     route: str = ""  # kv.transfer: "<from device> -> <to device>"
+    prompt_tokens: int = 0  # llm.prefill: the prompt as it ran
+    cached_tokens: int = 0  # llm.prefill: of which the worker's prefix cache held the KV (not computed)
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ class RequestRecord:
     outputs: tuple = ()
     tokens: dict[str, list[str]] = field(default_factory=dict)  # decode label -> texts, per trip
     prompt_tokens: int = 0  # every prefill's prompt as it ran (after truncation to the kernel's capacity)
+    cached_tokens: int = 0  # of which came from a worker's prefix cache (their KV reused, not computed)
     completion_tokens: int = 0  # every decode's tokens, the prefill's first sampled one included
     finish_reason: str = "stop"  # the answer's decode: "stop" (end of sequence, a stop string) or "length"
 
@@ -207,6 +212,7 @@ class Engine:
         self._e2e_mean: float | None = None
         self._departures: deque[float] = deque()  # when requests ended, the last RATE_WINDOW_S
         self._direct: dict[int, tuple | str] = {}  # results of `execute` calls (values, or the error), by task
+        self._prompts = prefix_routing.SentPrompts()  # what each worker's prefix cache likely holds
         self.on_finish: Callable[[RequestRecord], None] = lambda record: None
         # a streamed request's answer tokens as its final decode generates them (never for other requests)
         self.on_tokens: Callable[[int, tuple[int, ...]], None] = lambda request, tokens: None
@@ -465,13 +471,21 @@ class Engine:
         home = [w for w in candidates if w.plan.name == live.kv_home and node.op in ("llm.prefill", "llm.decode")]
         # a worker still starting (restarted, or just scaled up) only when no started one serves the op
         worker = home[0] if home else min(candidates, key=lambda w: (not w.ready, len(w.tasks), w.restarts))
+        if node.op == "llm.prefill" and self.options.prefix_cache_mb > 0:  # the worker holding its longest prefix
+            prompt = prefix_routing.prompt_text(inputs, node.attrs.get("system"))
+            ranked = sorted((w for w in candidates if w.ready), key=lambda w: (len(w.tasks), w.restarts)) or [worker]
+            if len(ranked) > 1:  # a choice to make: score it (matching prompts costs the router time per call)
+                worker = ranked[prefix_routing.choose([len(w.tasks) for w in ranked], [
+                    self._prompts.matched(w.plan.name, prompt) for w in ranked], len(prompt))]
+            self._prompts.record(worker.plan.name, prompt)
         sent = time.monotonic()
         sampling = live.request.sampling if node.op in ("llm.prefill", "llm.decode") else None
         if sampling is not None and node.index != self._answer_decode:  # an inner call generates its full budget
             sampling = replace(sampling, max_tokens=None, stop=())
         call = Call(next(self._tasks), live.request.id, node.op, node.label, node.attrs, inputs, node.kernel,
                     live.record.deadline, live.request.seed, attempt, sent,
-                    stream=live.request.stream and node.index == self._answer_decode, sampling=sampling)
+                    stream=live.request.stream and node.index == self._answer_decode, sampling=sampling,
+                    extend=node.extend if self.options.prefix_cache_mb > 0 else None)
         self._send(worker, _Task(live, frame, node, call, sent))
 
     # ------------------------------------------------------------------------------------------ transport
@@ -488,6 +502,7 @@ class Engine:
             kernels=self._kernels_of(plan) if self._kernels_of else (), run_id=o.run_id, cache_dir=o.cache_dir,
             model_dir=o.model_dir, corpus=o.corpus, stores=dict(o.stores), http_tools=dict(o.http_tools),
             temperature=o.temperature, device_index=plan.device_index, device_uuid=plan.device_uuid,
+            prefix_cache_bytes=int(o.prefix_cache_mb * 2**20),
         )
         return self.transport.spawn(plan, WorkerSpec(context, dict(plan.factories)))
 
@@ -542,9 +557,12 @@ class Engine:
             self._direct[task_id] = result
             self.ops.append(OpRecord(-1, node.label, node.op, worker.plan.name, task.sent, now, queue_s, run_s, 1, ok))
             return
-        kv_bytes = result[0].header.total_bytes if ok and node.op == "llm.prefill" else 0
+        prefilled = ok and node.op == "llm.prefill"
+        kv_bytes = result[0].header.total_bytes if prefilled else 0
         self.ops.append(OpRecord(live.request.id, node.label, node.op, worker.plan.name, task.sent, now, queue_s, run_s,
-                                 task.call.attempt, ok, kv_bytes, kv_s))
+                                 task.call.attempt, ok, kv_bytes, kv_s,
+                                 prompt_tokens=result[1]["position"] if prefilled else 0,
+                                 cached_tokens=result[1].get("cached", 0) if prefilled else 0))
         if ok and isinstance(result[0], kv_format.KVHandle):  # across nodes the object store holds it instead
             live.segments.add(result[0].segment)
         if live.record.status != "running":
@@ -574,6 +592,7 @@ class Engine:
             live.kv_home = worker.plan.name
         if node.op == "llm.prefill":
             live.record.prompt_tokens += values[1]["position"]
+            live.record.cached_tokens += values[1].get("cached", 0)
         if node.op == "llm.prefill" and token_times:
             live.record.first_token = token_times[0]
         if node.op == "llm.decode":

@@ -46,8 +46,8 @@ class Prepared:
     compiled: CompiledAgent
 
     def kernels_of(self, worker: WorkerPlan) -> tuple:
-        return tuple({n.kernel for n in self.program.nodes()
-                      if n.kernel and self.device_of.get(n.index) == worker.device and worker.serves(n.op)})
+        return tuple({k for n in self.program.nodes() for k in (n.kernel, n.extend)
+                      if k and self.device_of.get(n.index) == worker.device and worker.serves(n.op)})
 
 
 def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
