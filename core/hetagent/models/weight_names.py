@@ -23,7 +23,7 @@ def is_bert(model: ModelCard) -> bool:
 
 def reference_functions(model: ModelCard) -> tuple[str, ...]:
     """The model functions the reference implementation of `model`'s architecture has."""
-    return ("embed",) if is_bert(model) else ("prefill", "decode", "embed")
+    return ("embed",) if is_bert(model) else ("prefill", "extend", "decode", "embed")
 
 
 def architecture_problem(model: ModelCard) -> str | None:
