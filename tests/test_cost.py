@@ -71,6 +71,32 @@ def test_fit_recovers_a_known_roofline():
         assert toy.kernel_time("toy", m.kernel, "fp16").seconds == pytest.approx(m.seconds, rel=0.05)
 
 
+def test_fit_finds_the_per_row_term_of_row_wise_kernels():
+    """A norm of few wide rows is one block's serial stream per row: time follows the row width, not the
+    bytes, until enough rows fill the device (kernels.Kernel.rows). Fitted on two widths, the model predicts a
+    third it never saw."""
+    bandwidth, fixed, row_gbs = 1000.0, 2e-6, 8.0
+
+    def measure(width):
+        for rows in (1, 4, 16, 64, 256, 1024, 4096, 16384):
+            kernel = Kernel("norm", "norm", 0.0, 2 * rows * width * 2, rows=rows)
+            stream = kernel.bytes / (0.6 * bandwidth * 1e9)
+            yield Measurement(kernel, "fp16", fixed + max(stream, 2 * width * 2 / (row_gbs * 1e9)))
+
+    calibration = fit_calibration("toy", "gpu", [*measure(2048), *measure(8192)], peak_tflops={"fp16": 100.0},
+                                  memory_bandwidth_gbs=bandwidth, link_gbs=None, source="synthetic")
+    assert "norm" in calibration.row_gbs
+    toy = RooflineModel([_toy_profile(100.0, bandwidth)], calibrations=[calibration])
+    for m in measure(4096):
+        assert toy.kernel_time("toy", m.kernel, "fp16").seconds == pytest.approx(m.seconds, rel=0.1)
+    # the same bytes in one row take longer than spread over many: the row term, not the bytes, binds
+    one_row = toy.kernel_time("toy", Kernel("norm", "norm", 0.0, 2 * 8192 * 2, rows=1), "fp16").seconds
+    spread = toy.kernel_time("toy", Kernel("norm", "norm", 0.0, 2 * 8192 * 2, rows=16), "fp16").seconds
+    assert one_row > 1.5 * spread
+    # a kernel that is not row-wise (rows = 0) has no row term
+    assert toy.kernel_time("toy", Kernel("norm", "norm", 0.0, 2 * 8192 * 2), "fp16").seconds == pytest.approx(spread)
+
+
 def _toy_profile(peak, bandwidth):
     from hetagent.hardware.device import DeviceProfile
 

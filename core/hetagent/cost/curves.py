@@ -77,10 +77,13 @@ class Calibration:
     curves: tuple[EfficiencyCurve, ...]
     source: str
     host: Mapping[str, Any] = field(default_factory=dict)  # host calibrations: which machine, when, how
+    # per memory class of row-wise kernels: the rate one row streams at (GB/s), where the fit found it binding
+    row_gbs: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "peak_tflops", dict(self.peak_tflops))
         object.__setattr__(self, "fixed_s", dict(self.fixed_s))
+        object.__setattr__(self, "row_gbs", dict(self.row_gbs))
         object.__setattr__(self, "curves", tuple(self.curves))
         object.__setattr__(self, "host", dict(self.host))
 
@@ -100,6 +103,7 @@ class Calibration:
             "memory_bandwidth_gbs": self.memory_bandwidth_gbs,
             "link_gbs": self.link_gbs,
             "fixed_s": self.fixed_s,
+            "row_gbs": self.row_gbs,
             "source": self.source,
             "host": self.host,
             "curves": [
@@ -120,6 +124,7 @@ class Calibration:
                 memory_bandwidth_gbs=float(data["memory_bandwidth_gbs"]),
                 link_gbs=None if data["link_gbs"] is None else float(data["link_gbs"]),
                 fixed_s={k: float(v) for k, v in data["fixed_s"].items()},
+                row_gbs={k: float(v) for k, v in (data.get("row_gbs") or {}).items()},
                 curves=tuple(
                     EfficiencyCurve(c["op_class"], c["dtype"], tuple(tuple(p) for p in c["points"]), c["source"])
                     for c in data["curves"]

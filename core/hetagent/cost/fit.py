@@ -6,7 +6,11 @@ The model being fitted is the roofline of `hetagent.cost.roofline`:
 
 `fixed` is the floor a kernel of its class costs: the smallest (measured − ideal time at full peak or bandwidth)
 of the class, so a norm's floor is a few µs where a residual add's is one. A kernel that only moves memory gives one
-sample of its class's η_m = B / (bandwidth · (t − fixed)). A matmul gives a sample of η_c or of η_m depending on
+sample of its class's η_m = B / (bandwidth · (t − fixed)). A row-wise kernel (`Kernel.rows`: a norm, an activation)
+also cannot finish before one row does, at the class's per-row rate: its memory term is max(B / (η_m · bandwidth),
+(B / rows) / row_rate). The floor and the row rate are fitted together with the curve, by the pair that gives the
+class the smallest mean |log(predicted / measured)| — a 2-row decode batch of a wide model is one thread block's
+serial stream per row, not a fraction of the device's bandwidth. A matmul gives a sample of η_c or of η_m depending on
 which term binds, and which term binds depends on the curves being fitted: we start from the ideal ridge point
 (peak / bandwidth) and alternate between assigning samples and refitting both curves until the assignment
 settles. A curve is the per-bin median of its samples over equal-width bins of log-size, so it follows the
@@ -15,6 +19,7 @@ typical kernel, not the outliers. Collectives are fitted the same way against th
 
 from __future__ import annotations
 
+import math
 from typing import Iterable, Mapping, Sequence
 
 from hetagent.backend.records import Measurement
@@ -27,6 +32,9 @@ REASSIGN_ROUNDS = 8
 SETTLE_ROUNDS = 3  # rounds before a stable assignment may end the fit: the curves still move as the other term does
 MIN_SHARE = 0.05  # a sample's own term is at least this share of its body
 MIN_EFFICIENCY = 1e-4
+# Per-row rates tried: log-spaced fractions of the device's bandwidth (a row never streams faster than the device)
+ROW_RATE_STEPS = 241
+ROW_RATE_RANGE = (1e-4, 1.0)
 
 
 def ring_bytes(kernel: Kernel, participants: int) -> float:
@@ -66,6 +74,7 @@ def fit_calibration(
         fixed[op_class] = min(fixed.get(op_class, m.seconds), max(m.seconds - ideal, 0.0))
 
     samples: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    curves_of_memory: list[EfficiencyCurve] = []
 
     def add(op_class: str, dtype: str, size: float, efficiency: float) -> None:
         sizes, effs = samples.setdefault((op_class, dtype), ([], []))
@@ -76,17 +85,23 @@ def fit_calibration(
         body = m.seconds - fixed[floor_class(m.kernel.kind)]
         if body > 0 and m.kernel.flops:
             add("attention", m.dtype, m.kernel.flops, m.kernel.flops / (peak_tflops[m.dtype] * 1e12 * body))
+    memory_classes: dict[str, list[Measurement]] = {}
     for m in memory_only:
-        body = m.seconds - fixed[floor_class(m.kernel.kind)]
-        if body > 0:
-            add(floor_class(m.kernel.kind), m.dtype, m.kernel.bytes, m.kernel.bytes / (bandwidth * body))
+        memory_classes.setdefault(floor_class(m.kernel.kind), []).append(m)
+    row_gbs: dict[str, float] = {}
+    for op_class, members in memory_classes.items():
+        curve, fixed[op_class], row_rate = _fit_memory_class(op_class, members, bandwidth, source, np)
+        if curve is not None:
+            curves_of_memory.append(curve)
+        if row_rate is not None:
+            row_gbs[op_class] = float(f"{row_rate / 1e9:.4g}")
     if link_gbs:
         for m in links:
             body = m.seconds - fixed[floor_class(m.kernel.kind)]
             if body > 0:
                 add(floor_class(m.kernel.kind), m.dtype, m.kernel.bytes, ring_bytes(m.kernel, m.tp) / (link_gbs * 1e9 * body))
 
-    curves = [_curve(op, dtype, *sample, source, np) for (op, dtype), sample in samples.items()]
+    curves = curves_of_memory + [_curve(op, dtype, *sample, source, np) for (op, dtype), sample in samples.items()]
     if matmuls:
         curves += _fit_matmuls(matmuls, fixed["gemm_memory"], peak_tflops, bandwidth, source, np)
     return Calibration(
@@ -99,7 +114,39 @@ def fit_calibration(
         curves=tuple(sorted(curves, key=lambda c: (c.op_class, c.dtype))),
         source=source,
         host=host or {},
+        row_gbs=row_gbs,
     )
+
+
+def _fit_memory_class(op_class: str, members: list[Measurement], bandwidth: float, source: str, np):
+    """(curve, floor, row rate in bytes/s or None) of one memory class. The floor is what the quickest kernel
+    leaves once its ideal time (and, for row-wise kernels, its row time) is paid. For row-wise kernels each row
+    rate tried sets the floor, refits the curve on the samples the row term does not bind and is scored on all of
+    them (mean |log(predicted / measured)|); no row term at all is one of the candidates."""
+    nbytes = np.array([m.kernel.bytes for m in members], dtype=float)
+    seconds = np.array([m.seconds for m in members])
+    rows = np.array([m.kernel.rows for m in members], dtype=float)
+    dtype = max({m.dtype for m in members}, key=[m.dtype for m in members].count)
+    per_row = nbytes / rows if rows.all() else np.zeros_like(nbytes)
+    ideal = nbytes / bandwidth
+
+    def fitted(rate: float):
+        row_s = per_row / rate
+        floor = max(float(np.min(seconds - np.maximum(ideal, row_s))), 0.0)
+        body = seconds - floor
+        streams = (row_s < body) & (body > 0)
+        if not streams.any():
+            return math.inf, None, floor
+        curve = _curve(op_class, dtype, nbytes[streams], nbytes[streams] / (bandwidth * body[streams]), source, np)
+        predicted = floor + np.maximum(nbytes / (bandwidth * _eval(curve, nbytes, np)), row_s)
+        return float(np.mean(np.abs(np.log(predicted / seconds)))), curve, floor
+
+    rates = [math.inf]
+    if rows.all():
+        rates += list(bandwidth * np.geomspace(*ROW_RATE_RANGE, ROW_RATE_STEPS))
+    rate = min(rates, key=lambda r: fitted(r)[0])
+    _, curve, floor = fitted(rate)
+    return curve, floor, None if math.isinf(rate) else float(rate)
 
 
 def _fit_matmuls(measurements: list[Measurement], fixed: float, peak_tflops, bandwidth: float, source: str, np) -> list[EfficiencyCurve]:

@@ -1,6 +1,6 @@
 """The roofline cost model with fitted efficiency curves (`spec/cost-model.md` section 2).
 
-    t = fixed + max(F / (η_c(F) · peak[dtype]), B / (η_m(B) · bandwidth))
+    t = fixed + max(F / (η_c(F) · peak[dtype]), B / min(η_m(B) · bandwidth, rows · row_rate))
 
 Where η comes from, per device, first match wins:
 1. a measured latency table a backend contributes (`hetagent_cost_models()`), for the bound class and dtype;
@@ -91,12 +91,18 @@ class _Rescaled:
         target_peak = self.peak_tflops[dtype]
         return interpolate(curve, flops * measured_peak / target_peak) * target_peak * 1e12
 
-    def memory_rate(self, op_class: str, nbytes: float) -> float | None:
+    def memory_rate(self, op_class: str, nbytes: float, rows: float = 0) -> float | None:
+        """Bytes/s: the curve's fraction of the bandwidth; a row-wise kernel's rows, each streaming at the
+        class's per-row rate (rescaled with the bandwidth), cannot go faster than all of them at once."""
         curve = self.calibration.curve(op_class)
         if curve is None:
             return None
         ratio = self.calibration.memory_bandwidth_gbs / self.bandwidth_gbs
-        return interpolate(curve, nbytes * ratio) * self.bandwidth_gbs * 1e9
+        rate = interpolate(curve, nbytes * ratio) * self.bandwidth_gbs * 1e9
+        row_gbs = self.calibration.row_gbs.get(op_class)
+        if rows and row_gbs:
+            rate = min(rate, rows * row_gbs * 1e9 / ratio)
+        return rate
 
     def link_rate(self, op_class: str, nbytes: float, link_gbs: float) -> float | None:
         curve = self.calibration.curve(op_class)
@@ -248,8 +254,8 @@ class RooflineModel:
             rate, basis = self._first(device, lambda r: r.compute_rate(compute_class, runs_as, kernel.flops),
                                       fallback=lambda r: r.compute_rate(FALLBACK_CLASS.get(compute_class, compute_class), runs_as, kernel.flops))
             compute_s = kernel.flops / rate
-        rate, memory_basis = self._first(device, lambda r: r.memory_rate(memory_class, kernel.bytes),
-                                         fallback=lambda r: r.memory_rate(FALLBACK_CLASS.get(memory_class, memory_class), kernel.bytes))
+        rate, memory_basis = self._first(device, lambda r: r.memory_rate(memory_class, kernel.bytes, kernel.rows),
+                                         fallback=lambda r: r.memory_rate(FALLBACK_CLASS.get(memory_class, memory_class), kernel.bytes, kernel.rows))
         memory_s = kernel.bytes / rate
         serving, _ = self.serving_efficiency(device)
         if serving is not None:

@@ -152,24 +152,38 @@ def _decode_candidates(model, card, device, dtype, workload, tp_degrees, *, pref
     found = []
     for tp in _tp_degrees(card, tp_degrees):
         prefills = _prefills(model, card, device, dtype, tp, workload) if prefill_share else [(0, 0.0)]
-        stalled = 0  # batches past saturation: stop early, they only cost time
-        previous = 0.0
-        for batch in BATCHES:
+
+        def candidate(batch: int, tp: int = tp, prefills=prefills) -> _Candidate:
             decode = _decode_step(model, card, device, dtype, tp, batch, workload)
             budget = None if workload.ttft_s is None else workload.ttft_s - decode
             chunk, chunk_s = _pick_chunk(prefills, budget)
             memory = _memory_gb(card, dtype, tp, batch, context, chunk, workload.input_tokens)
             if memory > usable:
-                found.append(_Candidate(tp, batch, 0.0, 0.0, 0.0, 0.0, memory, "memory"))
-                break
+                return _Candidate(tp, batch, 0.0, 0.0, 0.0, 0.0, memory, "memory")
             step = decode + (batch / workload.output_tokens * chunk_s / chunk if chunk else 0.0)
             total = batch / step
-            c = _limits(_Candidate(tp, batch, chunk_s + decode, step, total / tp, total, memory), workload, usable)
+            return _limits(_Candidate(tp, batch, chunk_s + decode, step, total / tp, total, memory), workload, usable)
+
+        stalled = 0  # batches past saturation: stop early, they only cost time
+        previous = 0.0
+        last = 0
+        for batch in BATCHES:
+            c = candidate(batch)
+            if c.violates == "memory":
+                # a paged KV cache admits every sequence it has room for, not only the searched batches: the
+                # largest batch between the last that fit and this one (bisection; memory grows with the batch)
+                fits, over = last, batch
+                while over - fits > 1:
+                    middle = (fits + over) // 2
+                    fits, over = (fits, middle) if candidate(middle).violates == "memory" else (middle, over)
+                if fits > last:
+                    found.append(candidate(fits))
             found.append(c)
             if c.violates:
                 break
-            stalled = stalled + 1 if total < previous * (1 + SATURATION_GAIN) else 0
-            previous = max(previous, total)
+            last = batch
+            stalled = stalled + 1 if c.total < previous * (1 + SATURATION_GAIN) else 0
+            previous = max(previous, c.total)
             if stalled >= 2:
                 break
     return found

@@ -29,6 +29,8 @@ class Kernel:
     flops: float
     bytes: float  # device-memory traffic; for an all-reduce or a transfer, the message size
     count: int = 1  # launches per forward pass (usually the number of layers)
+    rows: float = 0  # a row-wise kernel (norm, rope, activation, add, embedding): the rows it works through
+    # independently, one per token; a row is one thread block's work, so few rows cannot fill the device
 
     @property
     def total_flops(self) -> float:
@@ -77,26 +79,26 @@ def _stack(card, tokens: int, attention: _Attention, b: float, tp: int, layers: 
     kv = per_device(card.num_kv_heads, tp) * card.head_size
     sequences = tokens // attention.queries
     kernels = [
-        Kernel("input_norm", "norm", 0.0, 2 * tokens * d * b, layers),
+        Kernel("input_norm", "norm", 0.0, 2 * tokens * d * b, layers, rows=tokens),
         matmul("qkv_proj", tokens, d, heads + 2 * kv, b, layers),
     ]
     if not card.learned_positions:  # rotary embeddings rotate Q and K in place
-        kernels.append(Kernel("rope", "rope", 0.0, 2 * tokens * (heads + kv) * b, layers))
+        kernels.append(Kernel("rope", "rope", 0.0, 2 * tokens * (heads + kv) * b, layers, rows=tokens))
     kernels.append(_attention_kernel("attention", attention, sequences, heads, kv, b, layers))
     kernels.append(matmul("o_proj", tokens, heads, d, b, layers))
     kernels += _allreduce("attention_allreduce", tokens * d * b, tp, layers)
-    kernels.append(Kernel("post_attention_norm", "norm", 0.0, 2 * tokens * d * b, layers))
+    kernels.append(Kernel("post_attention_norm", "norm", 0.0, 2 * tokens * d * b, layers, rows=tokens))
     if cross is not None:
         kernels += [
             matmul("cross_q_proj", tokens, d, heads, b, layers),
             _attention_kernel("cross_attention", cross, sequences, heads, kv, b, layers),
             matmul("cross_o_proj", tokens, heads, d, b, layers),
             *_allreduce("cross_allreduce", tokens * d * b, tp, layers),
-            Kernel("cross_norm", "norm", 0.0, 2 * tokens * d * b, layers),
+            Kernel("cross_norm", "norm", 0.0, 2 * tokens * d * b, layers, rows=tokens),
         ]
     kernels += _mlp(card, tokens, b, tp, layers, moe=decoder and card.is_moe)
     kernels += _allreduce("mlp_allreduce", tokens * d * b, tp, layers)
-    kernels.append(Kernel("residual_add", "add", 0.0, 3 * tokens * d * b, 2 * layers))
+    kernels.append(Kernel("residual_add", "add", 0.0, 3 * tokens * d * b, 2 * layers, rows=tokens))
     return kernels
 
 
@@ -118,7 +120,7 @@ def _mlp(card, tokens: int, b: float, tp: int, layers: int, *, moe: bool) -> lis
     if not moe:
         return [
             matmul("mlp_up", tokens, d, up, b, layers),
-            Kernel("mlp_act", "activation", 0.0, (up + inner) * tokens * b, layers),
+            Kernel("mlp_act", "activation", 0.0, (up + inner) * tokens * b, layers, rows=tokens),
             matmul("mlp_down", tokens, inner, d, b, layers),
         ]
     # A grouped GEMM over the experts: every token runs experts_per_token experts; the weights read are those of
@@ -128,7 +130,7 @@ def _mlp(card, tokens: int, b: float, tp: int, layers: int, *, moe: bool) -> lis
     return [
         matmul("router", tokens, d, card.num_experts, b, layers),
         matmul("mlp_up", routed, d, up, b, layers, weight_rows=touched),
-        Kernel("mlp_act", "activation", 0.0, (up + inner) * routed * b, layers),
+        Kernel("mlp_act", "activation", 0.0, (up + inner) * routed * b, layers, rows=routed),
         matmul("mlp_down", routed, inner, d, b, layers, weight_rows=touched),
     ]
 
@@ -137,8 +139,8 @@ def _model_ends(card, tokens: int, sequences: int, b: float, tp: int) -> tuple[l
     """Kernels before the first layer (embedding lookup) and after the last (final norm, LM head on the last
     position of each sequence: serving engines compute logits only where a token is sampled)."""
     d = card.hidden_size
-    head = [Kernel("embedding", "embedding", 0.0, 2 * tokens * d * b)]
-    tail = [Kernel("final_norm", "norm", 0.0, 2 * tokens * d * b)]
+    head = [Kernel("embedding", "embedding", 0.0, 2 * tokens * d * b, rows=tokens)]
+    tail = [Kernel("final_norm", "norm", 0.0, 2 * tokens * d * b, rows=tokens)]
     if card.generative:
         tail.append(matmul("lm_head", sequences, d, math.ceil(card.vocab_size / tp), b, 1))
     return head, tail
