@@ -88,6 +88,12 @@ def test_bad_plans_are_explained(registry, plan, message):
         placed("rag_qa.mlir", plan, registry)
 
 
+def test_an_unchecked_placement_records_the_plan_as_it_is(registry):
+    """`plan --ir-out` writes the planner's decision, tensor parallelism included; compiling it is what refuses."""
+    module = placed("rag_qa.mlir", {"answer": {"device": "h100-sxm", "tp": 2}}, registry, check=False)
+    assert {p.tp for label, p in placements(module).items() if label.startswith("answer")} == {2}
+
+
 def test_a_plan_naming_a_backend_that_is_not_installed():
     with pytest.raises(HetagentError, match=r"backend 'gaudi' is not installed.*pip install hetagent-gaudi"):
         placed("rag_qa.mlir", {"answer": {"device": "gaudi3-oam", "backend": "gaudi"}}, Registry.load(["cpu"]))

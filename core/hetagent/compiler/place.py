@@ -117,11 +117,13 @@ def _problem(registry: Registry, op, placement: Placement, present: set[str] | N
 def _honoured(registry: Registry, op, placement: Placement, source: str, present, problems: list[str] | None) -> Placement:
     """`placement`, or the host device with the reason recorded in `problems` when it cannot run `op` (None:
     record the placement unchecked)."""
+    if problems is None:  # recorded as planned (`plan --ir-out`): compile and run check it
+        return placement
     what = f"'{label_of(op) or op.name}' ({op.name}, {source})"
     if placement.tp > 1:
         raise HetagentError(f"{what}: tp = {placement.tp}; the compiler builds single-device kernels only "
                             "(tensor-parallel sharding is not implemented): use tp = 1")
-    why = None if problems is None else _problem(registry, op, placement, present)
+    why = _problem(registry, op, placement, present)
     if why is None:
         return placement
     problems.append(f"{what} is placed on {placement.backend}/{placement.device}: {why}")
