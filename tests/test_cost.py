@@ -134,6 +134,28 @@ def test_unmeasured_devices_extrapolate_from_the_nearest_reference(model):
     assert model.kernel_time("b200", huge, "fp16").seconds == pytest.approx(h100 * 989 / 2250, rel=0.02)
 
 
+def test_a_gpu_never_borrows_a_cpu_calibrations_class_before_its_own_familys_fallback(profiles):
+    """Vidur's GPU references have no attention curve: a GPU's attention uses their GEMM curve even when this
+    host's CPU calibration measured attention (it used to borrow the CPU's, and GPU estimates then depended on
+    whether the host had been calibrated)."""
+    cpu = Calibration("host-cpu", "cpu", {"fp32": 1.0}, 50.0, None, {"gemv": 1e-6}, (
+        EfficiencyCurve("attention", "fp32", ((1e3, 0.001), (1e12, 0.001)), "test"),
+        EfficiencyCurve("gemv", "fp32", ((1e3, 0.5), (1e12, 0.5)), "test"),
+    ), "test")
+    from hetagent.models.kernels import prefill_kernels
+
+    attention = next(k for k in prefill_kernels(card("llama-3-70b"), 5000, dtype="fp8", tp=2) if k.kind == "attention")
+    plain = RooflineModel(profiles, calibrations=reference_calibrations(), serving=())
+    with_cpu = RooflineModel(profiles, calibrations=[*reference_calibrations(), cpu], serving=())
+    assert with_cpu.kernel_time("h100-sxm", attention, "fp8", 2) == plain.kernel_time("h100-sxm", attention, "fp8", 2)
+    assert plain.kernel_time("h100-sxm", attention, "fp8", 2).seconds < 1e-3  # GEMM-class efficiency, not 0.1 %
+
+
+def test_fp4_models_keep_an_fp8_kv_cache():
+    llama = card("llama-3-70b")
+    assert llama.kv_bytes_per_token("fp4") == llama.kv_bytes_per_token("fp8") == llama.kv_bytes_per_token("fp16") / 2
+
+
 def test_tensor_parallel_all_reduce_and_kv_transfer_links(model):
     message = Kernel("allreduce", "allreduce", 0.0, 64e6)
     assert model.kernel_time("h100-sxm", message, "fp16", tp=1).seconds == 0

@@ -300,10 +300,16 @@ class RooflineModel:
         return KernelTime(fixed + body, "link" if body >= fixed else "overhead", 0.0, body, fixed, f"{basis} over {link.name}")
 
     def _first(self, device: str, ask, fallback=None) -> tuple[float, str]:
-        """The first calibration in the device's chain that answers `ask`; then the same with `fallback`."""
-        for question in (ask, fallback) if fallback else (ask,):
-            for rescaled in self._curves(device):
-                rate = question(rescaled)
-                if rate:
-                    return rate, rescaled.basis
+        """The first calibration in the device's chain that answers `ask`, then `fallback`: first among those of
+        the device's family (CPU or not), then the others — a GPU's attention falls back to its family's GEMM
+        curve before it borrows a CPU's measured attention curve."""
+        cpu = self.profile(device).kind == "cpu"
+        chain = self._curves(device)
+        for family in ([r for r in chain if (r.calibration.kind == "cpu") == cpu],
+                       [r for r in chain if (r.calibration.kind == "cpu") != cpu]):
+            for question in (ask, fallback) if fallback else (ask,):
+                for rescaled in family:
+                    rate = question(rescaled)
+                    if rate:
+                        return rate, rescaled.basis
         raise HetagentError(f"no calibration has the curve needed to time work on {device!r}")

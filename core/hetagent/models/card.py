@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hetagent.dtypes import BYTES_PER_ELEMENT
+from hetagent.dtypes import BYTES_PER_ELEMENT, KV_CACHE_DTYPE
 from hetagent.errors import HetagentError
 
 MODEL_KINDS = ("llm", "stt", "tts", "embedding")
@@ -145,8 +145,14 @@ class ModelCard:
     # ---------------------------------------------------------------- KV cache and activations
 
     def kv_bytes_per_token(self, dtype: str | None = None) -> float:
-        """K and V for every layer: 2 · layers · kv_heads · head_dim · bytes (Llama-3-8B bf16: 128 KiB)."""
-        return 2 * self.num_layers * self.kv_dim * self.dtype_bytes(dtype)
+        """K and V for every layer: 2 · layers · kv_heads · head_dim · bytes (Llama-3-8B bf16: 128 KiB), in the
+        cache's dtype (`dtypes.KV_CACHE_DTYPE`)."""
+        return 2 * self.num_layers * self.kv_dim * self.kv_bytes(dtype)
+
+    def kv_bytes(self, dtype: str | None = None) -> float:
+        """Bytes of one KV-cache element for the model served in `dtype`."""
+        dtype = dtype or self.default_dtype
+        return self.dtype_bytes(KV_CACHE_DTYPE.get(dtype, dtype))
 
     def cross_kv_bytes(self, dtype: str | None = None) -> float:
         """Encoder-decoder models: the cross-attention K and V of one request, fixed by the encoder length."""

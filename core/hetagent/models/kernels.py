@@ -71,9 +71,9 @@ class _Attention:
     causal: bool
 
 
-def _stack(card, tokens: int, attention: _Attention, b: float, tp: int, layers: int, *, decoder: bool,
+def _stack(card, tokens: int, attention: _Attention, b: float, tp: int, layers: int, *, decoder: bool, kv_b: float,
            cross: _Attention | None = None) -> list[Kernel]:
-    """The kernels of `layers` transformer layers over `tokens` tokens in all."""
+    """The kernels of `layers` transformer layers over `tokens` tokens in all; `kv_b`: bytes of a KV-cache element."""
     d = card.hidden_size
     heads = per_device(card.num_heads, tp) * card.head_size
     kv = per_device(card.num_kv_heads, tp) * card.head_size
@@ -84,14 +84,14 @@ def _stack(card, tokens: int, attention: _Attention, b: float, tp: int, layers: 
     ]
     if not card.learned_positions:  # rotary embeddings rotate Q and K in place
         kernels.append(Kernel("rope", "rope", 0.0, 2 * tokens * (heads + kv) * b, layers, rows=tokens))
-    kernels.append(_attention_kernel("attention", attention, sequences, heads, kv, b, layers))
+    kernels.append(_attention_kernel("attention", attention, sequences, heads, kv, b, kv_b, layers))
     kernels.append(matmul("o_proj", tokens, heads, d, b, layers))
     kernels += _allreduce("attention_allreduce", tokens * d * b, tp, layers)
     kernels.append(Kernel("post_attention_norm", "norm", 0.0, 2 * tokens * d * b, layers, rows=tokens))
     if cross is not None:
         kernels += [
             matmul("cross_q_proj", tokens, d, heads, b, layers),
-            _attention_kernel("cross_attention", cross, sequences, heads, kv, b, layers),
+            _attention_kernel("cross_attention", cross, sequences, heads, kv, b, kv_b, layers),
             matmul("cross_o_proj", tokens, heads, d, b, layers),
             *_allreduce("cross_allreduce", tokens * d * b, tp, layers),
             Kernel("cross_norm", "norm", 0.0, 2 * tokens * d * b, layers, rows=tokens),
@@ -102,11 +102,12 @@ def _stack(card, tokens: int, attention: _Attention, b: float, tp: int, layers: 
     return kernels
 
 
-def _attention_kernel(name: str, shape: _Attention, sequences: int, heads: int, kv: int, b: float, layers: int) -> Kernel:
+def _attention_kernel(name: str, shape: _Attention, sequences: int, heads: int, kv: int, b: float, kv_b: float,
+                      layers: int) -> Kernel:
     # QKᵀ and AV are 2·q·k·head_width FLOPs each; a causal mask halves them when queries attend to each other.
     flops = 4 * shape.queries * shape.keys * heads * (0.5 if shape.causal else 1.0)
-    traffic = shape.queries * 2 * heads + shape.keys * 2 * kv  # read Q and write O; read K and V
-    return Kernel(name, "attention", sequences * flops, sequences * traffic * b, layers)
+    traffic = shape.queries * 2 * heads * b + shape.keys * 2 * kv * kv_b  # read Q and write O; read K and V
+    return Kernel(name, "attention", sequences * flops, sequences * traffic, layers)
 
 
 def _allreduce(name: str, message_bytes: float, tp: int, layers: int) -> list[Kernel]:
@@ -155,7 +156,7 @@ def prefill_kernels(card, tokens: int, *, batch: int = 1, dtype: str | None = No
     if card.encoder_layers:
         frames = card.encoder_positions
         kernels += _stack(card, batch * frames, _Attention(frames, frames, causal=False), b, tp, card.encoder_layers,
-                          decoder=False)
+                          decoder=False, kv_b=card.kv_bytes(dtype))
         kv = per_device(card.num_kv_heads, tp) * card.head_size
         kernels.append(matmul("cross_kv_proj", batch * frames, card.hidden_size, 2 * kv, b, card.num_layers))
         cross = _Attention(tokens, frames, causal=False)
@@ -166,7 +167,8 @@ def prefill_kernels(card, tokens: int, *, batch: int = 1, dtype: str | None = No
         kernels.append(Kernel("other", "matmul", 2 * card.other_params * seen, card.other_params * b))
     head, tail = _model_ends(card, total, batch, b, tp)
     self_attention = _Attention(tokens, tokens, causal=card.generative)
-    return head + kernels + _stack(card, total, self_attention, b, tp, card.num_layers, decoder=True, cross=cross) + tail
+    return head + kernels + _stack(card, total, self_attention, b, tp, card.num_layers, decoder=True,
+                                   kv_b=card.kv_bytes(dtype), cross=cross) + tail
 
 
 def decode_kernels(card, context: int, *, batch: int = 1, dtype: str | None = None, tp: int = 1) -> list[Kernel]:
@@ -177,4 +179,4 @@ def decode_kernels(card, context: int, *, batch: int = 1, dtype: str | None = No
     cross = _Attention(1, card.encoder_positions, causal=False) if card.encoder_layers else None
     head, tail = _model_ends(card, batch, batch, b, tp)
     return head + _stack(card, batch, _Attention(1, context + 1, causal=False), b, tp, card.num_layers, decoder=True,
-                         cross=cross) + tail
+                         kv_b=card.kv_bytes(dtype), cross=cross) + tail
