@@ -56,9 +56,12 @@ def scenario_benefits(outcome: StudyResult, usd_per_hour: dict[str, float]) -> d
     """Per scenario, each feasible pair's TCO benefit over the baseline at the given $/hour per device."""
     found = {}
     baseline = "::".join(outcome.study.baseline)
+    feasible: dict[tuple, list[PairResult]] = {}  # one pass: the flip search calls this for every price it tries
+    for r in outcome.results:
+        if r.prefill and r.decode:
+            feasible.setdefault((r.model, r.dtype, r.workload, r.sla), []).append(r)
     for key in outcome.scenarios():
-        costs = {r.pair: _usd_per_request(r, usd_per_hour) for r in outcome.results
-                 if (r.model, r.dtype, r.workload, r.sla) == key and r.prefill and r.decode}
+        costs = {r.pair: _usd_per_request(r, usd_per_hour) for r in feasible.get(key, ())}
         if baseline in costs:
             found[key] = {pair: costs[baseline] / cost for pair, cost in costs.items()}
     return found
