@@ -19,7 +19,7 @@ import numpy as np
 
 from accuracy import abs_rel_errors, print_summary, summary_row
 from hetagent.cli.output import print_table
-from hetagent.cost import vendor
+from hetagent.cost import efficiency, vendor
 from hetagent.backend.registry import Registry
 
 
@@ -28,7 +28,7 @@ def main() -> int:
     profiles = Registry.load(["cuda", "rocm", "gaudi"]).device_profiles()
     sources, figures = vendor.published_figures()
     base = vendor.base_model(profiles)
-    shipped = {s.device: s for s in vendor.shipped_serving_efficiency()}
+    shipped = {s.device: s for s in efficiency.shipped_serving_efficiency()}
     rows, curves_only, fitted, held_out, published = [], [], [], [], []
     for device in sorted({f.device for f in figures}):
         mine = [f for f in figures if f.device == device]

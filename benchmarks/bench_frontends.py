@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from hetagent.agent.langgraph import import_graph
-    from hetagent.agent.loader import load_object
+    from hetagent.agent.source import load_object
     from hetagent.ir import load
 
     print(f"{'agent':<34} {'front-end ms':>12} {'parse .mlir ms':>15} {'ratio':>6}")

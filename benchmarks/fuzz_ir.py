@@ -157,13 +157,13 @@ def worker() -> None:
     if os.environ.get("FUZZ_UNGUARDED"):  # the baseline: MLIR's readers called directly, as before issue 16
         from iree.compiler import ir
 
-        from hetagent.ir.module import _parse_error, new_context
+        from hetagent.ir.context import new_context, parse_error
 
         def load(path):  # noqa: F811
             try:
                 return ir.Module.parseFile(path, new_context())
             except ir.MLIRError as exc:
-                raise _parse_error(path, exc) from None
+                raise parse_error(path, exc) from None
 
     for line in sys.stdin:
         index, path = line.split(" ", 1)

@@ -37,7 +37,7 @@ def test_python_examples_trace_to_the_mlir_examples(name):
 def test_traced_ops_point_at_the_users_lines(tmp_path, cli):
     from hetagent.agent import load_agent
     from hetagent.ir import verify
-    from hetagent.ir.module import location_of
+    from hetagent.ir.context import location_of
 
     path = _write(tmp_path, """
         from hetagent.agent import Query, agent, llm, stt
@@ -265,7 +265,7 @@ def _run(agent: str, prompts: list[str], registry, cache_dir, **options):
 
 
 def test_react_graph_answers_as_langgraph_does(registry, cache_dir):
-    from hetagent.agent.loader import load_object
+    from hetagent.agent.source import load_object
 
     prompts = ["hello", "Where does water boil on Mount Everest?"]
     answers = _run(f"{LANGGRAPH}/react.py:graph", prompts, registry, cache_dir)
@@ -324,7 +324,7 @@ graph = builder.compile().with_config(recursion_limit=9)
 
 def test_python_nodes_and_tools_run_as_in_langgraph(tmp_path, registry, cache_dir):
     from hetagent.agent import load_agent
-    from hetagent.agent.loader import load_object
+    from hetagent.agent.source import load_object
 
     path = _write(tmp_path, SCRIPTED_REACT, "scripted_react.py")
     notes = []

@@ -368,7 +368,8 @@ def tool_server():
 def test_tools_keep_their_time_limits_without_delaying_others(tool_server):
     import time
 
-    from hetagent.backend.tools import ToolContext, ToolTimeout, call_tool, start_tool
+    from hetagent.backend.tool_sandbox import call_tool, start_tool
+    from hetagent.backend.tools import ToolContext, ToolTimeout
 
     context, tools = ToolContext(None), {"echo": tool_server}
     call_tool("echo", {"query": "warm"}, context=context, http_tools=tools, timeout_s=10)  # children started
@@ -385,7 +386,8 @@ def test_tools_keep_their_time_limits_without_delaying_others(tool_server):
 
 def test_http_tools_are_http_only_and_size_capped(tool_server):
     from hetagent.errors import HetagentError
-    from hetagent.backend.tools import ToolContext, call_tool
+    from hetagent.backend.tool_sandbox import call_tool
+    from hetagent.backend.tools import ToolContext
 
     context = ToolContext(None)
     with pytest.raises(HetagentError, match="'file:///etc/passwd' is not an http:// or https:// URL"):

@@ -136,3 +136,37 @@ def test_the_backend_literal_check_catches_what_it_should():
                                          'Registry.load(["cpu"])\nf(backend="cpu")'), ids, ambiguous)
     assert [line for line, _ in caught] == [1, 2, 3, 4]
     assert not _backend_literals(ast.parse('KINDS = ("gpu", "cpu")\nif profile.kind == "cpu": pass'), ids, ambiguous)
+
+
+def _module_name(path) -> str:
+    return ".".join(path.relative_to(CORE.parent).with_suffix("").parts).removesuffix(".__init__")
+
+
+def test_no_import_cycles():
+    """No two modules of the core import each other, directly or round a loop, counting imports inside functions
+    (a lazy import that closes a loop hides a design problem rather than solving it)."""
+    modules = {_module_name(path): path for path in CORE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for _, imported, names in imports(path):
+            submodules = {f"{imported}.{n}" for n in names} & modules.keys()  # `from package import module`
+            targets |= submodules or ({imported} & modules.keys())
+        graph[name] = targets - {name}
+    cycles, state = [], {}
+
+    def visit(node, stack):  # depth-first; a back edge to a node on the stack closes a cycle
+        state[node] = "open"
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                cycles.append(" -> ".join(stack[stack.index(target):] + [target]))
+            elif target not in state:
+                visit(target, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)

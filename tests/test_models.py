@@ -5,7 +5,8 @@ import json
 import pytest
 
 from hetagent.errors import HetagentError
-from hetagent.models import CARDS, ModelCard, card, resolve
+from hetagent.models import CARDS, card, resolve
+from hetagent.models.hf_config import card_from_hf_config
 from hetagent.models.kernels import decode_kernels, experts_touched, prefill_kernels
 
 KIB = 1024
@@ -137,7 +138,7 @@ def test_unknown_model_suggests_a_close_name():
 def test_hf_config_reads_into_the_same_card(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({**LLAMA_3_8B_CONFIG, "_name_or_path": "meta-llama/Meta-Llama-3-8B"}))
-    model = ModelCard.from_hf_config(path)
+    model = card_from_hf_config(path)
     assert model.name == "meta-llama-3-8b" and model.kind == "llm" and model.default_dtype == "bf16"
     assert model.param_count() == card("llama-3-8b").param_count()
     assert resolve(str(tmp_path)).param_count() == model.param_count()  # a directory holding config.json
@@ -156,7 +157,7 @@ def test_hf_config_families(tmp_path):
                                    ("bert", bert, "all-minilm-l6-v2")):
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(config))
-        model = ModelCard.from_hf_config(path, name=name)
+        model = card_from_hf_config(path, name=name)
         assert model.kind == card(expected).kind
         assert model.param_count() == pytest.approx(card(expected).param_count(), rel=0.002), name
 
@@ -173,5 +174,5 @@ def test_bad_hf_configs_are_explained(tmp_path, text, message):
     path = tmp_path / "config.json"
     path.write_text(text)
     with pytest.raises(HetagentError, match=message) as info:
-        ModelCard.from_hf_config(path)
+        card_from_hf_config(path)
     assert str(path) in str(info.value)

@@ -153,10 +153,11 @@ def test_pools_follow_the_offered_load_and_lose_nothing(ray, split, registry, ca
     expected = Expectations(1.0, 0.8, {"answer.prefill": OpExpectation(1, 0.01, 0.01),
                                        "answer.decode": OpExpectation(1, 0.05, 0.05)})
     replanner = Replanner(expected, window_s=2.0, interval_s=0.25)
-    # 16 requests/s for 10 s: long enough for the added replica to start (a Ray actor loading its kernels takes ~3 s
-    # on an idle 2-core machine, up to twice that while the burst keeps both cores busy) and take part
-    burst = [Request(i, {"query": f"burst {i}: 2 + {i}"}, i / 16, seed=i) for i in range(160)]
-    trickle = [Request(160 + i, {"query": f"trickle {i}"}, 13.5 + 1.5 * i, seed=i) for i in range(3)]  # 0.67/s
+    # 16 requests/s for 3 s, then a trickle: whether the added replica (a Ray actor, ~3 s to start on an idle
+    # 2-core machine, far longer under load) is up before the burst ends is timing, not this test's concern — the
+    # next test pins that down; this one checks the decisions and that scaling up and down loses nothing
+    burst = [Request(i, {"query": f"burst {i}: 2 + {i}"}, i / 16, seed=i) for i in range(48)]
+    trickle = [Request(48 + i, {"query": f"trickle {i}"}, 6.5 + 1.5 * i, seed=i) for i in range(3)]  # 0.67/s
     sizes = []
 
     def control(engine):
@@ -167,13 +168,40 @@ def test_pools_follow_the_offered_load_and_lose_nothing(ray, split, registry, ca
     # not loss, but not what this test is about
     result = _run(spread, registry, cache_dir, burst + trickle, RayEngine, hook=control, admission="limit",
                   max_inflight=512)
-    assert [r.status for r in result.records] == ["ok"] * 163, [r.error for r in result.records if r.error]
-    # up to the gaudi3 node's 2 during the burst, back to 1 in the trickle; the one `h100` holds one prefill worker
-    assert [d.replicas for d in replanner.decisions] == [{"host-cpu:0": 1, "host-cpu:1": 2},
-                                                         {"host-cpu:0": 1, "host-cpu:1": 1}], replanner.decisions
+    assert [r.status for r in result.records] == ["ok"] * 51, [r.error for r in result.records if r.error]
+    # up to the gaudi3 node's 2 in the burst, back to 1 in the trickle (in between, on a loaded machine, measured
+    # run times can swing a decision or two more); the one `h100` always holds its one prefill worker
+    replicas = [d.replicas for d in replanner.decisions]
+    assert replicas[0] == {"host-cpu:0": 1, "host-cpu:1": 2} and replicas[-1] == {"host-cpu:0": 1, "host-cpu:1": 1}
+    assert all(r["host-cpu:0"] == 1 for r in replicas), replicas
     assert max(sizes) == 2 and sizes[-1] == 1
+
+
+def test_an_added_replica_takes_part_of_the_load(ray, split, registry, cache_dir):  # noqa: F811
+    from hetagent.runtime.engine import Request
+    from hetagent.runtime.ray_engine import RayEngine
+
+    _, spread = split
+    started = []
+
+    def scale_up_and_wait(engine):  # the first tick comes before the requests arrive (at 0.5 s)
+        if started:
+            return
+        engine.scale("host-cpu:1", 2)
+        limit = time.monotonic() + 180
+        while not all(w.ready for w in engine.workers):
+            assert time.monotonic() < limit, "the added replica did not start within 180 s"
+            engine.poll(0.5)
+        started.append(engine.pools()["host-cpu:1"])
+
+    # eight requests at once: each decode (tens of steps) outlasts a prefill, so the second decode finds the first
+    # worker busy and the least-loaded choice is the replica
+    requests = [Request(i, {"query": f"together {i}: 3 * {i}"}, 0.5, seed=i) for i in range(8)]
+    result = _run(spread, registry, cache_dir, requests, RayEngine, hook=scale_up_and_wait)
+    assert started == [["host-cpu:1", "host-cpu:1#1"]]
+    assert [r.status for r in result.records] == ["ok"] * 8, [r.error for r in result.records if r.error]
     decoders = next(o["workers"] for o in result.ops if o["kind"] == "llm.decode")
-    assert decoders == ["host-cpu:1", "host-cpu:1#1"]  # the added replica took part of the burst
+    assert decoders == ["host-cpu:1", "host-cpu:1#1"]
 
 
 def test_capacity_and_bad_placements_are_clear(ray, split, registry, cache_dir):  # noqa: F811

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from hetagent.cost import RooflineModel
-from hetagent.cost import vendor
+from hetagent.cost import efficiency, vendor
 from hetagent.cost.serving import Workload, max_throughput, max_throughput_disaggregated
 from hetagent.models import card
 from hetagent.models.kernels import Kernel, matmul
@@ -26,7 +26,7 @@ def model():
 def test_published_figures_are_sourced_and_every_device_with_figures_is_fitted():
     sources, figures = vendor.published_figures()
     assert {f.source for f in figures} == set(sources) and all(s.url.startswith("https://") for s in sources.values())
-    fitted = {s.device: s for s in vendor.shipped_serving_efficiency()}
+    fitted = {s.device: s for s in efficiency.shipped_serving_efficiency()}
     for device in {f.device for f in figures}:
         assert fitted[device].figures == sum(f.device == device for f in figures)
         assert fitted[device].compute in vendor.GRID and fitted[device].memory in vendor.GRID

@@ -490,7 +490,7 @@ def reference(name: str):
         raise HetagentError(f"unknown langgraph predicate {name!r}")
     origin, _, what = body.rpartition("#")
     kind, _, node = what.partition(":")
-    from hetagent.agent.loader import load_object
+    from hetagent.agent.source import load_object
 
     state, _ = _langgraph()
     graph = load_object(origin)

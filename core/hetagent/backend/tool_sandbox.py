@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 
+from hetagent.backend.tools import DEFAULT_TIMEOUT_S, ToolContext, ToolTimeout, python_tools, run_tool_here, tool_url
 from hetagent.errors import HetagentError
 
 KEEP_IDLE = 4  # children kept for reuse; more run at once when calls overlap, and end afterwards
@@ -97,8 +98,6 @@ class Pending:
         return (child.ready_at is not None and b"\n" in child.buffer) or time.monotonic() >= self.deadline()
 
     def result(self):
-        from hetagent.backend.tools import ToolTimeout
-
         child = self._child
         try:
             line = child.answer()
@@ -169,9 +168,23 @@ def processes() -> ToolProcesses:
         return _shared
 
 
-def main() -> None:  # pragma: no cover - the child
-    from hetagent.backend.tools import python_tools, run_tool_here
+def call_tool(name: str, arguments: dict, *, context: ToolContext, http_tools: dict[str, str],
+              timeout_s: float | None) -> object:
+    return start_tool(name, arguments, context=context, http_tools=http_tools, timeout_s=timeout_s).result()
 
+
+def start_tool(name: str, arguments: dict, *, context: ToolContext, http_tools: dict[str, str],
+               timeout_s: float | None):
+    """Start one call in a tool process; returns its `tool_sandbox.Pending` (`ready()`, `result()`)."""
+    limit = timeout_s or DEFAULT_TIMEOUT_S
+    url = tool_url(name, http_tools)
+    what = f"HTTP tool {name!r} ({url})" if url else f"tool {name!r}"
+    request = {"name": name, "arguments": arguments, "url": url, "limit_s": limit,
+               "corpus": str(context.corpus) if context.corpus else None}
+    return processes().submit(request, limit_s=limit, what=what)
+
+
+def main() -> None:  # pragma: no cover - the child
     for entry in python_tools().values():  # warm: the shipped tools are imported before the first call comes
         if entry.value.startswith("hetagent."):
             entry.load()
@@ -196,4 +209,7 @@ def main() -> None:  # pragma: no cover - the child
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BrokenPipeError:  # the parent is gone (it ended, or was killed): nobody to answer, nothing to report
+        os._exit(0)

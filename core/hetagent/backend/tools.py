@@ -46,17 +46,8 @@ def python_tools() -> dict[str, object]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def call_tool(name: str, arguments: dict, *, context: ToolContext, http_tools: dict[str, str],
-              timeout_s: float | None) -> object:
-    return start_tool(name, arguments, context=context, http_tools=http_tools, timeout_s=timeout_s).result()
-
-
-def start_tool(name: str, arguments: dict, *, context: ToolContext, http_tools: dict[str, str],
-               timeout_s: float | None):
-    """Start one call in a tool process; returns its `tool_sandbox.Pending` (`ready()`, `result()`)."""
-    from hetagent.backend.tool_sandbox import processes
-
-    limit = timeout_s or DEFAULT_TIMEOUT_S
+def tool_url(name: str, http_tools: dict[str, str]) -> str | None:
+    """The URL of HTTP tool `name`, None for an installed Python tool; an error for an unknown tool or a bad URL."""
     url = http_tools.get(name)
     if url is None and name not in python_tools():
         known = sorted([*python_tools(), *http_tools])
@@ -64,10 +55,7 @@ def start_tool(name: str, arguments: dict, *, context: ToolContext, http_tools: 
                             f"under the entry-point group {ENTRY_POINT_GROUP!r} or pass --tool {name}=URL)")
     if url is not None and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise HetagentError(f"HTTP tool {name!r}: {url!r} is not an http:// or https:// URL")
-    what = f"HTTP tool {name!r} ({url})" if url else f"tool {name!r}"
-    request = {"name": name, "arguments": arguments, "url": url, "limit_s": limit,
-               "corpus": str(context.corpus) if context.corpus else None}
-    return processes().submit(request, limit_s=limit, what=what)
+    return url
 
 
 def run_tool_here(name: str, arguments: dict, url: str | None, limit_s: float, corpus: str | None) -> object:

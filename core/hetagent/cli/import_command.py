@@ -24,7 +24,7 @@ def cmd_import_langgraph(args) -> int:
     import sys
 
     from hetagent.agent.langgraph import import_graph
-    from hetagent.agent.loader import graph_name, load_object
+    from hetagent.agent.source import graph_name, load_object
     from hetagent.ir import save, to_text, verify
 
     imported = import_graph(load_object(args.graph), name=graph_name(args.graph), origin=args.graph)

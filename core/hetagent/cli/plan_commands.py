@@ -48,7 +48,7 @@ def cmd_plan(args) -> int:
     if args.agent:
         import dataclasses
 
-        from hetagent.agent.loader import check
+        from hetagent.agent.source import check
 
         check(args.agent)
         problem = dataclasses.replace(problem, agent=args.agent)

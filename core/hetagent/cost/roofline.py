@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
 from hetagent.cost.curves import (
     COMPUTE_CLASSES,
@@ -37,13 +37,12 @@ from hetagent.cost.curves import (
 )
 from hetagent.cost.fit import ring_bytes
 from hetagent.cost.model import KernelTime
+from hetagent.cost.efficiency import ServingEfficiency, shipped_serving_efficiency
 from hetagent.errors import HetagentError
 from hetagent.hardware.device import DeviceProfile, Link
 from hetagent.models.kernels import Kernel
 from hetagent.backend.records import CostTable
 
-if TYPE_CHECKING:
-    from hetagent.cost.vendor import ServingEfficiency
 
 # Where a device has no rate for a dtype: the dtype it computes in instead. Low-precision weights are upcast in
 # registers (weight-only quantisation) so their bytes stay small; fp16 and bf16 run at each other's rate.
@@ -127,8 +126,6 @@ class RooflineModel:
         self._calibrations = {c.device: c for c in calibrations}  # later wins: this host's over the shipped
         self._chains: dict[str, tuple[_Rescaled, ...]] = {}
         if serving is None:
-            from hetagent.cost.vendor import shipped_serving_efficiency
-
             serving = shipped_serving_efficiency()
         self._serving = {s.device: s for s in serving}
         self._serving_of: dict[str, tuple[ServingEfficiency | None, str]] = {}

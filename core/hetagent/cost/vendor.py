@@ -23,12 +23,13 @@ from typing import Iterable, Sequence
 
 from hetagent.cost.curves import combine
 from hetagent.cost.model import KernelTime
+from hetagent.cost.efficiency import EFFICIENCY_FILE, ServingEfficiency
 from hetagent.cost.reference import REFERENCE_DIR
+from hetagent.cost.roofline import RooflineModel
 from hetagent.errors import HetagentError
 from hetagent.files import read_toml
 
 FIGURES_FILE = REFERENCE_DIR / "vendor-figures.toml"
-EFFICIENCY_FILE = REFERENCE_DIR / "serving-efficiency.toml"
 # factor grid: 1/8 … 2 in steps of 2^(1/8) (±4.5 % at most between points; a factor above 1: the vendor's
 # kernels beat the curves)
 GRID = tuple(round(0.125 * 2 ** (i / 8), 4) for i in range(33))
@@ -60,17 +61,6 @@ class Figure:
         return f"{self.device} {self.model} {self.dtype} tp{self.tp} {self.input_tokens}/{self.output_tokens}"
 
 
-@dataclass(frozen=True)
-class ServingEfficiency:
-    """Fractions of the curve-given compute and memory rates a device reaches inside a serving engine."""
-
-    device: str
-    compute: float
-    memory: float
-    figures: int  # published figures fitted
-    sources: tuple[str, ...]
-
-
 @functools.cache
 def published_figures() -> tuple[dict[str, Source], tuple[Figure, ...]]:
     data = read_toml(FIGURES_FILE, "vendor figures")
@@ -82,17 +72,6 @@ def published_figures() -> tuple[dict[str, Source], tuple[Figure, ...]]:
             raise HetagentError(f"{FIGURES_FILE}: figure {row!r} names unknown source {source!r}")
         figures.append(Figure(device, model, dtype, int(tp), int(inp), int(out), float(tps), source))
     return sources, tuple(figures)
-
-
-@functools.cache
-def shipped_serving_efficiency() -> tuple[ServingEfficiency, ...]:
-    if not EFFICIENCY_FILE.exists():
-        return ()
-    data = read_toml(EFFICIENCY_FILE, "serving efficiency")
-    return tuple(
-        ServingEfficiency(name, float(v["compute"]), float(v["memory"]), int(v["figures"]), tuple(v["sources"]))
-        for name, v in data.get("devices", {}).items()
-    )
 
 
 # ---------------------------------------------------------------- fitting
@@ -172,8 +151,6 @@ def best_factors(predictions: Predictions, use: Sequence[int], start: tuple[int,
 
 def base_model(profiles: Iterable):
     """The kernel-curve model without any serving efficiency (what the factors are fitted on top of)."""
-    from hetagent.cost.roofline import RooflineModel
-
     return RooflineModel(profiles, serving=())
 
 

@@ -4,7 +4,8 @@ Importing this package loads IREE's MLIR Python bindings (~0.2 s); `import hetag
 """
 
 from hetagent.ir.builder import AgentBuilder
-from hetagent.ir.module import clone, load, new_context, parse, save, to_bytecode, to_text
+from hetagent.ir.context import new_context
+from hetagent.ir.module import clone, load, parse, save, to_bytecode, to_text
 from hetagent.ir.optable import AGENT_TYPES, OPS, OpDef
 from hetagent.ir.passes import decompose
 from hetagent.ir.verifier import Diagnostic, check, verify

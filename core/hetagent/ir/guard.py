@@ -196,7 +196,7 @@ def _collect(pid: int, fd: int) -> tuple[bytes, str | None]:
 def _reader_context():
     """The context children parse in: each gets its own copy of it with the fork, so it is made once here (a new
     context costs ~40 ms) and never used by this process."""
-    from hetagent.ir.module import new_context
+    from hetagent.ir.context import new_context
 
     context = new_context()
     context.enable_multithreading(False)
@@ -216,13 +216,13 @@ def _child(context, data: bytes, origin: str, out: int, stderr: int) -> None:  #
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         from iree.compiler import ir
 
-        from hetagent.ir.module import _parse_error
+        from hetagent.ir.context import parse_error
 
         try:
             module = ir.Module.parse(data, context)
             answer = b"T" + module.operation.get_asm(binary=True, enable_debug_info=True)
         except ir.MLIRError as exc:
-            answer = b"E" + str(_parse_error(origin, exc)).encode("utf-8", "replace")
+            answer = b"E" + str(parse_error(origin, exc)).encode("utf-8", "replace")
         _write_all(out, answer)
         status = 0
     except BaseException as exc:  # noqa: BLE001 - anything at all: the parent reports it from the exit status

@@ -3,45 +3,18 @@
 from __future__ import annotations
 
 import io
-import re
-import sys
-import types
 from pathlib import Path
 
 from iree.compiler import ir
-from iree.compiler._mlir_libs import _mlir
 
 from hetagent.errors import IRError
 from hetagent.files import read_bytes
 from hetagent.ir import guard
-from hetagent.ir.optable import DIALECTS
+from hetagent.ir.context import new_context, parse_error
 
 BYTECODE_MAGIC = b"ML\xefR"
-_FILE_LOC = re.compile(r'"([^"]*)":(\d+):(\d+)')
 
 
-def _register_agent_namespaces() -> None:
-    """Give MLIR's Python bindings a (empty) module per agent dialect namespace.
-
-    Every time the bindings wrap an op they look for a Python module of its dialect and, for unregistered
-    dialects, retry a failing import on each access (~70 µs, most of the verifier's time). A module found once
-    is cached for good, so we provide one per namespace under a search prefix of our own.
-    """
-    prefix = __name__ + "_namespaces"
-    for namespace in DIALECTS:
-        sys.modules.setdefault(f"{prefix}.{namespace}", types.ModuleType(f"{prefix}.{namespace}"))
-    if prefix not in _mlir.globals.dialect_search_modules:
-        _mlir.globals.append_dialect_search_prefix(prefix)
-
-
-_register_agent_namespaces()
-
-
-def new_context() -> ir.Context:
-    """An MLIR context that accepts the agent dialects (held as unregistered ops in generic form)."""
-    context = ir.Context()
-    context.allow_unregistered_dialects = True
-    return context
 
 
 def parse(source: str | bytes, *, context: ir.Context | None = None, origin: str = "<string>") -> ir.Module:
@@ -54,7 +27,7 @@ def parse(source: str | bytes, *, context: ir.Context | None = None, origin: str
     try:
         return ir.Module.parse(text, context or new_context())
     except ir.MLIRError as exc:
-        raise _parse_error(origin, exc) from None
+        raise parse_error(origin, exc) from None
 
 
 def load(path: str | Path, *, context: ir.Context | None = None) -> ir.Module:
@@ -76,7 +49,7 @@ def load(path: str | Path, *, context: ir.Context | None = None) -> ir.Module:
     try:
         module = ir.Module.parseFile(str(path), context or new_context())
     except ir.MLIRError as exc:
-        raise _parse_error(str(path), exc) from None
+        raise parse_error(str(path), exc) from None
     after = path.stat()
     if before is None or (after.st_ino, after.st_size, after.st_mtime_ns) != (before.st_ino, before.st_size,
                                                                            before.st_mtime_ns):
@@ -123,24 +96,3 @@ def functions(module: ir.Module) -> dict[str, ir.Operation]:
         if op.name == "func.func":
             found[op.attributes["sym_name"].value] = op
     return found
-
-
-def location_of(op) -> str:
-    """`file:line:col` of an op (or of a value's location), or the raw location when it names no file."""
-    text = str(op.location)
-    match = _FILE_LOC.search(text)
-    if match:
-        return f"{match.group(1)}:{match.group(2)}:{match.group(3)}"
-    return text
-
-
-def _parse_error(origin: str, exc: ir.MLIRError) -> IRError:
-    lines = []
-    for diag in exc.error_diagnostics:
-        where = _FILE_LOC.search(str(diag.location))
-        prefix = f"{where.group(1)}:{where.group(2)}:{where.group(3)}" if where else origin
-        lines.append(f"{prefix}: error: {diag.message}")
-    if not lines:
-        lines.append(f"{origin}: error: {exc}")
-    message = "\n".join(lines) + "\n(agent modules are MLIR in generic form; see spec/dialect.md)"
-    return IRError(f"{origin}: malformed MLIR:\n" + message, lines)

@@ -17,7 +17,8 @@ from iree.compiler import ir
 from hetagent.errors import IRError
 from hetagent.graphs import find_cycle
 from hetagent.dtypes import DTYPES
-from hetagent.ir.module import functions, location_of
+from hetagent.ir.context import location_of
+from hetagent.ir.module import functions
 from hetagent.ir.optable import ATTR_KINDS, MODEL_ATTRS, MODEL_ID, OPS, TOKEN_DISTRIBUTIONS, Attr, OpDef, is_agent_op
 
 _PLACEMENT_FIELDS = {"device": "string", "backend": "string", "replicas": "int", "tp": "int", "batch": "int"}

@@ -13,7 +13,6 @@ and the card can never disagree. Formulas: `spec/cost-model.md` section 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from hetagent.dtypes import BYTES_PER_ELEMENT
 from hetagent.errors import HetagentError
@@ -56,13 +55,6 @@ class ModelCard:
     attention_out_bias: bool = False
     mlp_bias: bool = False
     rope_scaling: tuple = ()
-
-    @classmethod
-    def from_hf_config(cls, path: str | Path, name: str | None = None) -> "ModelCard":
-        """A card from a Hugging Face `config.json` on disk (Llama, Mistral, Mixtral, Qwen2, BERT, Whisper, ...)."""
-        from hetagent.models.hf_config import card_from_hf_config
-
-        return card_from_hf_config(path, name)
 
     # ---------------------------------------------------------------- shapes
 

@@ -7,6 +7,7 @@ import difflib
 
 from hetagent.errors import HetagentError
 from hetagent.models.card import ModelCard
+from hetagent.models.hf_config import card_from_hf_config
 
 
 def _with_total_params(card: ModelCard, total: int) -> ModelCard:
@@ -149,5 +150,5 @@ def resolve(name_or_path: str) -> ModelCard:
     from pathlib import Path
 
     if name_or_path not in CARDS and (name_or_path.endswith(".json") or Path(name_or_path).is_dir()):
-        return ModelCard.from_hf_config(name_or_path)
+        return card_from_hf_config(name_or_path)
     return card(name_or_path)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hetagent.agent.loader import check, resolve
+from hetagent.agent.source import check, resolve
 from hetagent.errors import HetagentError
 from hetagent.files import read_json, read_text, read_toml
 from hetagent.graphs import find_cycle

@@ -478,6 +478,7 @@ class LocalEngine:
             worker.process.join(timeout=5)
             if worker.process.is_alive():
                 worker.process.kill()
+                worker.process.join(timeout=5)  # gone before its run's segments are removed: it writes none after
             self._selector.unregister(worker.conn)
             self._selector.unregister(worker.process.sentinel)
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from hetagent.agent.loader import load_agent, stem
+from hetagent.agent.loader import load_agent
+from hetagent.agent.source import stem
 from hetagent.compiler.cache import CompileCache, digest
 from hetagent.compiler.driver import CompiledAgent, compile_agent
 from hetagent.backend.registry import Registry
@@ -22,7 +23,8 @@ from hetagent.plan import Plan
 from hetagent.errors import HetagentError
 from hetagent.hardware.pricebook import PriceBook, default_pricebook
 from hetagent.ir import verify
-from hetagent.ir.module import location_of, to_text
+from hetagent.ir.context import location_of
+from hetagent.ir.module import to_text
 from hetagent.models.catalog import use_model_dir
 from hetagent.runtime import report, standins
 from hetagent.runtime.engine import EngineOptions, LocalEngine, Request, RequestRecord

@@ -8,8 +8,8 @@ from pathlib import Path
 from multiprocessing.connection import wait
 
 from hetagent.backend.executor import Call, OneShotExecutor, Outcome
-from hetagent.backend.tool_sandbox import processes
-from hetagent.backend.tools import ToolContext, call_tool, start_tool
+from hetagent.backend.tool_sandbox import call_tool, processes, start_tool
+from hetagent.backend.tools import ToolContext
 from hetagent.backend.transforms import TOOL_CALL, render, transform
 
 
