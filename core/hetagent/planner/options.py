@@ -81,7 +81,7 @@ def build_instance(problem: Problem, graph: TaskGraph, model: CostModel) -> Agen
     for fleet_class in problem.fleet.classes:
         profile = model.profile(fleet_class.device)
         classes[profile.name] = DeviceClass(
-            profile.name, problem.fleet.pricebook.usd_per_hour(profile.name, profile.tdp_w),
+            profile.name, problem.fleet.pricebook.usd_per_hour(profile.name, profile.tdp_w, profile.cores),
             pooled=profile.kind == "cpu", max_count=fleet_class.max_count, backend=profile.backend)
     builder = _Options(problem, graph, model, classes)
     return builder.build()

@@ -2,10 +2,12 @@
 
 One worker per device: on this node, one per detected device of each placed profile (a GPU worker owns one
 GPU, pinned by the index and UUID its backend's detection reports); the host device, with `--cpu-partitions N`,
-becomes N workers pinned to disjoint core sets (`os.sched_setaffinity`), named `<host>:0` … `<host>:N-1`. With
-two or more partitions the first half serves the prompt side (prefill, embeddings, speech) and the second half
-the decode side, so prefill and decode really run on different processes and cores; host ops (tools,
-transforms, search) go to any partition. On a cluster (`local=False`, RayEngine) a device class is one pool
+becomes N workers pinned to disjoint core sets (`os.sched_setaffinity`), named `<host>:0` … `<host>:N-1`. Where
+the plan names a partition for an op (`Placement.partition`: `hetagent run` without a plan plans this host's
+partitions, `planner.host`), partition i serves the op kinds placed on it, and ops placed on no partition go to
+any. Without partitions in the plan, with two or more partitions the first half serves the prompt side (prefill,
+embeddings, speech) and the second half the decode side, so prefill and decode really run on different processes
+and cores; host ops (tools, transforms, search) go to any partition. On a cluster (`local=False`, RayEngine) a device class is one pool
 whose workers hold the device profile's Ray resource instead.
 
 Each op runs in the executor its placement's backend declares for it on that device (`hetagent_executors`).
@@ -48,6 +50,7 @@ def plan_workers(program: Program, registry: Registry, *, cpu_partitions: int = 
     devices must be present), else on a cluster."""
     host = registry.host
     factories: dict[str, dict[str, str]] = {}
+    partitions: dict[str, set[int | None]] = {}  # host op kind -> the partitions the plan names for it
     backends: dict[str, str] = {}
     device_of: dict[int, str] = {}
     for node in (n for n in program.nodes() if is_compute(n) and n.op not in ENGINE_OPS):
@@ -56,6 +59,8 @@ def plan_workers(program: Program, registry: Registry, *, cpu_partitions: int = 
         if spec is None:
             raise HetagentError(f"'{node.label}' ({node.op}): no {backend} executor claims it on {device}")
         factories.setdefault(device, {})[node.op] = spec.factory
+        if device == host.device:
+            partitions.setdefault(node.op, set()).add(node.placement.partition)
         backends[device] = backend
         device_of[node.index] = device
     detected = {} if not local else {
@@ -63,7 +68,7 @@ def plan_workers(program: Program, registry: Registry, *, cpu_partitions: int = 
     workers = []
     for device, ops in factories.items():
         if device == host.device:
-            workers += _cpu_partitions(ops, cpu_partitions, host.device, host.backend)
+            workers += _cpu_partitions(ops, cpu_partitions, host.device, host.backend, partitions)
         elif not local:
             workers.append(WorkerPlan(device, device, backends[device], (), ops, ray_resources(registry.profile(device))))
         elif not detected[device]:
@@ -91,14 +96,21 @@ def check_partitions(count: int) -> None:
         raise HetagentError(f"--cpu-partitions {count}: this process may use {len(cores)} cores; give 1 to {len(cores)}")
 
 
-def _cpu_partitions(ops: dict[str, str], count: int, device: str, backend: str) -> list[WorkerPlan]:
+def _cpu_partitions(ops: dict[str, str], count: int, device: str, backend: str,
+                    planned: dict[str, set[int | None]]) -> list[WorkerPlan]:
     check_partitions(count)
+    named = {p for parts in planned.values() for p in parts if p is not None}
+    if named and max(named) >= count:
+        raise HetagentError(f"the plan places ops on {device} partition {max(named)}, but the host is split into "
+                            f"{count} (--cpu-partitions {max(named) + 1} or more)")
     cores = usable_cores()
     size = len(cores) // count
     workers = []
     for i in range(count):
         share = tuple(cores[i * size: (i + 1) * size if i < count - 1 else len(cores)])
-        if count == 1:
+        if named:
+            served = {op: f for op, f in ops.items() if i in planned[op] or None in planned[op]}
+        elif count == 1:
             served = ops
         else:
             excluded = DECODE_SIDE if i < count // 2 else PROMPT_SIDE

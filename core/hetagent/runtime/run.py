@@ -83,6 +83,22 @@ def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, 
     return Prepared(program, workers, device_of, substituted, compiled.fallbacks, compiled)
 
 
+def runnable_source(agent: str | Path, *, model_dir: Path | None = None, model_overrides: dict[str, str] | None = None,
+                    cache: CompileCache | None = None) -> Path:
+    """The agent as `prepare` will run it (tiny stand-ins substituted), written as .mlir: what the planner plans
+    when a run plans this host first."""
+    cache = cache or CompileCache()
+    if model_dir is not None:
+        use_model_dir(model_dir)
+    module = verify(load_agent(agent), what=str(agent))
+    standins.substitute(module, standins.model_map(standins.named_models(module), model_dir, model_overrides or {}))
+    source = to_text(module)
+    path = cache.root / "runs" / f"{stem(agent)}-{digest(source)[:12]}-planned.mlir"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+    return path
+
+
 @dataclass(frozen=True)
 class Resources:
     """What the command line provides for the agent's memory stores and tools (`--store`, `--tool`)."""

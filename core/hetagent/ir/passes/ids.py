@@ -13,7 +13,7 @@ from collections import Counter
 from iree.compiler import ir
 
 from hetagent.errors import HetagentError
-from hetagent.ir.module import location_of
+from hetagent.ir.context import location_of
 from hetagent.ir.optable import OPS
 
 
