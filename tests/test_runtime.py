@@ -13,6 +13,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from hetagent.hardware.pricebook import default_pricebook
+
 from conftest import EXAMPLES
 
 pytest.importorskip("torch")
@@ -212,21 +214,45 @@ def test_index_and_retrieval_agent(cli, cache_dir, tmp_path):
     assert {s["name"] for s in spans} >= {"retrieve.embed", "retrieve.search", "answer.prefill", "answer.decode"}
 
 
-def test_run_without_arguments_runs_the_voice_agent(cli, cache_dir):
-    code, out, err = cli("--backends", "cpu", "run", "--requests", "1", "--json")
+def test_run_without_arguments_plans_this_host_then_runs_the_plan(cli, cache_dir):
+    code, out, err = cli("--backends", "cpu", "run", "--requests", "2", "--max-tokens", "4", "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert report["agent"] == "voice_agent" and report["summary"]["ok"] == 1
+    assert report["agent"] == "voice_agent" and report["summary"]["ok"] + report["summary"]["rejected"] == 2
     assert report["substitutions"]["llama-3-8b"] == "tiny-llama"
     assert {o["kind"] for o in report["ops"]} >= {"audio.stt", "llm.prefill", "llm.decode", "tool.compute", "audio.tts"}
+    planned = report["host_plan"]
+    # the plan: over two CPU partitions, one worker each, every op where the plan put it
+    assert planned["partitions"] == 2 and set(planned["classes"]) == {"host-cpu:0", "host-cpu:1"}
+    workers = {w["name"]: w for w in report["workers"]}
+    assert set(workers) == {"host-cpu:0", "host-cpu:1"}
+    for op in planned["ops"]:
+        if op["kind"] != "input.audio":
+            assert op["kind"] in workers[op["planned_on"]]["ops"], op
+    placements = planned["plan"]["placements"]
+    assert {p["partition"] for p in placements.values()} == {0, 1}
+    # predicted vs measured per op, with why it runs where it does
+    rows = {o["op"]: o for o in planned["ops"]}
+    for label in ("transcribe", "answer.prefill", "answer.decode", "speak"):
+        assert rows[label]["predicted_ms"] > 0 and rows[label]["why"]
+    assert any(o["measured_ms_p50"] for o in planned["ops"])
+    # KV caches move between workers: the prefill's output is stored and loaded by the decode
+    assert {t["transfer"] for t in report["transfers"]} >= {"answer.kv"}
+    # the rate and SLA were fixed from the plan before running, and say how
+    assert planned["planned_rate_rps"] > 0 and planned["offered_rate_rps"] == planned["planned_rate_rps"]
+    assert "at most 50% busy" in planned["rate_rule"]
+    assert planned["sla_ms"] > 0 and ("the agent's SLA" in planned["sla_rule"] or "critical path" in planned["sla_rule"])
+    assert "host calibration" in planned["calibration"]
+    # priced: the per-core price of the host CPU times the cores the workers hold
+    summary = report["summary"]
+    from hetagent.runtime.layout import usable_cores
+
+    per_core = default_pricebook().price_of("host-cpu").cloud_usd_per_core_hour
+    assert summary["usd_per_hour"] == pytest.approx(len(usable_cores()) * per_core)
+    assert summary["usd_per_request"] is not None and planned["predicted_usd_per_request"] > 0
     # every run checks the cost model: predicted vs measured per LLM op kind on the host
     check = {c["kind"]: c for c in report["cost_check"]}
     assert set(check) == {"llm.prefill", "llm.decode"}
-    assert check["llm.prefill"]["per"] == "call" and check["llm.decode"]["per"] == "token"
-    for row in check.values():
-        assert row["device"] == "host-cpu" and row["samples"] >= 1
-        assert row["measured_ms_p50"] > 0 and row["predicted_ms"] > 0
-        assert row["error"] == pytest.approx(row["predicted_ms"] / row["measured_ms_p50"] - 1)
 
 
 def test_a_plan_for_absent_devices_is_refused_unless_fallback_is_allowed(cli, cache_dir, tmp_path):
