@@ -173,7 +173,7 @@ def main() -> None:
 
     big, big_prepared = run(work, "small-llama", 32, 1)
     from hetagent.models import card
-    from hetagent.models.weights import weight_shapes
+    from hetagent.models.weight_names import weight_shapes
 
     model = card("small-llama")
     weight_bytes = sum(4 * math.prod(s) for s in weight_shapes(model).values())

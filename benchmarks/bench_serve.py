@@ -83,7 +83,7 @@ def engine_load(prepared, clients: int, seconds: float, sla_ms: float, admission
         start = time.monotonic()
         free_at += [start] * clients
         end = start + WARMUP_S + seconds
-        while time.monotonic() < end or engine.live:
+        while time.monotonic() < end or engine.snapshot().inflight:
             now = time.monotonic()
             due = [t for t in free_at if t <= now] if now < end else []
             free_at[:] = [t for t in free_at if t > now]

@@ -17,7 +17,7 @@ Figures, both engines with the same thread count (every core this process may us
   hetagent: the median gap between tokens of a request through the runtime (a LocalEngine worker running the
   compiled IREE decode); llama.cpp: `Llama.eval` of one token (its logits copied out, as a server does).
 - **prefill**: seconds to prefill 512 tokens. hetagent: the prefill op's run time in its worker (median over the
-  requests); llama.cpp: `Llama.eval` of the 512 tokens (one ubatch), median of three.
+  requests, prefix cache off); llama.cpp: `Llama.eval` of the 512 tokens (one ubatch), median of three.
 - the ratio llama.cpp time / hetagent time (> 1: hetagent faster); targets: decode ≥ 1.0, prefill ≥ 0.8.
 - a same-model check: the last prompt position's logits, llama.cpp against transformers on the same token ids.
 
@@ -111,7 +111,8 @@ def hetagent_figures(root: Path, work: Path, prompt: str) -> dict:
     prepared = prepare(agent, registry=registry, plan=plan, model_dir=root, cache=cache)
     # one request at a time (arrivals further apart than a request lasts): a gap is a decode step, nothing else
     requests = [Request(i, {"query": prompt}, 6.0 * i, seed=i) for i in range(3)]
-    options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root))
+    # the prefix cache off: the same prompt three times would otherwise prefill only its last token after the first
+    options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root), prefix_cache_mb=0)
     result = run_prepared(prepared, requests, registry=registry, options=options)
     assert [r.status for r in result.records] == ["ok"] * len(requests), [r.error for r in result.records]
     prefill = next(o for o in result.ops if o["kind"] == "llm.prefill")

@@ -64,7 +64,7 @@ def build(root: Path, name: str, layers: int, dtype: str) -> int:
     from safetensors.torch import save_file
 
     from hetagent.models.hf_checkpoint import checkpoint_card
-    from hetagent.models.weights import weight_shapes
+    from hetagent.models.weight_names import weight_shapes
 
     directory = root / name
     directory.mkdir(parents=True)

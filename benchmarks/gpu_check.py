@@ -72,7 +72,7 @@ def run(work: Path, registry, plan: dict, *, model: str, tokens: int, requests: 
 def main() -> int:
     from hetagent.backend import Registry
     from hetagent.models.catalog import card
-    from hetagent.models.weights import weight_shapes
+    from hetagent.models.weight_names import weight_shapes
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", choices=VENDORS, help="default: the first backend detecting a device here")

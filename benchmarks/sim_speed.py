@@ -24,7 +24,7 @@ def main() -> None:
     from hetagent.planner.planner import build, make_plan
     from hetagent.planner.problem import load_problem
     from hetagent.backend.registry import Registry
-    from hetagent.sim.run import requests_for, simulate_plan
+    from hetagent.sim.simulate import requests_for, simulate_plan
 
     model = RooflineModel.from_registry(Registry.load())
     problem = load_problem(ROOT / "examples/problems/conv_trace.toml")

@@ -11,11 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import EXAMPLES  # noqa: E402
-from hetagent.compiler import CompileCache  # noqa: E402
+from hetagent.compiler import CompileCache# noqa: E402
 from hetagent.plan import Plan  # noqa: E402
 from hetagent.compiler.driver import compile_agent  # noqa: E402
-from hetagent.models import card  # noqa: E402
-from hetagent.models import reference  # noqa: E402
+from hetagent.models import card# noqa: E402
+from hetagent.models import reference# noqa: E402
 from hetagent.backend import Registry  # noqa: E402
 
 TINY = card("tiny-llama")
@@ -108,13 +108,14 @@ def tiny_weights():
 def test_cpu_build_manifest(cpu_build):
     out, manifest, seconds = cpu_build
     functions = sorted(k["function"]["function"] for k in manifest["kernels"])
-    assert functions == ["decode", "embed", "prefill"]
+    assert functions == ["decode", "embed", "extend", "prefill"]
     for entry in manifest["kernels"]:
         assert (out / entry["artifact"]["file"]).stat().st_size == entry["artifact"]["bytes"] > 0
         assert entry["pipeline"]["stages"] == ["torch-to-linalg", "iree-llvm-cpu"]
         assert entry["pipeline"]["target_options"]["target_cpu"]
     ops = {o["name"] or o["op"]: o for o in manifest["ops"]}
     assert ops["answer.prefill"]["kernel"] == "tiny_llama_prefill_fp32_b1_t64_s128"
+    assert ops["answer.prefill"]["extend_kernel"] == "tiny_llama_extend_fp32_b1_t64_s128"  # the prefix cache's
     assert ops["answer.decode"]["kernel"] == "tiny_llama_decode_fp32_b1_s128"
     assert ops["search.compute"]["kernel"] is None  # a tool: runs in an executor
     assert json.loads((out / "manifest.json").read_text()) == manifest
@@ -143,6 +144,21 @@ def test_decode_matches_the_torch_reference(cpu_build, tiny_weights):
     token, position = torch.randint(0, TINY.vocab_size, (1,), generator=generator), torch.tensor([length])
     logits, new_kv = IreeKernel(out / entry["artifact"]["file"], entry, tiny_weights)(token, position, kv)
     want_logits, want_kv = reference.decode(TINY, tiny_weights, token, position, kv)
+    assert relative_error(logits, want_logits) <= RELATIVE_TOLERANCE
+    assert relative_error(new_kv, want_kv) <= RELATIVE_TOLERANCE
+
+
+def test_extend_over_a_cached_prefix_matches_the_torch_reference(cpu_build, tiny_weights):
+    out, manifest, _ = cpu_build
+    entry = kernel(manifest, "extend")
+    generator = torch.Generator().manual_seed(int(time.time()) + 3)
+    tokens = torch.randint(0, TINY.vocab_size, (1, 64), generator=generator)
+    start = int(torch.randint(1, 64, (1,), generator=generator))
+    _, kv = reference.prefill(TINY, tiny_weights, tokens, torch.tensor([start]), 128)
+    chunk, length = torch.randint(0, TINY.vocab_size, (1, 64), generator=generator), torch.tensor([40])
+    logits, new_kv = IreeKernel(out / entry["artifact"]["file"], entry, tiny_weights)(chunk, length,
+                                                                                     torch.tensor([start]), kv)
+    want_logits, want_kv = reference.extend(TINY, tiny_weights, chunk, length, torch.tensor([start]), kv)
     assert relative_error(logits, want_logits) <= RELATIVE_TOLERANCE
     assert relative_error(new_kv, want_kv) <= RELATIVE_TOLERANCE
 
@@ -259,9 +275,9 @@ def test_hetagent_compile_the_example_agents(cached_cli, tmp_path):
         assert code == 0, err
         manifest = json.loads(text)
         devices = {(k["backend"], k["function"]["function"]) for k in manifest["kernels"]}
-        if example == "rag_qa.mlir":  # its embedding model is no Llama: no kernel, and the manifest says why
+        if example == "rag_qa.mlir":  # its embedding model is a BERT encoder at full size: the encoder's embed
             embed = next(o for o in manifest["ops"] if o["op"] == "memory.embed")
-            assert embed["kernel"] is None and "all-minilm-l6-v2" in embed["no_kernel"]
+            assert embed["kernel"] == "all_minilm_l6_v2_embed_fp32_b1_t512"
         assert {("cuda", "prefill"), ("rocm", "decode")} <= devices
         for entry in manifest["kernels"]:
             assert (out / entry["artifact"]["file"]).stat().st_size > 0

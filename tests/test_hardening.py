@@ -436,7 +436,7 @@ def test_a_stopped_worker_is_replaced_and_its_requests_finish(registry, cache_di
     def stop_decode_worker(engine):
         decoder = next(w for w in engine.workers if w.plan.name == "host-cpu:1")
         if not stopped and any(t.node.op == "llm.decode" for t in decoder.tasks.values()):
-            os.kill(decoder.process.pid, signal.SIGSTOP)  # alive, holding its calls, saying nothing
+            os.kill(decoder.handle.process.pid, signal.SIGSTOP)  # alive, holding its calls, saying nothing
             stopped.append(time.monotonic())
 
     with pytest.warns(UserWarning, match="said nothing for .* killed, replaced"):

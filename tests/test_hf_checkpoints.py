@@ -24,9 +24,9 @@ from hetagent.backend.chat_template import Chat  # noqa: E402
 from hetagent.backend.tokenizer import tokenizer_for  # noqa: E402
 from hetagent.backend.weights import load_weights  # noqa: E402
 from hetagent.errors import HetagentError  # noqa: E402
-from hetagent.models import reference  # noqa: E402
+from hetagent.models import reference# noqa: E402
 from hetagent.models.catalog import card, use_model_dir  # noqa: E402
-from hetagent.models.weights import locate_weights  # noqa: E402
+from hetagent.models.weight_names import locate_weights  # noqa: E402
 
 DECODE_STEPS = 32
 GREEDY_TOKENS = 64

@@ -170,3 +170,13 @@ def test_no_import_cycles():
         if name not in state:
             visit(name, [])
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_no_two_modules_of_the_core_share_a_name():
+    """One name per concept: a module's file name says what it is wherever it is imported from."""
+    seen: dict[str, list[str]] = {}
+    for path in CORE.rglob("*.py"):
+        if path.name not in ("__init__.py", "__main__.py"):
+            seen.setdefault(path.name, []).append(str(path.relative_to(CORE)))
+    shared = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not shared, shared

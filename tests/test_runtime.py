@@ -296,3 +296,22 @@ def test_bad_input_exits_2(cli, cache_dir, argv, message):
     code, out, err = cli("--backends", "cpu", *argv)
     assert code == 2
     assert message in err and "Traceback" not in err
+
+
+def test_engines_are_the_router_over_a_transport():
+    """Both transports implement the whole `Transport` protocol, and LocalEngine / RayEngine add nothing to the
+    router but the transport they build (RayEngine: `node_of`, for reports)."""
+    from hetagent.runtime.engine import Engine, LocalEngine
+    from hetagent.runtime.ray_engine import RayEngine, RayTransport
+    from hetagent.runtime.transport import ProcessTransport, Transport
+
+    protocol = {name for name in vars(Transport) if not name.startswith("_")} | set(Transport.__annotations__)
+    assert protocol == {"streams_tokens", "spawn", "send", "cancel", "poll", "stop", "kill", "capacity", "wake",
+                        "close"}
+    for transport in (ProcessTransport, RayTransport):
+        assert all(hasattr(transport, name) for name in protocol), transport
+    def own(cls):
+        return {name for name in vars(cls) if name == "__init__" or not name.startswith("__")}
+
+    assert own(LocalEngine) == {"__init__"} and own(RayEngine) == {"__init__", "node_of"}
+    assert issubclass(LocalEngine, Engine) and issubclass(RayEngine, Engine)

@@ -200,6 +200,11 @@ def test_metrics_expose_latency_histograms_and_queues(server, client):
         'hetagent_requests_in_flight{agent="chat"}',
         'hetagent_worker_queue_depth{agent="chat",worker="host-cpu:0"}',
         'hetagent_tokens_total{agent="chat",kind="completion"}',
+        'hetagent_prefix_cache_lookups_total{agent="chat"}',
+        'hetagent_prefix_cache_hits_total{agent="chat"}',
+        'hetagent_prefix_cache_hit_ratio{agent="chat"}',
+        'hetagent_prefill_tokens_total{agent="chat",kind="computed"}',
+        'hetagent_prefill_tokens_total{agent="chat",kind="saved"}',
     ]
     assert [s for s in series if s not in text] == []
 
@@ -457,3 +462,97 @@ def test_a_stream_survives_its_decode_worker_dying_without_repeating_tokens(agen
         detokenizer = IncrementalDetokenizer()
         deltas = detokenizer.push(killed_ids)
         assert deltas + detokenizer.finish(record.outputs[0]) == record.outputs[0] == clean.outputs[0]
+
+
+def test_the_server_reads_only_the_engines_public_face(agent):
+    """AgentService drives a real engine through a proxy that records every attribute it touches: all are the
+    engine's documented face (`ENGINE_API`), its state comes from `snapshot()` (a read-only copy), and admission's
+    typed rejections become 429 / 503 in `refusal` alone. A streamed request cancelled mid-answer ends
+    "cancelled"."""
+    from dataclasses import FrozenInstanceError
+
+    from hetagent.compiler.cache import CompileCache
+    from hetagent.backend import Registry
+    from hetagent.runtime.engine import EngineOptions, LocalEngine, Rejection
+    from hetagent.runtime.run import new_run_id, prepare
+    from hetagent.serve.metrics import ServeMetrics
+    from hetagent.serve.service import ENGINE_API, AgentService, refusal
+
+    class Recorder:
+        def __init__(self, engine):
+            object.__setattr__(self, "engine", engine)
+            object.__setattr__(self, "touched", set())
+
+        def __getattr__(self, name):
+            self.touched.add(name)
+            return getattr(self.engine, name)
+
+        def __setattr__(self, name, value):
+            self.touched.add(name)
+            setattr(self.engine, name, value)
+
+    cache = CompileCache()
+    prepared = prepare(agent, registry=Registry.load(["cpu"]), cache=cache)
+    options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root), max_inflight=1)
+    engine = Recorder(LocalEngine(prepared.program, prepared.workers, prepared.device_of, options,
+                                  kernels_of=prepared.kernels_of))
+    service = AgentService(engine, ServeMetrics("chat", None))
+
+    async def main():
+        first = service.submit({"query": QUESTION}, 0, stream=True)
+        others = [service.submit({"query": "hi"}, 0) for _ in range(2)]
+        refused = [await t.admitted for t in others]
+        assert await first.admitted is None
+        assert await first.tokens.get()  # the answer has begun
+        service.cancel(first)
+        return refused, await asyncio.wait_for(first.finished, 60)
+
+    try:
+        refused, record = asyncio.run(main())
+        snapshot = engine.engine.snapshot()
+    finally:
+        service.close()
+    assert [(r.status, "--max-inflight 1" in r.reason) for r in refused] == [(429, True)] * 2
+    assert record.status == "cancelled" and "client went away" in record.error
+    assert {"submit", "poll", "snapshot", "take_ops", "cancel", "forget"} <= engine.touched <= ENGINE_API
+    with pytest.raises(FrozenInstanceError):
+        snapshot.inflight = 3
+    with pytest.raises(TypeError):
+        snapshot.calls["host-cpu:0"] = 0
+    assert (snapshot.inflight, snapshot.max_inflight, set(snapshot.calls)) == (0, 1, {"host-cpu:0"})
+    assert refusal(Rejection("limit", "x")).status == 429 and refusal(Rejection("sla", "y")).status == 503
+
+
+LONG_AGENT = AGENT.replace("output_tokens = 24", "output_tokens = 200")
+
+
+def test_a_cancelled_request_has_its_workers_drop_its_calls(tmp_path):
+    """`cancel` mid-decode: the decode worker lets the sequence go (answers it "cancelled") instead of generating
+    the rest of its 200 tokens, and its slot serves the next request."""
+    from hetagent.compiler.cache import CompileCache
+    from hetagent.backend import Registry
+    from hetagent.runtime.engine import EngineOptions, LocalEngine, Request
+    from hetagent.runtime.run import new_run_id, prepare
+
+    agent = tmp_path / "long.mlir"
+    agent.write_text(LONG_AGENT)
+    cache = CompileCache()
+    prepared = prepare(agent, registry=Registry.load(["cpu"]), cache=cache)
+    options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root))
+    with LocalEngine(prepared.program, prepared.workers, prepared.device_of, options,
+                     kernels_of=prepared.kernels_of) as engine:
+        streamed = []
+        engine.on_tokens = lambda request, tokens: streamed.extend(tokens)
+
+        def cancel_once_streaming():
+            if streamed and 0 in engine.live:
+                engine.cancel(0)
+
+        [cancelled] = engine.run([Request(0, {"query": QUESTION}, 0.0, stream=True)], on_tick=cancel_once_streaming)
+        while any(w.tasks for w in engine.workers):  # the worker's answer to the cancellation
+            engine.poll(0.5)
+        [after] = engine.run([Request(1, {"query": QUESTION}, 0.0)])
+        decodes = [o for o in engine.ops if o.op == "llm.decode"]
+    assert cancelled.status == "cancelled" and after.status == "ok"
+    assert [o.ok for o in decodes] == [False, True]  # dropped, not run to its end
+    assert after.completion_tokens > 2 * len(streamed)

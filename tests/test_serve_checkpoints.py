@@ -127,3 +127,25 @@ def test_run_applies_the_template_and_the_sampling_flags(served):
     assert (row["prompt_tokens"], row["completion_tokens"], row["finish_reason"]) == (len(prompt), 5, "length")
     bad = run_hetagent("--backends", "cpu", "run", str(agent), "--model-dir", models, "--top-p", "0", "--json")
     assert bad.returncode == 2 and "--top-p 0" in bad.stderr and bad.stdout == ""
+
+
+def test_mistral_answer_equals_transformers_generate(tmp_path):
+    """A Mistral checkpoint (bf16 on disk, untied, the template that refuses a system message) through `hetagent
+    serve`: the greedy answer is transformers' `generate` on the templated prompt, with its usage and finish."""
+    build_checkpoint(tmp_path / "models", "mistral-small", train_tokenizer())
+    agent = tmp_path / "chat.mlir"
+    agent.write_text(AGENT.replace("MODEL", "mistral-small").replace("OUT", str(OUTPUT_TOKENS)))
+    server = Server(str(agent), "--model-dir", str(tmp_path / "models"))
+    try:
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+        messages = [{"role": "user", "content": "How long should pasta boil?"}]
+        expected, prompt_tokens, new, eos = _greedy(tmp_path / "models" / "mistral-small", messages, OUTPUT_TOKENS)
+        completion = _ask(client, messages=messages, temperature=0)
+        assert completion.choices[0].message.content == expected
+        assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (prompt_tokens, len(new))
+        assert completion.choices[0].finish_reason == ("stop" if new[-1] == eos else "length")
+        with pytest.raises(openai.BadRequestError, match="alternate") as refused:  # the template's own error
+            _ask(client, messages=MESSAGES, temperature=0)
+        assert refused.value.body["param"] == "messages"
+    finally:
+        assert server.stop() == 0, "".join(server.output)

@@ -40,7 +40,7 @@ def run(backend, registry, agent, plan, *, cpu_partitions=1, requests=2):
 def expected_answers(backend, prompts: list[str]) -> list[str]:
     """The oracle's greedy answers (float64, the same random weights the workers load)."""
     from hetagent.models.catalog import card
-    from hetagent.models.weights import weight_shapes
+    from hetagent.models.weight_names import weight_shapes
     from hetagent.backend import text
     from hetagent.backend.weights import load_weights, prepare_weights
 

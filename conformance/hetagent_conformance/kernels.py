@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from hetagent.compiler.functions import ModelFunction
+from hetagent.compiler.shapes import ModelFunction
 
 MODEL = "tiny-llama"  # a real Llama-architecture decoder (GQA, SwiGLU, RoPE), small enough to build in seconds
 PROMPT, CAPACITY = 64, 128  # the shapes tier d's fixture agent asks for too, so its kernels are cache hits

@@ -15,7 +15,7 @@ from hetagent_conformance.kernels import MODEL, clean_source, model_function
 def kernel(backend):
     """kernel(function, dtype) -> (KernelRef, numpy weights in call order): built for this node's device."""
     from hetagent.models.catalog import card
-    from hetagent.models.weights import weight_shapes
+    from hetagent.models.weight_names import weight_shapes
     from hetagent.backend.executor import KernelRef
     from hetagent.backend.weights import load_weights, prepare_weights
 

@@ -53,6 +53,7 @@ class Call:
     sent: float = 0.0  # time.monotonic() when the engine sent it: queue time counts from here
     stream: bool = False  # report this stepped call's tokens after each step (`progress`), not only at its end
     sampling: Sampling | None = None  # LLM ops: the request's sampling parameters (None: the defaults)
+    extend: KernelRef | None = None  # llm.prefill: the kernel that prefills past a cached prefix (prefix cache)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class WorkerContext:
     # which of several devices of its profile this worker owns (GPUs): from the detection that found it
     device_index: int | None = None
     device_uuid: str = ""
+    # llm.prefill: bytes of KV the worker keeps for recent prompt prefixes (0: no prefix cache)
+    prefix_cache_bytes: int = 0
 
 
 class Executor(Protocol):
@@ -96,6 +99,9 @@ class Executor(Protocol):
     def step(self) -> list[tuple[Call, Outcome | Exception]]: ...
 
     def active(self) -> int: ...
+
+    # optional, stepped ops: `progress(call)` (tokens so far, for streaming); `leave(call) -> bool` (drop a joined
+    # call whose request was cancelled)
 
 
 class OneShotExecutor:

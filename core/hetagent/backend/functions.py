@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from iree.compiler import ir
 
-from hetagent.errors import UnsupportedError
+from hetagent.errors import HetagentError, UnsupportedError
 from hetagent.models.card import ModelCard
 from hetagent.models.catalog import card
 
@@ -23,13 +23,13 @@ FUNCTION_ATTR = "hetagent.function"
 
 @dataclass(frozen=True)
 class ModelFunction:
-    """One exported function of the reference decoder at static shapes: the unit the compiler builds."""
+    """One exported function of a reference model at static shapes: the unit the compiler builds."""
 
     model: str
-    function: str  # prefill | decode | embed
+    function: str  # prefill | decode | embed | extend (a prefill resuming over a cached prefix)
     dtype: str
     batch: int
-    prompt: int = 0  # prompt capacity T (prefill, embed)
+    prompt: int = 0  # prompt capacity T (prefill, embed), chunk C (extend)
     capacity: int = 0  # KV-cache capacity S (prefill, decode)
 
     @property
@@ -61,6 +61,7 @@ class ModelFunction:
             "prefill": ([tokens, lengths], [logits, kv]),
             "decode": ([["token", [self.batch], "i64"], ["positions", [self.batch], "i64"], kv], [logits, kv]),
             "embed": ([tokens, lengths], [["embedding", [self.batch, model.hidden_size], self.dtype]]),
+            "extend": ([tokens, lengths, ["starts", [self.batch], "i64"], kv], [logits, kv]),
         }[self.function]
         return {"inputs": inputs, "outputs": outputs}
 
@@ -79,10 +80,21 @@ def kernel_function(module: ir.Module) -> ModelFunction:
     return ModelFunction.from_attribute(kernels[0].attributes[FUNCTION_ATTR])
 
 
+def reference_function(model: ModelCard, name: str):
+    """The reference implementation of model function `name` (prefill, decode, embed) for `model`'s
+    architecture: the decoder's (`hetagent.models.reference`) or the BERT encoder's (`hetagent.models.encoder`)."""
+    from hetagent.models import encoder, reference
+    from hetagent.models.weight_names import is_bert, reference_functions
+
+    if name not in reference_functions(model):
+        raise HetagentError(f"model {model.name!r} has no {name} function; it has {', '.join(reference_functions(model))}")
+    return getattr(encoder if is_bert(model) else reference, name)
+
+
 def export_program(fn: ModelFunction):
     """The `torch.export.ExportedProgram` of `fn`: arguments are its inputs, then the weights in
     `reference.weight_shapes` order; traced on the meta device."""
-    from hetagent.models import reference  # raises the "install hetagent[torch]" error when torch is missing
+    from hetagent.models import reference# raises the "install hetagent[torch]" error when torch is missing
 
     import torch
 
@@ -94,7 +106,7 @@ def export_program(fn: ModelFunction):
         (shape, torch.int64 if kind == "i64" else dtype)
         for _, shape, kind in fn.signature(model)["inputs"]
     ]
-    body = getattr(reference, fn.function)
+    body = reference_function(model, fn.function)
 
     class Function(torch.nn.Module):
         def forward(self, *args):

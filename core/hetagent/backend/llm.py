@@ -16,12 +16,17 @@ OpenAI parameters), else as the model's generation config and the server's tempe
 - prefill: a batch of prompts (token ids, the tail kept when longer than the kernel's prompt capacity) ->
   the first token of each, sampled, and its KV cache staged device -> host -> shared memory in the
   `spec/kv-format.md` layout (the handle records how long that took).
+- prefix cache (`context.prefix_cache_bytes` > 0, `hetagent.backend.prefix_cache`): a prompt whose longest cached
+  prefix saves work runs the prefill's `extend` kernel (`Call.extend`) over that prefix's KV, chunk by chunk, and
+  prefills only the rest; every prompt's full blocks are kept afterwards. The result says how many prompt tokens
+  came from the cache (`cached`).
 - decode: sequences join a kernel's batch slots between steps (their cache read from shared memory into the
   slot and uploaded: host -> device, timed) and leave when they reach their token budget (the IR's output_tokens, capped by the request's max_tokens), an
   end-of-sequence id, a stop string (the text ends before it) or the cache's capacity; the text is a
   `text.Generated` carrying its finish reason; `progress` tells
   the tokens a sequence has so far (streamed answers).
-- embed: a batch of texts -> unit-length embeddings.
+- embed: a batch of texts -> unit-length embeddings (a Llama decoder's, or a BERT encoder's: its tokenizer adds
+  [CLS] ... [SEP]; text longer than the kernel's prompt capacity keeps its head).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import numpy as np
 from hetagent.backend import kv_format, text
 from hetagent.backend.executor import Call, Outcome, WorkerContext
 from hetagent.backend.iree import IreeDevice
+from hetagent.backend.prefix_cache import PrefixCache
 from hetagent.backend.tokenizer import ByteTokenizer, tokenizer_for
 from hetagent.backend.transforms import render
 
@@ -134,6 +140,7 @@ class LLMExecutor:
         self.device = self.make_device(context)
         self.batches: dict[str, _DecodeBatch] = {}
         self.done: list[tuple[Call, Outcome | Exception]] = []  # finished at join: reported by the next step
+        self.prefixes = PrefixCache(context.prefix_cache_bytes) if context.prefix_cache_bytes > 0 else None
 
     def make_device(self, context: WorkerContext):
         """The kernel device this executor runs on."""
@@ -149,46 +156,92 @@ class LLMExecutor:
         run = self._prefill if calls[0].op == "llm.prefill" else self._embed
         return run(calls)
 
-    def _prompts(self, calls: list[Call]) -> tuple[np.ndarray, np.ndarray]:
+    def _ids(self, calls: list[Call]) -> list[list[int]]:
+        """Each call's token ids within the kernel's prompt capacity: a prompt's tail, a text to embed's head."""
         fn = calls[0].kernel.function
         tokenizer = tokenizer_for(fn["model"])
+        prompts = []
+        for call in calls:
+            if call.op == "llm.prefill":  # a prompt: the chat template applies; a long one keeps its tail
+                ids = tokenizer.prompt_ids(call.inputs, call.attrs.get("system"))[-fn["prompt"]:]
+            else:  # text to embed, as it is; a long one keeps its head (as encoders' tokenizers truncate)
+                ids = tokenizer.encode("\n\n".join(render(v) for v in call.inputs))[: fn["prompt"]]
+            prompts.append(list(ids))
+        return prompts
+
+    def _padded(self, kernel, prompts: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        fn = kernel.function
         tokens = np.full((fn["batch"], fn["prompt"]), text.PAD, dtype=np.int64)
         lengths = np.ones(fn["batch"], dtype=np.int64)
-        for i, call in enumerate(calls):
-            if call.op == "llm.prefill":  # a prompt: the chat template applies
-                ids = tokenizer.prompt_ids(call.inputs, call.attrs.get("system"))
-            else:  # text to embed, as it is
-                ids = tokenizer.encode("\n\n".join(render(v) for v in call.inputs))
-            ids = ids[-fn["prompt"]:]
+        for i, ids in enumerate(prompts):
             tokens[i, : len(ids)] = ids
             lengths[i] = len(ids)
         return tokens, lengths
 
     def _prefill(self, calls: list[Call]) -> list:
         kernel = calls[0].kernel
-        tokens, lengths = self._prompts(calls)
-        logits, kv = self.device.function(kernel)(tokens, lengths, *self.device.weights(kernel))
-        now = time.monotonic()
-        staged = time.perf_counter()
-        logits, kv = self.device.to_host(logits), self.device.to_host(kv)
-        to_host_s = (time.perf_counter() - staged) / len(calls)  # one copy serves the batch: each pays its share
+        fn = kernel.function
+        seed = f"{fn['model']}/{fn['dtype']}"  # a prefix's KV is the same whatever the cache's capacity
+        prompts = self._ids(calls)
+        # per call: logits [V], kv [L, 2, B, Hkv, S, D] and its batch index, prompt tokens from the cache, when
+        # its first token was ready, and the time staging its cache to the host
+        ran: list = [None] * len(calls)
+        fresh = list(range(len(calls)))
+        if self.prefixes is not None and calls[0].extend is not None:
+            fresh = []
+            for i, (call, ids) in enumerate(zip(calls, prompts)):
+                cached, blocks = self.prefixes.lookup(seed, ids, len(ids) - 1)  # the last token is always run
+                chunk = call.extend.function["prompt"]
+                if cached and -(-(len(ids) - cached) // chunk) * chunk < fn["prompt"]:  # cheaper than a prefill
+                    ran[i] = self._extend(call.extend, ids, cached, blocks)
+                else:
+                    fresh.append(i)
+        if fresh:
+            tokens, lengths = self._padded(kernel, [prompts[i] for i in fresh])
+            logits, kv = self.device.function(kernel)(tokens, lengths, *self.device.weights(kernel))
+            now, staged = time.monotonic(), time.perf_counter()
+            logits, kv = self.device.to_host(logits), self.device.to_host(kv)
+            to_host_s = (time.perf_counter() - staged) / len(fresh)  # one copy serves the batch: each its share
+            for b, i in enumerate(fresh):
+                ran[i] = (logits[b], kv, b, 0, now, to_host_s)
         outcomes = []
-        tokenizer = tokenizer_for(kernel.function["model"])
-        for i, call in enumerate(calls):
+        tokenizer = tokenizer_for(fn["model"])
+        for call, ids, (logits, kv, b, cached, now, to_host_s) in zip(calls, prompts, ran):
             sampling = sampling_of(call, self.context, tokenizer)
-            first = draw(logits[i], sampling, tokenizer, text.stream_seed(call.seed, call.label), 0)
+            first = draw(logits, sampling, tokenizer, text.stream_seed(call.seed, call.label), 0)
             start = time.perf_counter()
-            handle = kv_format.write(kv, int(lengths[i]), model=kernel.function["model"],
-                                     dtype=kernel.function["dtype"], batch_index=i,
+            handle = kv_format.write(kv, len(ids), model=fn["model"], dtype=fn["dtype"], batch_index=b,
                                      segment=kv_format.segment_name(self.context.run_id, call.task),
                                      device=self.context.device)
             handle = dataclasses.replace(handle, store_s=to_host_s + time.perf_counter() - start)
-            outcomes.append(Outcome((handle, {"token": first, "position": int(lengths[i])}), (now,), handle.store_s))
+            if self.prefixes is not None:
+                self.prefixes.insert(seed, ids, kv[:, :, b])
+            outcomes.append(Outcome((handle, {"token": first, "position": len(ids), "cached": cached}), (now,),
+                                    handle.store_s))
         return outcomes
+
+    def _extend(self, kernel, ids: list[int], cached: int, blocks: list[np.ndarray]) -> tuple:
+        """Prefill ids[cached:] over the cached prefix's KV, chunk by chunk on the extend kernel; as `_prefill`
+        records a call: the last token's logits, the whole cache [L, 2, 1, Hkv, S, D], ..., the staging time."""
+        fn, model = kernel.function, self.device.card(kernel)
+        host = np.zeros((model.num_layers, 2, 1, model.num_kv_heads, fn["capacity"], model.head_size),
+                        dtype=kv_format.NUMPY_DTYPES[fn["dtype"]])
+        host[:, :, 0, :, :cached, :] = np.concatenate(blocks, axis=3)
+        kv, function, weights = self.device.upload(host), self.device.function(kernel), self.device.weights(kernel)
+        chunk = fn["prompt"]
+        for start in range(cached, len(ids), chunk):
+            part = ids[start:start + chunk]
+            tokens = np.full((1, chunk), text.PAD, dtype=np.int64)
+            tokens[0, :len(part)] = part
+            logits, kv = function(tokens, np.array([len(part)], dtype=np.int64), np.array([start], dtype=np.int64),
+                                  kv, *weights)
+        now, staged = time.monotonic(), time.perf_counter()
+        logits, kv = self.device.to_host(logits)[0], self.device.to_host(kv)
+        return logits, kv, 0, cached, now, time.perf_counter() - staged
 
     def _embed(self, calls: list[Call]) -> list:
         kernel = calls[0].kernel
-        tokens, lengths = self._prompts(calls)
+        tokens, lengths = self._padded(kernel, self._ids(calls))
         embedding = self.device.to_host(self.device.function(kernel)(tokens, lengths, *self.device.weights(kernel)))
         return [Outcome((embedding[i].astype(np.float32),)) for i in range(len(calls))]
 
@@ -244,6 +297,20 @@ class LLMExecutor:
                 if sequence.call.task == call.task:
                     return sequence.tokens
         return []
+
+    def leave(self, call: Call) -> bool:
+        """Drop a joined decode before its end (its request was cancelled): its slot is free for the next."""
+        if call.kernel is not None:
+            batch = self._batch(call)
+            for slot, sequence in batch.slots.items():
+                if sequence.call.task == call.task:
+                    del batch.slots[slot]
+                    return True
+        for i, (done, _) in enumerate(self.done):
+            if done.task == call.task:
+                del self.done[i]
+                return True
+        return False
 
     def active(self) -> int:
         return sum(len(b.slots) for b in self.batches.values()) + len(self.done)

@@ -21,8 +21,8 @@ from hetagent.backend import text
 from hetagent.backend.chat_template import Chat, ChatTemplate
 from hetagent.backend.transforms import render
 from hetagent.errors import HetagentError
-from hetagent.files import read_json
 from hetagent.models.catalog import card, checkpoint_dir
+from hetagent.models.hf_checkpoint import checkpoint_json
 
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")
 
@@ -62,10 +62,10 @@ class HFTokenizer(ByteTokenizer):
         except Exception as exc:  # the library raises bare Exceptions for malformed files
             raise HetagentError(f"{file}: not a tokenizers file ({exc})") from None
         self.vocab = vocab
-        config = _optional_json(directory / "tokenizer_config.json", "tokenizer config")
+        config = checkpoint_json(directory, "tokenizer_config.json", "tokenizer config", required=False)
         special = {key: _token_text(config[key]) for key in SPECIAL_TOKENS if config.get(key) is not None}
         self.template = _chat_template(directory, config, special)
-        generation = _optional_json(directory / "generation_config.json", "generation config")
+        generation = checkpoint_json(directory, "generation_config.json", "generation config", required=False)
         eos = generation.get("eos_token_id")
         if eos is None and "eos_token" in special:
             eos = self._tokenizer.token_to_id(special["eos_token"])
@@ -90,15 +90,6 @@ class HFTokenizer(ByteTokenizer):
         if system and not any(m["role"] == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system})
         return self.encode(self.template.render(messages), special=False)
-
-
-def _optional_json(path: Path, what: str) -> dict:
-    if not path.exists():
-        return {}
-    value = read_json(path, what)
-    if not isinstance(value, dict):
-        raise HetagentError(f"{path}: the {what} must be a JSON object")
-    return value
 
 
 def _token_text(token) -> str:

@@ -19,7 +19,7 @@ from hetagent.models.catalog import card
 from hetagent.models.hf_checkpoint import locate_tensors, read_header
 
 DISK_NUMPY = {"BF16": "<u2", "F16": "<f2", "F32": "<f4"}  # safetensors dtype -> how numpy reads its bytes
-from hetagent.models.weights import locate_weights, weight_shapes
+from hetagent.models.weight_names import locate_weights, weight_shapes
 
 RANDOM_SEED = 0
 
@@ -63,6 +63,12 @@ def load_weights(model: str, source: Path, dtype: str | None = None) -> dict[str
     else:
         header, _ = read_header(source)
         located = {name: (source, header[name]) for name in weight_shapes(card(model))}
+    return read_tensors(located, dtype)
+
+
+def read_tensors(located: dict[str, tuple[Path, dict]], dtype: str | None = None) -> dict[str, np.ndarray]:
+    """The tensors `locate_tensors` found (name -> file, header entry), as numpy arrays of `dtype` (see
+    `load_weights`: views of the mapping where no conversion is needed)."""
     target = np.dtype(NUMPY_DTYPES[dtype]) if dtype in NUMPY_DTYPES else None
     files: dict[Path, tuple] = {}
     weights = {}

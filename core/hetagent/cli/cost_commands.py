@@ -97,7 +97,7 @@ def cmd_estimate_gemm(args) -> int:
 
 def cmd_estimate_llm(args) -> int:
     from hetagent.cost import estimate_llm, require_some_fit
-    from hetagent.cost.llm import TP_DEGREES, memory_use
+    from hetagent.cost.phases import TP_DEGREES, memory_use
     from hetagent.errors import HetagentError
     from hetagent.models.catalog import resolve
 
@@ -145,7 +145,7 @@ def cmd_estimate_llm(args) -> int:
 
 
 def _max_throughput(args) -> int:
-    from hetagent.cost.llm import TP_DEGREES
+    from hetagent.cost.phases import TP_DEGREES
     from hetagent.cost.serving import Workload, max_throughput, max_throughput_disaggregated
     from hetagent.errors import HetagentError
     from hetagent.models.catalog import resolve

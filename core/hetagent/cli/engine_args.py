@@ -57,6 +57,8 @@ def add_engine_arguments(p) -> None:
     p.add_argument("--admission", choices=("sla", "limit"), default="sla",
                    help="sla: also reject requests predicted to miss the SLA (503 when serving); limit: only "
                    "--max-inflight")
+    p.add_argument("--prefix-cache-mb", type=limits.number(0, 1_000_000), default=256.0, metavar="MB",
+                   help="KV of recent prompt prefixes each prefill worker keeps and reuses (0: no prefix cache)")
     p.add_argument("--sla-ms", type=limits.MILLISECONDS, help="end-to-end SLA of every request (default: the agent's sla_ms)")
 
 
@@ -116,4 +118,5 @@ def engine_options(args, cache):
         stores=dict(_pairs(args.store, "--store", "NAME=INDEX")),
         http_tools=dict(_pairs(args.tool, "--tool", "NAME=URL")), temperature=args.temperature,
         max_inflight=args.max_inflight, admission=args.admission, sla_ms=args.sla_ms,
+        prefix_cache_mb=args.prefix_cache_mb,
     )

@@ -92,7 +92,7 @@ def cmd_simulate(args) -> int:
     from hetagent.plan import Plan
     from hetagent.planner.planner import build
     from hetagent.planner.problem import load_problem
-    from hetagent.sim.run import requests_for, simulate_plan
+    from hetagent.sim.simulate import requests_for, simulate_plan
 
     plan = Plan.load(args.plan).require_figures("hetagent simulate")
     if "source" not in plan.problem:

@@ -254,6 +254,7 @@ def _print_report(agent: str, result, args) -> None:
         ("time between tokens p50 / p99 ms", f"{_num(s['tbt_ms_p50'])} / {_num(s['tbt_ms_p99'])}"),
         ("throughput", f"{_num(s['requests_per_s'])} requests/s, {_num(s['decode_tokens_per_s'])} tokens/s"),
         ("orchestration overhead p50", f"{_num(s['overhead_us_p50'])} µs per op"),
+        ("prefix cache", _prefix_cache(s["prefix_cache"])),
         ("$/request", f"{s['usd_per_request']:.3g}" if s["usd_per_request"] is not None else s["price_note"]),
     ]
     print_table(f"{result.agent}: summary ({s['wall_s']:.1f} s)", ["", ""], rows)
@@ -264,6 +265,13 @@ def _print_report(agent: str, result, args) -> None:
                       f"{c['error']:+.0%}" if c["error"] is not None else "-", c["basis"]) for c in result.cost_check])
     if args.trace_out:
         console.print(f"wrote {args.trace_out}", highlight=False)
+
+
+def _prefix_cache(p: dict) -> str:
+    if not p["prefills"]:
+        return "-"
+    return (f"{p['hits']} of {p['prefills']} prefills hit ({p['hit_rate'] * 100:.0f} %); prompt tokens "
+            f"{p['saved_tokens']:,} reused, {p['computed_tokens']:,} computed")
 
 
 def _num(value) -> str:

@@ -11,7 +11,7 @@ from hetagent.cli import limits
 from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, engine_class, engine_options, prepare_agent, progress
 from hetagent.cli.output import console
 from hetagent.errors import HetagentError
-from hetagent.serve.limits import Limits
+from hetagent.serve.request_limits import Limits
 
 API_KEY_ENV = "HETAGENT_API_KEY"
 
@@ -63,7 +63,7 @@ def cmd_serve(args) -> int:
         import uvicorn
 
         from hetagent.serve.api import create_app
-        from hetagent.serve.limits import LimitRequests, protocol
+        from hetagent.serve.request_limits import LimitRequests, protocol
         from hetagent.serve.metrics import ServeMetrics
         from hetagent.serve.service import AgentService
     except ImportError as exc:

@@ -10,8 +10,8 @@
 """
 
 from hetagent.compiler.cache import CompileCache, default_cache_dir
-from hetagent.compiler.functions import ModelFunction, function_for
-from hetagent.compiler.kernels import attach_kernels
+from hetagent.compiler.shapes import ModelFunction, function_for
+from hetagent.compiler.attach import attach_kernels
 from hetagent.compiler.lower import lower
 from hetagent.compiler.partition import partition
 from hetagent.compiler.place import place

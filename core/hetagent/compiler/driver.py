@@ -26,9 +26,9 @@ from iree.compiler import ir
 
 from hetagent.agent import load_agent
 from hetagent.compiler.cache import CompileCache, digest
-from hetagent.compiler.functions import ModelFunction
+from hetagent.compiler.shapes import ModelFunction
 from hetagent.compiler.export import FUNCTION_ATTR, installed_version
-from hetagent.compiler.kernels import attach_kernels, kernel_notes, wanted_functions
+from hetagent.compiler.attach import attach_kernels, kernel_notes, wanted_functions
 from hetagent.compiler.lower import ARTIFACTS_ATTR, Job, lower
 from hetagent.compiler.partition import partition
 from hetagent.compiler.pipelines import describe
@@ -39,7 +39,7 @@ from hetagent.ir import decompose, verify
 from hetagent.ir.passes import assign_ids, op_id
 from hetagent.ir.module import functions, to_text
 from hetagent.models.catalog import card, use_checkpoint
-from hetagent.models.weights import locate_weights, weight_shapes
+from hetagent.models.weight_names import locate_weights, weight_shapes
 from hetagent.backend.registry import Registry
 
 MANIFEST_FORMAT = 1
@@ -100,8 +100,8 @@ def compile_agent(
     checked_weights = _check_weights(weights or {})  # first: a checkpoint's card decides its kernels
 
     wanted = wanted_functions(module)
-    exports = {fn.symbol for _, fn in wanted}
-    jobs = {(fn.symbol, Placement.of(op).device) for op, fn in wanted}
+    exports = {fn.symbol for _, _, fn in wanted}
+    jobs = {(fn.symbol, Placement.of(op).device) for op, _, fn in wanted}
     total = len(exports) + len(jobs)
     report("placed", 0, total)
     attach_kernels(module, cache=cache, on_exported=lambda fn: report(f"exported {fn.symbol}", 1, total))
@@ -162,6 +162,8 @@ def _op_entry(op, note: str | None) -> dict:
         "device": placement.device,
         "kernel": op.attributes["kernel"].value if "kernel" in op.attributes else None,
     }
+    if "extend_kernel" in op.attributes:
+        entry["extend_kernel"] = op.attributes["extend_kernel"].value
     if note:
         entry["no_kernel"] = note
     return entry

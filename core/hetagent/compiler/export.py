@@ -1,4 +1,4 @@
-"""Export the reference decoder's functions from torch into MLIR `func.func`s (torch dialect).
+"""Export the reference models' functions (the Llama decoder's, the BERT encoder's) from torch into MLIR `func.func`s (torch dialect).
 
 `torch.export` traces a function of (inputs..., weights...) with every tensor on the `meta` device, so no
 weight is ever allocated — an 8B model exports as cheaply as a tiny one — and `iree.compiler.extras.
@@ -31,9 +31,9 @@ def installed_version(distribution: str) -> str:
 
 
 def _reference_source_digest() -> str:
-    """The decoder's source: editing it must invalidate every exported function."""
-    origin = importlib.util.find_spec("hetagent.models.reference").origin
-    return digest(Path(origin).read_bytes())
+    """The reference models' source (decoder and encoder): editing it must invalidate every exported function."""
+    return digest(*(Path(importlib.util.find_spec(f"hetagent.models.{m}").origin).read_bytes()
+                    for m in ("reference", "encoder")))
 
 
 def function_key(fn: ModelFunction) -> str:

@@ -22,6 +22,7 @@ from iree.compiler import ir
 
 from hetagent.compiler.cache import CompileCache, digest
 from hetagent.compiler.pipelines import find_pipeline, run_pipeline, with_target_options
+from hetagent.compiler.shapes import kernel_symbols
 from hetagent.compiler.place import compute_ops
 from hetagent.plan import Placement
 from hetagent.errors import HetagentError
@@ -108,18 +109,19 @@ def _jobs(module: ir.Module, registry: Registry, cache: CompileCache, target_opt
     jobs: dict[tuple[str, str], Job] = {}
     for op in compute_ops(module):
         placement = Placement.of(op)
-        if "kernel" not in op.attributes or placement is None:
+        if placement is None:
             continue
-        symbol = op.attributes["kernel"].value
-        if (symbol, placement.device) in jobs:
-            continue
-        pipeline = find_pipeline(registry, placement.backend, placement.device)
-        if pipeline is None:
-            raise HetagentError(f"backend {placement.backend!r} has no lowering pipeline for device "
-                                f"{placement.device!r}, where kernel @{symbol} is placed")
-        pipeline = with_target_options(pipeline, target_options.get(placement.backend, {}))
-        source = clean_module_text(module, symbol)
-        jobs[(symbol, placement.device)] = Job(symbol, placement.device, pipeline, source, artifact_key(source, pipeline))
+        for symbol in kernel_symbols(op):
+            if (symbol, placement.device) in jobs:
+                continue
+            pipeline = find_pipeline(registry, placement.backend, placement.device)
+            if pipeline is None:
+                raise HetagentError(f"backend {placement.backend!r} has no lowering pipeline for device "
+                                    f"{placement.device!r}, where kernel @{symbol} is placed")
+            pipeline = with_target_options(pipeline, target_options.get(placement.backend, {}))
+            source = clean_module_text(module, symbol)
+            jobs[(symbol, placement.device)] = Job(symbol, placement.device, pipeline, source,
+                                                   artifact_key(source, pipeline))
     return list(jobs.values())
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from iree.compiler import ir
 
 from hetagent.compiler.lower import functions_needed
+from hetagent.compiler.shapes import kernel_symbols
 from hetagent.compiler.place import agent_ops, ops_within
 from hetagent.plan import Placement
 from hetagent.errors import HetagentError
@@ -140,7 +141,7 @@ def _partition_for(module: ir.Module, cut: _Cut, backend: str, channels: dict) -
                 ir.Operation.create("agent.return", loc=op.location, ip=ir.InsertionPoint(op))
                 op.erase()
     _erase([op for i, op in enumerate(ops) if backend not in cut.keeps[i]])
-    kernels = {op.attributes["kernel"].value for op in agent_ops(part) if "kernel" in op.attributes}
+    kernels = {symbol for op in agent_ops(part) for symbol in kernel_symbols(op)}
     needed = set(functions_needed(part, kernels))
     for name, func in functions(part).items():
         if name not in needed:

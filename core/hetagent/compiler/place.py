@@ -23,7 +23,7 @@ from typing import Callable
 
 from iree.compiler import ir
 
-from hetagent.compiler.functions import function_for
+from hetagent.compiler.shapes import function_for
 from hetagent.compiler.pipelines import find_pipeline
 from hetagent.errors import HetagentError
 from hetagent.ir.optable import OPS

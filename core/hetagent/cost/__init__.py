@@ -6,7 +6,7 @@ times serving a model (prefill, TTFT, time between tokens) and checks that it fi
 """
 
 from hetagent.cost.curves import OP_CLASSES, Calibration
-from hetagent.cost.llm import LLMEstimate, MemoryUse, estimate_llm, memory_use, require_some_fit
+from hetagent.cost.phases import LLMEstimate, MemoryUse, estimate_llm, memory_use, require_some_fit
 from hetagent.cost.model import CostModel, KernelTime
 from hetagent.cost.roofline import RooflineModel, compute_dtype
 

@@ -17,7 +17,7 @@ from typing import Callable
 from hetagent.backend.records import CalibrationRun, Measurement
 from hetagent.cost.curves import Calibration
 from hetagent.cost.fit import fit_calibration
-from hetagent.cost.llm import phase_time
+from hetagent.cost.phases import phase_time
 from hetagent.cost.roofline import RooflineModel
 from hetagent.cost.store import host_id, save_host_calibration
 from hetagent.errors import HetagentError

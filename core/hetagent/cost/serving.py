@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from hetagent.cost.llm import USABLE_MEMORY_FRACTION, TP_DEGREES, check_request, phase_time
+from hetagent.cost.phases import USABLE_MEMORY_FRACTION, TP_DEGREES, check_request, phase_time
 from hetagent.cost.model import CostModel
 from hetagent.errors import HetagentError
 from hetagent.models.card import ModelCard

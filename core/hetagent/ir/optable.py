@@ -136,6 +136,7 @@ _IN = Attr("input_tokens", "tokens", doc="expected prompt length in tokens")
 _OUT = Attr("output_tokens", "tokens", doc="expected generated tokens")
 _BATCH = Attr("batch", "int", min=1, doc="batch size the op runs at")
 _KERNEL = Attr("kernel", "symbol", doc="the func.func compute kernel implementing this op")
+_EXTEND = Attr("extend_kernel", "symbol", doc="the func.func that prefills past a cached prefix (the prefix cache)")
 _TOOL = Attr("tool", "string", required=True, doc="tool name, as registered in the entry-point group hetagent.tools")
 _ENDPOINT = Attr("endpoint", "string", doc="URL of an HTTP tool")
 _LATENCY = Attr("latency_ms", "float", min=0, doc="expected tool latency in milliseconds")
@@ -224,7 +225,7 @@ def _ops() -> tuple[OpDef, ...]:
             "llm.prefill", "Run the prompt through the model: fills the KV cache, samples the first token.", "granular",
             operands=(Operand("context", CONTEXT + (TOK,), variadic=True, min=1),),
             results=(Result("kv", (K,)), Result("first_token", (TOK,))),
-            attrs=(_MODEL, _DTYPE, _IN, _BATCH, _KERNEL),
+            attrs=(_MODEL, _DTYPE, _IN, _BATCH, _KERNEL, _EXTEND),
             example='%kv, %tok = "llm.prefill"(%q) {model = "llama-3-8b", input_tokens = 512 : i64} : '
             "(!agent.text) -> (!agent.kv, !agent.tokens)",
         ),

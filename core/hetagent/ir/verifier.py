@@ -200,11 +200,12 @@ class _Checker:
                 )
 
     def _check_kernel(self, op) -> None:
-        kernel = op.attributes["kernel"] if "kernel" in op.attributes else None
-        if isinstance(kernel, ir.FlatSymbolRefAttr) and kernel.value not in self.functions:
-            known = ", ".join(sorted(self.functions)) or "none"
-            self.error(op, f"names kernel '@{kernel.value}', which is no func.func in this module"
-                       + _suggest(kernel.value, self.functions) + f" (functions: {known})")
+        for name in ("kernel", "extend_kernel"):
+            kernel = op.attributes[name] if name in op.attributes else None
+            if isinstance(kernel, ir.FlatSymbolRefAttr) and kernel.value not in self.functions:
+                known = ", ".join(sorted(self.functions)) or "none"
+                self.error(op, f"names {name} '@{kernel.value}', which is no func.func in this module"
+                           + _suggest(kernel.value, self.functions) + f" (functions: {known})")
 
     def _check_regions(self, op, opdef: OpDef) -> None:
         regions = list(op.regions)

@@ -48,6 +48,7 @@ class ModelCard:
     encoder_layers: int = 0  # encoder-decoder models: an encoder stack of the same width (Whisper)
     encoder_positions: int = 0  # encoder input length per request (Whisper: 1500 frames = 30 s of audio)
     other_params: int = 0  # parameters outside the transformer stacks (conv front-end, vocoder)
+    token_types: int = 0  # BERT: rows of the token-type (segment) embedding table
     # Llama-family variations (Hugging Face config names): biases on the q/k/v projections (Qwen2), on the
     # attention output (Llama's attention_bias), on the MLP projections (mlp_bias); RoPE frequency scaling as
     # the config's `rope_scaling` items, e.g. (("factor", 8.0), ("rope_type", "llama3"), ...)
@@ -119,8 +120,8 @@ class ModelCard:
         return self.attention_params() + self.expert_params() + 2 * self.norm_params()
 
     def embedding_params(self) -> int:
-        """Token table, LM head (unless tied or absent), learned position tables."""
-        tables = self.vocab_size * self.hidden_size
+        """Token table, LM head (unless tied or absent), learned position and token-type tables."""
+        tables = (self.vocab_size + self.token_types) * self.hidden_size
         if self.generative and not self.tie_embeddings:
             tables += self.vocab_size * self.hidden_size
         if self.learned_positions:

@@ -4,7 +4,8 @@ listed by `model.safetensors.index.json`), checked tensor by tensor against the 
 Only the safetensors headers are read here (a JSON header after an 8-byte length, `spec/runtime.md`), so
 checking a checkpoint needs neither torch nor the weights in memory. The Llama family is what the reference
 decoder runs: Llama 2/3 (`attention_bias`, `mlp_bias`, `rope_scaling` llama3/linear), Mistral, Qwen2 (biased
-q/k/v projections); tied or untied embeddings; bf16, fp16 or fp32 on disk.
+q/k/v projections); tied or untied embeddings; bf16, fp16 or fp32 on disk. BERT (`BertModel`, absolute positions,
+erf GELU) is the embedding encoder; Whisper (`WhisperForConditionalGeneration`) the speech-to-text model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from hetagent.models.card import ModelCard
 
 INDEX = "model.safetensors.index.json"
 LLM_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
+ENCODER_ARCHITECTURES = ("BertModel",)
+STT_ARCHITECTURES = ("WhisperForConditionalGeneration",)
 DISK_DTYPES = {"BF16": 2, "F16": 2, "F32": 4}  # safetensors dtype -> bytes per element
 
 
@@ -33,13 +36,31 @@ def checkpoint_card(directory: str | Path, name: str | None = None) -> ModelCard
     return card_from_hf_config(config_file, name or directory.name)
 
 
-def check_architecture(directory: Path) -> None:
-    """An LLM checkpoint must be one the reference decoder runs: the config's `architectures` says which."""
-    config = read_json(directory / "config.json", "model config")
+def checkpoint_json(directory: Path, file: str, what: str, *, required: bool = True) -> dict:
+    """One of a checkpoint's JSON files (config.json, generation_config.json, preprocessor_config.json, ...) as a
+    dict; a missing optional file is {}, anything else wrong an error naming the file."""
+    path = Path(directory) / file
+    if not required and not path.exists():
+        return {}
+    value = read_json(path, what)
+    if not isinstance(value, dict):
+        raise HetagentError(f"{path}: the {what} must be a JSON object")
+    return value
+
+
+def check_architecture(directory: Path, supported: tuple[str, ...] = LLM_ARCHITECTURES + ENCODER_ARCHITECTURES) -> None:
+    """A checkpoint must be one hetagent runs: the config's `architectures` says which (and, for BERT, the
+    variations the reference encoder does not cover: relative positions, another activation)."""
+    file = directory / "config.json"
+    config = read_json(file, "model config")
     architectures = config.get("architectures") or []
-    if architectures and not set(architectures) & set(LLM_ARCHITECTURES):
-        raise HetagentError(f"{directory / 'config.json'}: architectures {architectures} are not supported; "
-                            f"hetagent runs {', '.join(LLM_ARCHITECTURES)}")
+    if architectures and not set(architectures) & set(supported):
+        raise HetagentError(f"{file}: architectures {architectures} are not supported; hetagent runs "
+                            f"{', '.join(supported)}")
+    if config.get("model_type") == "bert":
+        for key, wanted in (("hidden_act", "gelu"), ("position_embedding_type", "absolute")):
+            if config.get(key, wanted) != wanted:
+                raise HetagentError(f"{file}: {key} {config[key]!r} is not supported for BERT; supported: {wanted!r}")
 
 
 def read_header(file: Path) -> tuple[dict, int]:

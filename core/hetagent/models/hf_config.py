@@ -60,11 +60,12 @@ def card_from_hf_config(path: str | Path, name: str | None = None) -> ModelCard:
     fields["gated_mlp"] = activation in _GATED_ACTIVATIONS
     fields["bias"] = bool(config.get("attention_bias", False))
     if family in _ENCODER_FAMILIES:
-        fields.update(kind="embedding", bias=True, learned_positions=True)
+        fields.update(kind="embedding", bias=True, learned_positions=True, token_types=config.get("type_vocab_size", 0))
     elif family == "whisper":
         d, mels = fields["hidden_size"], config.get("num_mel_bins", 80)
         fields.update(
             kind="stt", bias=True, learned_positions=True, tie_embeddings=True,
+            num_layers=config.get("decoder_layers", fields["num_layers"]),  # num_hidden_layers is the encoder's
             encoder_layers=config.get("encoder_layers", fields["num_layers"]),
             encoder_positions=config.get("max_source_positions", 1500),
             # two 3-wide convolutions over mel frames: mels -> d, then d -> d (weights + biases)

@@ -4,6 +4,9 @@ Three pure functions of (weights, inputs), one per granular op the compiler expo
 
     prefill(tokens[B,T], lengths[B])          -> logits[B,V] at each prompt's last token, kv[L,2,B,Hkv,S,D]
     decode(token[B], positions[B], kv)        -> logits[B,V] for the next token, kv with position `pos` written
+    extend(tokens[B,C], lengths[B], starts[B], kv) -> logits[B,V] at each chunk's last real token, kv with
+                                                  slots [start, start + length) written (a prefill that resumes
+                                                  over a cached prefix: the prefix cache's kernel)
     embed(tokens[B,T], lengths[B])            -> unit-length embedding[B,H] (mean of the final hidden states)
 
 Shapes are static: T is the prompt capacity, S the KV-cache capacity; `lengths` and `positions` say what is
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from hetagent.errors import HetagentError
 from hetagent.models.card import ModelCard
-from hetagent.models.weights import locate_weights, weight_shapes
+from hetagent.models.weight_names import locate_weights, weight_shapes
 
 try:
     import torch
@@ -55,11 +58,11 @@ def random_weights(model: ModelCard, *, seed: int = 0, dtype: str | None = None)
     weights = {}
     for name, shape in weight_shapes(model).items():
         values = torch.randn(shape, generator=generator, dtype=torch.float32)
-        if name.endswith("norm.weight"):
+        if name.lower().endswith("norm.weight"):
             values = 1.0 + 0.1 * values
         elif name.endswith(".bias"):
             values = 0.1 * values
-        elif name != "model.embed_tokens.weight":
+        elif "embed" not in name:  # embedding tables keep unit scale
             values = values / shape[-1] ** 0.5
         weights[name] = values.to(torch_dtype(model, dtype))
     return weights
@@ -127,16 +130,20 @@ def _heads(x, count: int, head_dim: int):
 
 
 def _attend(model: ModelCard, q, k, v, allowed):
-    """Grouped-query attention of q [B,H,T,D] over k, v [B,Hkv,S,D]; `allowed` [B or 1, 1, T, S] masks keys."""
+    """Grouped-query attention of q [B,H,T,D] over k, v [B,Hkv,S,D]; `allowed` [B or 1, 1, T, S] masks keys.
+
+    Query head h reads kv head h // group (HF's repeat_kv); the group's query heads are stacked as rows of one
+    matmul against their kv head instead of repeating k and v per query head: the compiled kernel then reads the
+    cache once, not `group` times through a materialised copy (most of a decode step's attention time)."""
+    batch, _, length, dim = q.shape
     group = model.num_heads // model.num_kv_heads
-    k = k.repeat_interleave(group, dim=1)  # query head h reads kv head h // group, as HF's repeat_kv
-    v = v.repeat_interleave(group, dim=1)
-    scores = (q @ k.transpose(-1, -2)) * (model.head_size ** -0.5)
-    scores = torch.where(allowed, scores, torch.finfo(scores.dtype).min)
+    q = q.reshape(batch, model.num_kv_heads, group * length, dim)
+    scores = (q @ k.transpose(-1, -2)) * (model.head_size ** -0.5)  # [B, Hkv, group·T, S]
+    scores = scores.view(batch, model.num_kv_heads, group, length, -1)
+    scores = torch.where(allowed[:, :, None], scores, torch.finfo(scores.dtype).min)
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    out = probs @ v  # [B, H, T, D]
-    batch, _, length, _ = out.shape
-    return out.transpose(1, 2).reshape(batch, length, model.num_heads * model.head_size)
+    out = probs.view(batch, model.num_kv_heads, group * length, -1) @ v  # [B, Hkv, group·T, D]
+    return out.view(batch, model.num_heads, length, dim).transpose(1, 2).reshape(batch, length, model.num_heads * dim)
 
 
 def _linear(w: Weights, name: str, x):
@@ -209,6 +216,34 @@ def decode(model: ModelCard, w: Weights, token, positions, kv):
         h, k, v = _layer(model, w, i, h, cos, sin, write_step, allowed)
         layers.append(torch.stack((k, v)))
     return _logits(model, w, h)[:, 0], torch.stack(layers)
+
+
+def extend(model: ModelCard, w: Weights, tokens, lengths, starts, kv):
+    """Prefill a chunk over a cache already holding slots [0, start): chunk token j sits at position start + j
+    and attends over the cache's slots up to its own. The chunk's keys and values are scattered into the cache
+    with a one-hot matmul (exact: each slot receives one value times 1.0), not dynamic indexing."""
+    batch, length = tokens.shape
+    capacity = kv.shape[4]
+    h = w["model.embed_tokens.weight"][tokens]  # [B, C, H]
+    positions = starts[:, None] + torch.arange(length)[None, :]  # [B, C]
+    cos, sin = _rotary(model, positions[:, None, :], h.dtype)  # [B, 1, C, D]: broadcast over heads
+    slots = torch.arange(capacity)
+    # selects and products rather than boolean ops, which IREE's torch-to-linalg does not legalize
+    real = torch.where(torch.arange(length)[None, :] < lengths[:, None], 1.0, 0.0)  # [B, C]
+    onehot = torch.where(slots[None, None, :] == positions[:, :, None], 1.0, 0.0) * real[:, :, None]  # [B, C, S]
+    scatter = onehot.transpose(1, 2)[:, None].to(h.dtype)  # [B, 1, S, C]
+    written = (onehot.sum(dim=1) > 0)[:, None, :, None]  # [B, 1, S, 1]
+    allowed = (slots[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, C, S]
+    layers = []
+    for i in range(model.num_layers):
+        def write_chunk(k, v, i=i):
+            return torch.where(written, scatter @ k, kv[i, 0]), torch.where(written, scatter @ v, kv[i, 1])
+
+        h, k, v = _layer(model, w, i, h, cos, sin, write_chunk, allowed)
+        layers.append(torch.stack((k, v)))
+    last = torch.arange(length)[None, :, None] == (lengths - 1)[:, None, None]
+    h_last = torch.where(last, h, 0.0).sum(dim=1, keepdim=True)
+    return _logits(model, w, h_last)[:, 0], torch.stack(layers)
 
 
 def embed(model: ModelCard, w: Weights, tokens, lengths):

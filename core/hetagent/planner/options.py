@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from hetagent.cost.llm import memory_use, phase_time
+from hetagent.cost.phases import memory_use, phase_time
 from hetagent.cost.model import CostModel
 from hetagent.cost.roofline import compute_dtype
 from hetagent.errors import HetagentError

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from hetagent.cost.llm import memory_use, phase_time
+from hetagent.cost.phases import memory_use, phase_time
 from hetagent.cost.model import CostModel
 from hetagent.errors import HetagentError
 from hetagent.files import read_toml

@@ -2,8 +2,10 @@
 
     program      the placed agent as plain Python nodes (no MLIR in workers)
     layout       which worker processes, on which cores, serve which ops
-    engine       LocalEngine: router, admission control, control flow, retries, pools; worker processes
-    ray_engine   RayEngine: the same router over Ray actors (extra hetagent[ray]); ray_worker: the actor
+    engine       Engine: the router (admission, control flow, routing, retries, pools, accounting, snapshot)
+                 over a transport; LocalEngine = Engine over worker processes
+    transport    the Transport protocol; ProcessTransport: worker processes and pipes
+    ray_engine   RayTransport: workers as Ray actors (extra hetagent[ray]), RayEngine; ray_worker: the actor
     replan       the slow path: resize pools when measured rate and latencies drift from the plan
     worker       the worker loop: deadline queue, continuous batching, executors
     executor     the interface backends' executor classes implement

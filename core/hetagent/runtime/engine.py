@@ -1,46 +1,49 @@
-"""`LocalEngine`: runs an agent's requests on this node's worker processes (no external service).
+"""The engine: a router (this module) over a transport (`transport.py`: worker processes; `ray_engine.py`: Ray
+actors). `spec/runtime.md`, "Router and transports".
 
-The engine process is the router. Each request walks the program: an op is dispatched as soon as its operands
-are ready, to a worker serving that op on the op's device — the one that last held the request's KV cache if it
-can, else the least loaded. `control.loop` and `control.branch` are evaluated here when reached (predicates by
-name, `hetagent.backend.transforms`); input ops take the request's payload; `kv.transfer` passes the handle of
-the shared-memory cache (`spec/kv-format.md`), whose bytes the decode worker copies in.
+The router runs each request's program: an op is dispatched as soon as its operands are ready, to a worker
+serving that op on the op's device — the one that last held the request's KV cache if it can, else the least
+loaded. `control.loop` and `control.branch` are evaluated here when reached (predicates by name,
+`hetagent.backend.transforms`); input ops take the request's payload; `kv.transfer` passes the handle of the
+shared-memory cache (`spec/kv-format.md`), whose bytes the decode worker copies in. The transport only carries
+calls and answers: starting, stopping and replacing workers, pools and retries are the router's.
 
 Admission control: a request arriving while `max_inflight` are in flight, or (policy "sla") whose predicted
-end-to-end time exceeds its SLA, is rejected at once with the reason. Nothing accepted is dropped: a worker that
-dies has its in-flight calls retried (on its restarted process or another worker serving the op) up to
-`max_attempts` times, after which the request ends with an explicit error; an op that fails (a tool timing out)
-fails only its own request.
+end-to-end time exceeds its SLA, is rejected at once with a typed `Rejection` ("limit" or "sla"). Nothing accepted
+is dropped: a worker that dies has its in-flight calls retried (on its replacement or another worker serving the
+op) up to `max_attempts` times, after which the request ends with an explicit error; an op that fails (a tool
+timing out) fails only its own request. `cancel` ends a request at once and has its workers drop its calls.
 
 Streaming: for a request submitted with `stream`, the decode whose text is the agent's answer (`answer_decode`)
-is dispatched with `Call.stream`; its worker reports the tokens as the steps make them (the last step's come with
-the result, as text), and the engine hands them on to `on_tokens(request_id, token_ids)` — each position once, so
-a decode retried after its worker died does not repeat the tokens already handed on (sampling is deterministic:
-the retry produces them again).
+is dispatched with `Call.stream` (where the transport carries token reports); its worker reports the tokens as
+the steps make them (the last step's come with the result, as text), and the engine hands them on to
+`on_tokens(request_id, token_ids)` — each position once, so a decode retried after its worker died does not
+repeat the tokens already handed on (sampling is deterministic: the retry produces them again).
+
+Readers outside the engine (the server) use `snapshot()`, `take_ops()` and the callbacks, never its fields.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import multiprocessing
-import os
-import selectors
 import time
 import warnings
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Callable
 
 from hetagent.errors import HetagentError
 from hetagent.backend import kv_format
 from hetagent.backend.executor import Call, WorkerContext
 from hetagent.backend.text import Sampling
-from hetagent.runtime import segments
+from hetagent.runtime import prefix_routing, segments
 from hetagent.runtime.layout import ENGINE_OPS, WorkerPlan
 from hetagent.runtime.program import Block, Node, Program, answer_decode
 from hetagent.backend.transforms import predicate, transform
-from hetagent.runtime.worker import WorkerSpec, worker_main
+from hetagent.runtime.transport import ProcessTransport, Transport
+from hetagent.runtime.worker import WorkerSpec
 
 START_TIMEOUT_S = 180.0
 RATE_WINDOW_S = 5.0  # admission measures the departure rate over the requests that ended this recently
@@ -64,6 +67,8 @@ class EngineOptions:
     sla_ms: float | None = None  # overrides the agent's sla_ms
     # a worker holding calls that sends nothing for this long (hung, stopped) is killed, replaced, its calls retried
     watchdog_s: float = 120.0
+    # each prefill worker keeps this much KV of recent prompt prefixes and reuses it (0: no prefix cache)
+    prefix_cache_mb: float = 256.0
 
 
 @dataclass
@@ -91,6 +96,17 @@ class OpRecord:
     kv_bytes: int = 0
     kv_s: float = 0.0  # moving a KV cache between the device and the exchange layout (prefill: out, decode: in)
     route: str = ""  # kv.transfer: "<from device> -> <to device>"
+    prompt_tokens: int = 0  # llm.prefill: the prompt as it ran
+    cached_tokens: int = 0  # llm.prefill: of which the worker's prefix cache held the KV (not computed)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why admission turned a request away: `kind` "limit" (`max_inflight` requests in flight: come back later) or
+    "sla" (its predicted end-to-end time misses its SLA)."""
+
+    kind: str
+    reason: str
 
 
 @dataclass
@@ -98,14 +114,16 @@ class RequestRecord:
     id: int
     arrival: float  # time.monotonic()
     deadline: float
-    status: str = "running"  # ok | error | rejected
+    status: str = "running"  # ok | error | rejected | cancelled
     error: str = ""
+    rejection: Rejection | None = None  # why admission turned it away (status "rejected")
     end: float = 0.0
     first_token: float | None = None  # of the last LLM call (the answer)
     gaps: list[float] = field(default_factory=list)  # time between tokens, every decode
     outputs: tuple = ()
     tokens: dict[str, list[str]] = field(default_factory=dict)  # decode label -> texts, per trip
     prompt_tokens: int = 0  # every prefill's prompt as it ran (after truncation to the kernel's capacity)
+    cached_tokens: int = 0  # of which came from a worker's prefix cache (their KV reused, not computed)
     completion_tokens: int = 0  # every decode's tokens, the prefill's first sampled one included
     finish_reason: str = "stop"  # the answer's decode: "stop" (end of sequence, a stop string) or "length"
 
@@ -148,68 +166,65 @@ class _Task:
 
 
 class _Worker:
-    def __init__(self, plan: WorkerPlan, spec: WorkerSpec, context, selector: selectors.BaseSelector):
-        self.plan, self.spec, self.mp, self.selector = plan, spec, context, selector
+    """A worker as the router sees it: its plan, its transport's handle, and the calls it holds."""
+
+    __slots__ = ("plan", "handle", "tasks", "ready", "restarts", "heard")
+
+    def __init__(self, plan: WorkerPlan, handle: Any):
+        self.plan, self.handle = plan, handle
         self.tasks: dict[int, _Task] = {}
         self.ready = False
         self.restarts = 0
         self.heard = time.monotonic()  # its last message, or when it was given work while idle (the watchdog's clock)
-        self._start()
-
-    def _start(self) -> None:
-        self.conn, child = self.mp.Pipe()
-        self.process = self.mp.Process(target=worker_main, args=(child, self.spec), name=f"hetagent-{self.plan.name}",
-                                       daemon=True)
-        self.process.start()
-        child.close()
-        self.ready = False
-        self.selector.register(self.conn, selectors.EVENT_READ, self)
-        self.selector.register(self.process.sentinel, selectors.EVENT_READ, self)
-
-    def restart(self) -> None:
-        self.selector.unregister(self.conn)
-        self.selector.unregister(self.process.sentinel)
-        self.conn.close()
-        self.process.join(timeout=1)
-        self.restarts += 1
-        self._start()
 
 
-class LocalEngine:
-    streams_tokens = True  # the transport carries workers' per-step token reports (RayEngine: not yet)
+@dataclass(frozen=True)
+class EngineSnapshot:
+    """What a caller may read of a running engine (the server's metrics): a copy, taken by `Engine.snapshot()`."""
+
+    inflight: int  # requests admitted and not yet ended
+    max_inflight: int
+    calls: Mapping[str, int]  # calls each worker holds (sent, not yet answered), by worker name
+
+
+class Engine:
+    """The router over a transport: requests, admission, the graph, routing, retries, pools and accounting."""
 
     def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
-                 kernels_of: Callable[[WorkerPlan], tuple] | None = None):
-        self.program, self.options, self.device_of = program, options, device_of
-        _check_names(program)
-        self._kernels_of = kernels_of
-        segments.sweep()  # segments a killed run left behind
-        self._run_lock = segments.RunLock(options.run_id)
-        self._mp = multiprocessing.get_context("spawn")  # the parent runs threads (progress bar): never fork it
-        # One selector (epoll on Linux) over every worker's pipe and process sentinel, registered once: building
-        # one per wait, as `multiprocessing.connection.wait` and `Connection.poll` do, costs tens of µs per result.
-        self._selector = selectors.DefaultSelector()
-        self.plans = {plan.name: plan for plan in workers}  # worker plans by name: one pool of replicas each
-        self.workers = [self._spawn(plan) for plan in workers]  # those the router sends work to
-        self._retiring: list = []  # scaled down: they finish the calls they hold, then stop
+                 kernels_of: Callable[[WorkerPlan], tuple] | None = None, *, transport: Transport):
+        self.program, self.options, self.device_of, self.transport = program, options, device_of, transport
         self.ops: list[OpRecord] = []
         self.requests: dict[int, RequestRecord] = {}
         self.live: dict[int, _Live] = {}
+        self.workers: list[_Worker] = []  # those the router sends work to
+        self._retiring: list[_Worker] = []  # scaled down: they finish the calls they hold, then stop
+        self._of_handle: dict[Any, _Worker] = {}
+        try:
+            _check_names(program)
+            self._kernels_of = kernels_of
+            segments.sweep()  # segments a killed run left behind
+            self._run_lock = segments.RunLock(options.run_id)
+        except BaseException:
+            transport.close()
+            raise
+        self.plans = {plan.name: plan for plan in workers}  # worker plans by name: one pool of replicas each
         self._tasks = itertools.count()
         self._e2e_mean: float | None = None
         self._departures: deque[float] = deque()  # when requests ended, the last RATE_WINDOW_S
         self._direct: dict[int, tuple | str] = {}  # results of `execute` calls (values, or the error), by task
+        self._prompts = prefix_routing.SentPrompts()  # what each worker's prefix cache likely holds
         self.on_finish: Callable[[RequestRecord], None] = lambda record: None
         # a streamed request's answer tokens as its final decode generates them (never for other requests)
         self.on_tokens: Callable[[int, tuple[int, ...]], None] = lambda request, tokens: None
-        answer = answer_decode(program) if self.streams_tokens else None
+        answer = answer_decode(program) if transport.streams_tokens else None
         self._answer_decode = None if answer is None else answer.index
-        # `wake()` writes here so that a `poll` blocked in the selector returns when another thread has work
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._await_ready()
+        try:
+            for plan in workers:
+                self.workers.append(self._spawn(plan))
+            self._await_ready()
+        except BaseException:  # e.g. a worker that cannot start: its siblings must not outlive the engine
+            self.close()
+            raise
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -217,19 +232,18 @@ class LocalEngine:
         limit = time.monotonic() + START_TIMEOUT_S
         while not all(w.ready for w in self.workers):
             if time.monotonic() > limit:
-                self.close()
                 raise HetagentError(f"workers did not start within {START_TIMEOUT_S:.0f} s")
             self._poll(1.0)
 
     def close(self) -> None:
-        self._stop(self.workers + self._retiring)
-        self._selector.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        for live in list(self.live.values()):
-            self._fail(live, "the engine stopped before the request finished")
-        segments.remove_run(self.options.run_id)
-        self._run_lock.release()
+        try:
+            self.transport.stop([w.handle for w in self.workers + self._retiring])
+            for live in list(self.live.values()):
+                self._fail(live, "the engine stopped before the request finished")
+        finally:
+            self.transport.close()
+            segments.remove_run(self.options.run_id)
+            self._run_lock.release()
 
     def __enter__(self):
         return self
@@ -238,9 +252,22 @@ class LocalEngine:
         self.close()
 
     def kill_worker(self, name: str) -> None:
-        """Kill a worker process (SIGKILL), as a crash would: for fault tests."""
-        worker = next(w for w in self.workers if w.plan.name == name)
-        worker.process.kill()
+        """End a worker at once, as a crash would: for fault tests."""
+        self.transport.kill(next(w for w in self.workers if w.plan.name == name).handle)
+
+    def snapshot(self) -> EngineSnapshot:
+        """The engine's state for a reader outside it (`spec/runtime.md`, "Snapshot")."""
+        return EngineSnapshot(len(self.live), self.options.max_inflight,
+                              MappingProxyType({w.plan.name: len(w.tasks) for w in self.workers}))
+
+    def take_ops(self) -> list[OpRecord]:
+        """The op records since the last take; the engine keeps none of them (a server runs for ever)."""
+        ops, self.ops = self.ops, []
+        return ops
+
+    def forget(self, request: int) -> None:
+        """Drop an ended request's record (`requests`): for a caller that keeps it itself."""
+        self.requests.pop(request, None)
 
     # ------------------------------------------------------------------------------------------ pools
 
@@ -252,8 +279,8 @@ class LocalEngine:
         return pools
 
     def capacity(self, pool: str) -> int:
-        """How many workers of a pool this node holds: one per core of a CPU partition, one per device."""
-        return max(1, len(self.plans[pool].cores))
+        """How many workers of a pool can run at once (the transport says: cores here, the cluster on Ray)."""
+        return self.transport.capacity(self.plans[pool])
 
     def scale(self, pool: str, replicas: int) -> None:
         """Run `replicas` workers of plan `pool`: start more, or retire the least loaded. A retired worker gets no
@@ -271,10 +298,11 @@ class LocalEngine:
             self._retiring.append(worker)
             self._reap(worker)
 
-    def _reap(self, worker) -> None:
+    def _reap(self, worker: _Worker) -> None:
         if worker in self._retiring and not worker.tasks:
             self._retiring.remove(worker)
-            self._stop([worker])
+            self._of_handle.pop(worker.handle, None)
+            self.transport.stop([worker.handle])
 
     # ------------------------------------------------------------------------------------------ running
 
@@ -302,17 +330,16 @@ class LocalEngine:
 
     def wake(self) -> None:
         """Make a `poll` waiting in another thread return now: the one method safe to call from any thread."""
-        with contextlib.suppress(BlockingIOError):  # a full pipe: wake-ups are pending already
-            os.write(self._wake_w, b"w")
+        self.transport.wake()
 
     def submit(self, request: Request, arrived: float | None = None) -> RequestRecord:
         arrived = arrived or time.monotonic()
         sla_ms = self.options.sla_ms or self.program.sla_ms or float("inf")
         record = RequestRecord(request.id, arrived, arrived + sla_ms / 1000)
         self.requests[request.id] = record
-        reason = self._admission(sla_ms)
-        if reason:
-            record.status, record.error, record.end = "rejected", reason, arrived
+        rejection = self._admission(sla_ms)
+        if rejection:
+            record.status, record.error, record.end, record.rejection = "rejected", rejection.reason, arrived, rejection
             self.on_finish(record)
             return record
         live = _Live(request, record, _Frame(self.program.body, (), None, None))
@@ -320,18 +347,31 @@ class LocalEngine:
         self._advance(live, live.top)
         return record
 
-    def _admission(self, sla_ms: float) -> str:
+    def _admission(self, sla_ms: float) -> Rejection | None:
         inflight = len(self.live)
         if inflight >= self.options.max_inflight:
-            return (f"rejected by admission control: {inflight} requests in flight, the limit (--max-inflight "
-                    f"{self.options.max_inflight})")
+            return Rejection("limit", f"rejected by admission control: {inflight} requests in flight, the limit "
+                                      f"(--max-inflight {self.options.max_inflight})")
         # An idle engine always admits: the estimate only moves when requests end, so one once above the SLA
         # (a slow first request, a burst) would otherwise reject every request for ever.
         predicted = self._predicted_e2e(inflight) if self.options.admission == "sla" and inflight else None
         if predicted is not None and predicted * 1000 > ADMIT_SLA_SHARE * sla_ms:
-            return (f"rejected by admission control: predicted end-to-end {predicted * 1000:.0f} ms exceeds the "
-                    f"SLA of {sla_ms:.0f} ms ({inflight} requests in flight)")
-        return ""
+            return Rejection("sla", f"rejected by admission control: predicted end-to-end {predicted * 1000:.0f} ms "
+                                    f"exceeds the SLA of {sla_ms:.0f} ms ({inflight} requests in flight)")
+        return None
+
+    def cancel(self, request: int, reason: str = "cancelled by the caller") -> None:
+        """End a request now (status "cancelled"): its workers drop the calls they hold for it, and what they
+        answer for it is ignored. A request already ended is left as it is."""
+        live = self.live.get(request)
+        if live is None:
+            return
+        for worker in self.workers + self._retiring:
+            tasks = tuple(task for task, held in worker.tasks.items() if held.live is live)
+            if tasks:
+                self.transport.cancel(worker.handle, tasks)
+        live.record.status, live.record.error, live.record.end = "cancelled", reason, time.monotonic()
+        self._end(live)
 
     def _predicted_e2e(self, inflight: int) -> float | None:
         """A new request's end-to-end time by Little's law: behind `inflight` others it ends after about
@@ -356,8 +396,7 @@ class LocalEngine:
             sent = time.monotonic()
             call = Call(next(self._tasks), -1, node.op, node.label, node.attrs, values, node.kernel, float("inf"), 0,
                         sent=sent)
-            worker.tasks[call.task] = _Task(None, None, node, call, sent)
-            self._send(worker, call)
+            self._send(worker, _Task(None, None, node, call, sent))
             ids.append(call.task)
         while not all(i in self._direct for i in ids):
             self._poll(0.5)
@@ -432,92 +471,69 @@ class LocalEngine:
         home = [w for w in candidates if w.plan.name == live.kv_home and node.op in ("llm.prefill", "llm.decode")]
         # a worker still starting (restarted, or just scaled up) only when no started one serves the op
         worker = home[0] if home else min(candidates, key=lambda w: (not w.ready, len(w.tasks), w.restarts))
+        if node.op == "llm.prefill" and self.options.prefix_cache_mb > 0:  # the worker holding its longest prefix
+            prompt = prefix_routing.prompt_text(inputs, node.attrs.get("system"))
+            ranked = sorted((w for w in candidates if w.ready), key=lambda w: (len(w.tasks), w.restarts)) or [worker]
+            if len(ranked) > 1:  # a choice to make: score it (matching prompts costs the router time per call)
+                worker = ranked[prefix_routing.choose([len(w.tasks) for w in ranked], [
+                    self._prompts.matched(w.plan.name, prompt) for w in ranked], len(prompt))]
+            self._prompts.record(worker.plan.name, prompt)
         sent = time.monotonic()
         sampling = live.request.sampling if node.op in ("llm.prefill", "llm.decode") else None
         if sampling is not None and node.index != self._answer_decode:  # an inner call generates its full budget
             sampling = replace(sampling, max_tokens=None, stop=())
         call = Call(next(self._tasks), live.request.id, node.op, node.label, node.attrs, inputs, node.kernel,
                     live.record.deadline, live.request.seed, attempt, sent,
-                    stream=live.request.stream and node.index == self._answer_decode, sampling=sampling)
-        worker.tasks[call.task] = _Task(live, frame, node, call, sent)
-        self._send(worker, call)
+                    stream=live.request.stream and node.index == self._answer_decode, sampling=sampling,
+                    extend=node.extend if self.options.prefix_cache_mb > 0 else None)
+        self._send(worker, _Task(live, frame, node, call, sent))
 
     # ------------------------------------------------------------------------------------------ transport
-    # How calls reach workers and results come back. Here: a process per worker and a pipe; RayEngine overrides
-    # these (and `kill_worker`) with actors and object refs, and shares everything else.
 
-    def _spec(self, plan: WorkerPlan) -> WorkerSpec:
+    def _spawn(self, plan: WorkerPlan) -> _Worker:
+        worker = _Worker(plan, self._launch(plan))
+        self._of_handle[worker.handle] = worker
+        return worker
+
+    def _launch(self, plan: WorkerPlan) -> Any:
         o = self.options
         context = WorkerContext(
             worker=plan.name, device=plan.device, cores=plan.cores,
             kernels=self._kernels_of(plan) if self._kernels_of else (), run_id=o.run_id, cache_dir=o.cache_dir,
             model_dir=o.model_dir, corpus=o.corpus, stores=dict(o.stores), http_tools=dict(o.http_tools),
             temperature=o.temperature, device_index=plan.device_index, device_uuid=plan.device_uuid,
+            prefix_cache_bytes=int(o.prefix_cache_mb * 2**20),
         )
-        return WorkerSpec(context, dict(plan.factories))
+        return self.transport.spawn(plan, WorkerSpec(context, dict(plan.factories)))
 
-    def _spawn(self, plan: WorkerPlan) -> _Worker:
-        return _Worker(plan, self._spec(plan), self._mp, self._selector)
-
-    def _send(self, worker: _Worker, call: Call) -> None:
-        if len(worker.tasks) <= 1:  # it was idle: silence before now was no sign of trouble
+    def _send(self, worker: _Worker, task: _Task) -> None:
+        worker.tasks[task.call.task] = task
+        if len(worker.tasks) == 1:  # it was idle: silence before now was no sign of trouble
             worker.heard = time.monotonic()
-        try:
-            worker.conn.send(("call", call))
-        except OSError:
-            pass  # the worker is dead: its sentinel fires and this task is retried with the others
-
-    def _stop(self, workers: list[_Worker]) -> None:
-        """Ask workers to stop; kill those still running after 5 s."""
-        for worker in workers:
-            try:
-                worker.conn.send(("stop",))
-            except OSError:
-                pass
-        for worker in workers:
-            worker.process.join(timeout=5)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(timeout=5)  # gone before its run's segments are removed: it writes none after
-            self._selector.unregister(worker.conn)
-            self._selector.unregister(worker.process.sentinel)
+        self.transport.send(worker.handle, task.call)
 
     def _poll(self, timeout: float) -> None:
         self._watchdog()
-        for key, _ in self._selector.select(timeout):
-            worker = key.data
-            if worker is None:  # `wake()`: the caller has work (bytes left over wake the next select again)
-                os.read(self._wake_r, 4096)
+        for handle, message in self.transport.poll(timeout):
+            worker = self._of_handle.get(handle)
+            if worker is None:  # stopped (retired) since
                 continue
-            if key.fileobj is worker.conn:
-                # one message per readiness: the selector is level-triggered, so more waiting wake the next select
-                try:
-                    message = worker.conn.recv()
-                except (EOFError, OSError):
-                    continue  # the process ended; its sentinel reports it
+            if message[0] == "lost":
+                self._lost(worker)
+            else:
                 worker.heard = time.monotonic()
                 self._message(worker, message)
-            elif key.fileobj == worker.process.sentinel and not worker.process.is_alive():
-                self._drain(worker)
-                self._lost(worker)
 
     def _watchdog(self) -> None:
         """Kill a worker that holds calls but has been silent past `watchdog_s` (hung, or stopped by SIGSTOP);
-        its sentinel then reports it lost like any crash: replaced, and its calls retried."""
+        its transport then reports it lost like any crash: replaced, and its calls retried."""
         now = time.monotonic()
         for worker in self.workers + self._retiring:
             if worker.tasks and worker.ready and now - worker.heard > self.options.watchdog_s:
                 warnings.warn(f"worker {worker.plan.name} held {len(worker.tasks)} call(s) and said nothing for "
                               f"{now - worker.heard:.0f} s (watchdog {self.options.watchdog_s:g} s): killed, replaced")
-                worker.process.kill()
+                self.transport.kill(worker.handle)
                 worker.heard = now
-
-    def _drain(self, worker: _Worker) -> None:
-        try:
-            while worker.conn.poll():
-                self._message(worker, worker.conn.recv())
-        except (EOFError, OSError):
-            pass  # the process ended; its sentinel reports it
 
     def _message(self, worker: _Worker, message: tuple) -> None:
         kind = message[0]
@@ -541,9 +557,12 @@ class LocalEngine:
             self._direct[task_id] = result
             self.ops.append(OpRecord(-1, node.label, node.op, worker.plan.name, task.sent, now, queue_s, run_s, 1, ok))
             return
-        kv_bytes = result[0].header.total_bytes if ok and node.op == "llm.prefill" else 0
+        prefilled = ok and node.op == "llm.prefill"
+        kv_bytes = result[0].header.total_bytes if prefilled else 0
         self.ops.append(OpRecord(live.request.id, node.label, node.op, worker.plan.name, task.sent, now, queue_s, run_s,
-                                 task.call.attempt, ok, kv_bytes, kv_s))
+                                 task.call.attempt, ok, kv_bytes, kv_s,
+                                 prompt_tokens=result[1]["position"] if prefilled else 0,
+                                 cached_tokens=result[1].get("cached", 0) if prefilled else 0))
         if ok and isinstance(result[0], kv_format.KVHandle):  # across nodes the object store holds it instead
             live.segments.add(result[0].segment)
         if live.record.status != "running":
@@ -573,6 +592,7 @@ class LocalEngine:
             live.kv_home = worker.plan.name
         if node.op == "llm.prefill":
             live.record.prompt_tokens += values[1]["position"]
+            live.record.cached_tokens += values[1].get("cached", 0)
         if node.op == "llm.prefill" and token_times:
             live.record.first_token = token_times[0]
         if node.op == "llm.decode":
@@ -586,10 +606,13 @@ class LocalEngine:
         """A worker died: restart it and send its in-flight calls again (or fail them past max_attempts)."""
         orphans = list(worker.tasks.values())
         worker.tasks.clear()
+        del self._of_handle[worker.handle]
         if worker in self.workers:
-            worker.restart()
+            worker.handle = self._launch(worker.plan)
+            self._of_handle[worker.handle] = worker
+            worker.ready, worker.restarts = False, worker.restarts + 1
         else:  # it was retiring: it stays down
-            self._reap(worker)
+            self._retiring.remove(worker)
         for task in orphans:
             kv_format.unlink_task(self.options.run_id, task.call.task)  # a cache it may have begun
             live = task.live
@@ -618,7 +641,8 @@ class LocalEngine:
         self._end(live)
 
     def _end(self, live: _Live) -> None:
-        self._departures.append(live.record.end)
+        if live.record.status != "cancelled":  # its time in the engine says nothing of the rate requests are served
+            self._departures.append(live.record.end)
         self.live.pop(live.request.id, None)
         self._release(live)
         self.on_finish(live.record)
@@ -627,6 +651,14 @@ class LocalEngine:
         for segment in live.segments:
             kv_format.unlink(segment)
         live.segments.clear()
+
+
+class LocalEngine(Engine):
+    """The router over this node's worker processes (`ProcessTransport`): the embedded default."""
+
+    def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
+                 kernels_of: Callable[[WorkerPlan], tuple] | None = None):
+        super().__init__(program, workers, device_of, options, kernels_of, transport=ProcessTransport())
 
 
 def _pool_of(worker: str) -> str:

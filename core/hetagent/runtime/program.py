@@ -42,6 +42,7 @@ class Node:
     regions: tuple[Block, ...] = ()
     placement: Placement | None = None
     kernel: KernelRef | None = None
+    extend: KernelRef | None = None  # a prefill's extend kernel (the prefix cache), when compiled
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,11 @@ def build_program(compiled: CompiledAgent) -> Program:
     symbol and device the op names."""
     module = compiled.module
 
-    def kernel_for(op, placement: Placement | None) -> KernelRef | None:
-        if "kernel" not in op.attributes or placement is None:
+    def kernel_for(op, placement: Placement | None, attribute: str = "kernel") -> KernelRef | None:
+        """The kernel an op names in `attribute` (`kernel`, or a prefill's `extend_kernel`)."""
+        if attribute not in op.attributes or placement is None:
             return None
-        symbol = op.attributes["kernel"].value
+        symbol = op.attributes[attribute].value
         entry = compiled.kernel(symbol, placement.device)
         if entry is None:
             raise HetagentError(f"{compiled.out_dir}: the manifest has no kernel {symbol} for {placement.device}, "
@@ -114,7 +116,9 @@ def build_program(compiled: CompiledAgent) -> Program:
 
     def node_of(op) -> Node:
         index = next(node_counter)
-        attrs = {op.attributes[i].name: python_value(op.attributes[i].attr) for i in range(len(op.attributes))}
+        # `id` and the kernels are the node's label and kernels: not repeated in the attributes every call carries
+        attrs = {a.name: python_value(a.attr) for a in (op.attributes[i] for i in range(len(op.attributes)))
+                 if a.name not in ("id", "kernel", "extend_kernel")}
         placement = Placement.of(op)
         if op_id(op) is None:
             raise HetagentError(f"op {op.name} has no id: the runtime runs a module `compile_agent` compiled")
@@ -128,6 +132,7 @@ def build_program(compiled: CompiledAgent) -> Program:
             regions=tuple(block_of(region.blocks[0]) for region in op.regions),
             placement=placement,
             kernel=kernel_for(op, placement),
+            extend=kernel_for(op, placement, "extend_kernel"),
         )
 
     graph = next(op.operation for op in module.body.operations if op.operation.name == "agent.graph")

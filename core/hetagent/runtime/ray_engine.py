@@ -1,44 +1,46 @@
-"""`RayEngine`: LocalEngine's router, with its workers as actors on a Ray cluster (extra `hetagent[ray]`).
-
-The program, the worker plans and the workers are LocalEngine's; only the transport differs:
+"""`RayTransport`: the router's workers as actors on a Ray cluster (extra `hetagent[ray]`); `RayEngine`: the
+router (`engine.Engine`) over it. `spec/runtime.md`, "Router and transports".
 
 - a worker is an actor (`WorkerActor`) that runs the very loop of a worker process (`run_worker`: deadline
   queue, continuous batching, the backend's executors) in a thread, fed through a pipe inside the actor's process;
-- a call is an actor method call, its result an ObjectRef that the router waits on with `ray.wait`; a dead actor
-  surfaces as an error on those refs, and the router restarts it and retries its calls as it does a dead process;
+- a call is an actor method call, its result an ObjectRef that `poll` waits on with `ray.wait`; a dead actor
+  surfaces as an error on those refs, reported as the worker lost (the router replaces it and retries its calls);
 - a KV cache crosses nodes through the object store as one buffer in the `spec/kv-format.md` layout: the prefill's
-  actor returns it as the call's second return value — owned by the router, so a cache outlives the actor that
+  actor returns it as the call's second return value — owned by the driver, so a cache outlives the actor that
   wrote it and a retried decode can read it again — and the decode's actor copies it into a shared-memory segment
   on its node for the executor. The router drops its reference when the request ends, which frees it.
 
-Placement: one actor pool per worker plan — one per device class; the host CPU's partitions one each. An actor
-holds its plan's Ray resources (a device's profile names a custom resource, `ray_resource`, one per device: start
-a node with `ray start --resources '{"h100-sxm": 8}'`) and one CPU per core of its partition (one for a device's
-worker). Every actor loads the same backends as the driver (`Registry`) and refuses to start on a node that lacks
-its backend, runs another version of it, or does not detect its device.
+Placement: an actor holds its plan's Ray resources (a device's profile names a custom resource, `ray_resource`, one
+per device: start a node with `ray start --resources '{"h100-sxm": 8}'`) and one CPU per core of its partition (one
+for a device's worker). Ray grants CPUs by count, not by core id, so an actor is not pinned to its plan's cores
+(those are this node's ids; pinning every replica of a pool to them stacks the replicas on the same cores). Every
+actor loads the same backends as the driver (`Registry`) and refuses to start on a node that lacks its backend,
+runs another version of it, or does not detect its device.
 
-Without `address` the engine starts a fresh local cluster (`ray.init(address="local")`): a bare `ray.init()` would
-silently join whatever cluster this node last ran (or `RAY_ADDRESS`), and hang if that one is gone. `address`
+Without `address` the transport starts a fresh local cluster (`ray.init(address="local")`): a bare `ray.init()`
+would silently join whatever cluster this node last ran (or `RAY_ADDRESS`), and hang if that one is gone. `address`
 joins a cluster (`"auto"`: the one `ray start` made on this node); a driver that initialised Ray itself keeps it.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
+import selectors
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from hetagent.errors import HetagentError
 from hetagent.backend.registry import Registry, requested_backends
-from hetagent.runtime.engine import EngineOptions, LocalEngine
+from hetagent.runtime.engine import Engine, EngineOptions
 from hetagent.backend.executor import Call
 from hetagent.runtime.layout import WorkerPlan
 from hetagent.runtime.program import Program
 from hetagent.runtime.ray_worker import WorkerActor
+from hetagent.runtime.transport import Waker
+from hetagent.runtime.worker import WorkerSpec
 
 KV_WRITERS = frozenset({"llm.prefill"})  # ops whose first result is a KV cache
 WAKE_SLICE_S = 0.005  # ray.wait cannot be interrupted: a `wake()` is seen within this long
@@ -52,39 +54,21 @@ def import_ray():
     return ray
 
 
-# ---------------------------------------------------------------------------------------------------- the router
+# ---------------------------------------------------------------------------------------------------- transport
 
-class _RayWorker:
-    """One actor of a pool as the router sees it: the fields of a worker process's `_Worker`."""
+class _Actor:
+    __slots__ = ("actor", "gone")
 
-    def __init__(self, plan: WorkerPlan, start: Callable[[_RayWorker], Any]):
-        self.plan, self._start = plan, start
-        self.tasks: dict = {}
-        self.ready = False
-        self.restarts = 0
-        self.generation = 0  # refs of an earlier actor (killed, restarted) are ignored
-        self.actor = start(self)
-
-    def restart(self) -> None:
-        self.stop()
-        self.restarts += 1
-        self.ready = False
-        self.actor = self._start(self)
-
-    def stop(self) -> None:
-        import ray
-
-        ray.kill(self.actor, no_restart=True)
-        self.generation += 1
+    def __init__(self, actor):
+        self.actor, self.gone = actor, False
 
 
-class RayEngine(LocalEngine):
+class RayTransport:
     # A call's only way back is its one result ref, so workers' per-step token reports have no channel to the
     # router: streamed requests stream at answer level here (their decodes are sent without `Call.stream`).
     streams_tokens = False
 
-    def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
-                 kernels_of: Callable[[WorkerPlan], tuple] | None = None, address: str | None = None):
+    def __init__(self, run_id: str, address: str | None = None):
         ray = import_ray()
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:  # a local cluster, or join `address`; actors' output stays in Ray's logs
@@ -93,19 +77,15 @@ class RayEngine(LocalEngine):
                 # is the one wanted (a CPU worker sees no GPU), and the notice would land in every run's output
                 warnings.filterwarnings("ignore", "Tip: In future versions of Ray", FutureWarning)
                 ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self.run_id = run_id
         self._actor_class = ray.remote(WorkerActor)
         self._backends = requested_backends()
         registry = Registry.load(self._backends)
         self._versions = {b.name: b.info.version for b in registry.active()}
-        self._refs: dict = {}  # pending ref -> (worker, its generation, task id or None for `ready`, KV ref)
-        try:
-            for plan in workers:
-                self._check_capacity(plan)
-            super().__init__(program, workers, device_of, options, kernels_of)
-        except BaseException:  # e.g. a worker that cannot start: its siblings must not outlive the engine
-            self._stop(getattr(self, "workers", []))
-            self._shutdown()
-            raise
+        self._refs: dict = {}  # pending ref -> (handle, task id or None for `ready`, KV ref)
+        self._started = itertools.count()  # actor names must be unique in the cluster
+        self._selector = selectors.DefaultSelector()
+        self._waker = Waker(self._selector)  # the only thing in the selector: ray.wait cannot watch a pipe
 
     # ------------------------------------------------------------------------------------------ placement
 
@@ -113,11 +93,8 @@ class RayEngine(LocalEngine):
         """The Ray resources one worker of `plan` holds."""
         return {"CPU": float(max(1, len(plan.cores))), **plan.resources}
 
-    def capacity(self, pool: str) -> int:
-        """How many workers of a pool the cluster's live nodes hold at once (whatever else runs there)."""
-        return self._fits(self.plans[pool])
-
-    def _fits(self, plan: WorkerPlan) -> int:
+    def capacity(self, plan: WorkerPlan) -> int:
+        """How many workers of `plan` the cluster's live nodes hold at once (whatever else runs there)."""
         import ray
 
         demand = self._demand(plan)
@@ -127,7 +104,7 @@ class RayEngine(LocalEngine):
     def _check_capacity(self, plan: WorkerPlan) -> None:
         import ray
 
-        if self._fits(plan) < 1:
+        if self.capacity(plan) < 1:
             offered = ", ".join(f"{k}: {v:g}" for k, v in sorted(ray.cluster_resources().items())
                                 if not k.startswith(("node:", "memory", "object_store")))
             demand = self._demand(plan)
@@ -138,47 +115,37 @@ class RayEngine(LocalEngine):
                                 f"and no live node of the cluster offers them (the cluster: {offered}); add a node "
                                 f"that does, e.g. `{hint}`")
 
-    def node_of(self, worker: str) -> str:
-        """The Ray node id a worker's actor runs on (for tests and reports)."""
+    def node_of(self, handle: _Actor) -> str:
         import ray
 
-        return ray.get(next(w for w in self.workers if w.plan.name == worker).actor.node.remote())
+        return ray.get(handle.actor.node.remote())
 
-    # ------------------------------------------------------------------------------------------ transport
+    # ------------------------------------------------------------------------------------------ the protocol
 
-    def _spawn(self, plan: WorkerPlan) -> _RayWorker:
-        return _RayWorker(plan, self._start_actor)
-
-    def _start_actor(self, worker: _RayWorker):
-        plan = worker.plan
+    def spawn(self, plan: WorkerPlan, spec: WorkerSpec) -> _Actor:
+        self._check_capacity(plan)
         demand = self._demand(plan)
+        spec = replace(spec, context=replace(spec.context, cores=()))  # not pinned: see the module's doc
         actor = self._actor_class.options(
             num_cpus=demand.pop("CPU"), num_gpus=demand.pop("GPU", 0), resources=demand,
-            max_restarts=0,  # the router restarts it, retrying its calls
-            name=f"hetagent-{self.options.run_id}-{plan.name}-{worker.generation}",
-        ).remote(self._spec(plan), plan.backend, None if not plan.resources else plan.device, self._backends,
-                 self._versions)
-        self._refs[actor.ready.remote()] = (worker, worker.generation, None, None)
-        return actor
+            max_restarts=0,  # the router replaces it, retrying its calls
+            name=f"hetagent-{self.run_id}-{plan.name}-{next(self._started)}",
+        ).remote(spec, plan.backend, None if not plan.resources else plan.device, self._backends, self._versions)
+        handle = _Actor(actor)
+        self._refs[actor.ready.remote()] = (handle, None, None)
+        return handle
 
-    def _send(self, worker: _RayWorker, call: Call) -> None:
+    def send(self, handle: _Actor, call: Call) -> None:
         if call.op in KV_WRITERS:
-            ref, kv = worker.actor.run_kv.options(num_returns=2).remote(call)
+            ref, kv = handle.actor.run_kv.options(num_returns=2).remote(call)
         else:
-            ref, kv = worker.actor.run.remote(call), None
-        self._refs[ref] = (worker, worker.generation, call.task, kv)
+            ref, kv = handle.actor.run.remote(call), None
+        self._refs[ref] = (handle, call.task, kv)
 
-    def _stop(self, workers: list[_RayWorker]) -> None:
-        for worker in workers:
-            worker.stop()
+    def cancel(self, handle: _Actor, tasks: tuple[int, ...]) -> None:
+        handle.actor.cancel.remote(tasks)  # what it drops comes back on the calls' own refs
 
-    def kill_worker(self, name: str) -> None:
-        """Kill a worker's actor (its process), as a crash would: for fault tests."""
-        import ray
-
-        ray.kill(next(w for w in self.workers if w.plan.name == name).actor, no_restart=True)
-
-    def _poll(self, timeout: float) -> None:
+    def poll(self, timeout: float) -> list[tuple[_Actor, tuple]]:
         import ray
 
         limit = time.monotonic() + timeout
@@ -189,41 +156,66 @@ class RayEngine(LocalEngine):
             else:
                 refs = list(self._refs)
                 if ray.wait(refs, num_returns=1, timeout=max(0.0, min(left, WAKE_SLICE_S)))[0]:
+                    events = []
                     for ref in ray.wait(refs, num_returns=len(refs), timeout=0)[0]:  # every result already in
-                        self._result(ref)
-                    return
-                woken = self._selector.select(0)  # only `wake()`'s pipe is registered here
+                        event = self._result(ref)
+                        if event is not None:
+                            events.append(event)
+                    return events
+                woken = self._selector.select(0)
             if woken:
-                os.read(self._wake_r, 4096)
-                return
+                self._waker.clear()
+                return []
             if left <= 0:
-                return
+                return []
 
-    def _result(self, ref) -> None:
+    def _result(self, ref) -> tuple[_Actor, tuple] | None:
         import ray
 
-        worker, generation, task, kv = self._refs.pop(ref)
-        if generation != worker.generation:
-            return  # from an actor since restarted or retired: its calls were dealt with then
+        handle, task, kv = self._refs.pop(ref)
+        if handle.gone:
+            return None  # from an actor since lost or stopped: its calls were dealt with then
         try:
             message = ray.get(ref)
         except ray.exceptions.RayActorError as exc:
+            handle.gone = True
             if task is None:
-                raise HetagentError(f"worker {worker.plan.name} could not start on Ray: {exc}") from None
-            self._lost(worker)
-            return
+                return handle, ("broken", f"could not start on Ray: {exc}")
+            return handle, ("lost",)
         except ray.exceptions.RayTaskError as exc:  # a bug in the actor's transport: fails that call only
             message = ("failed", task, f"{type(exc).__name__}: {exc}", (), 0.0, 0.0, 0.0)
         if kv is not None and message[0] == "done":
             message = (*message[:2], (replace(message[2][0], ref=kv), *message[2][1:]), *message[3:])
-        self._message(worker, message)
+        return handle, message
+
+    def stop(self, handles: list[_Actor]) -> None:
+        for handle in handles:
+            self.kill(handle)
+            handle.gone = True
+
+    def kill(self, handle: _Actor) -> None:
+        import ray
+
+        ray.kill(handle.actor, no_restart=True)
+
+    def wake(self) -> None:
+        self._waker.wake()
 
     def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._shutdown()
-
-    def _shutdown(self) -> None:
+        self._selector.close()
+        self._waker.close()
         if self._owns_ray:
             import_ray().shutdown()
+
+
+class RayEngine(Engine):
+    """The router over Ray actors (`RayTransport`)."""
+
+    def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
+                 kernels_of: Callable[[WorkerPlan], tuple] | None = None, address: str | None = None):
+        super().__init__(program, workers, device_of, options, kernels_of,
+                         transport=RayTransport(options.run_id, address))
+
+    def node_of(self, worker: str) -> str:
+        """The Ray node id a worker's actor runs on (for tests and reports)."""
+        return self.transport.node_of(next(w for w in self.workers if w.plan.name == worker).handle)

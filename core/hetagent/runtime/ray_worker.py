@@ -1,5 +1,5 @@
-"""The actor side of RayEngine (`spec/runtime.md` section 8): a worker as a Ray actor. The router side, which
-places and calls these actors, is `ray_engine.py`.
+"""The actor side of RayEngine (`spec/runtime.md` section 8): a worker as a Ray actor. The router's side, which
+places and calls these actors, is `ray_engine.py` (`RayTransport`).
 
 The actor runs the very loop of a worker process (`run_worker`: deadline queue, continuous batching, the backend's
 executors) in a thread and feeds it through a pipe inside its process; its methods are the worker's mailbox. KV
@@ -63,7 +63,7 @@ class WorkerActor:
                 return
             if message[0] in ("ready", "broken"):
                 self.started.set_result(message)
-            elif message[0] == "tokens":  # a streamed call's progress: RayEngine never asks for it (no channel)
+            elif message[0] == "tokens":  # a streamed call's progress: RayTransport never asks for it (no channel)
                 continue
             else:
                 self.waiting.pop(message[1]).set_result(message)
@@ -93,6 +93,10 @@ class WorkerActor:
         finally:
             for segment in copies:
                 kv_format.unlink(segment)
+
+    def cancel(self, tasks: tuple[int, ...]) -> None:
+        """Have the loop drop these calls: each it still held answers "cancelled" on its own `run`."""
+        self.conn.send(("cancel", tasks))
 
     async def run_kv(self, call: Call) -> tuple:
         """Run a call whose first result is a KV cache: (message, the cache's buffer); the message holds a

@@ -11,7 +11,7 @@ and forms the paper's correction factors, actual / expected:
 When any factor has moved by more than `threshold` (relative) since the last sizing — the plan itself counts as a
 sizing with every factor 1 — it re-plans: each pool gets the planner's replica sizing (`replicas_for`) over the ops
 it serves, with the measured rate and each op's busy time scaled by its factor, within [1, the engine's capacity
-for the pool], and the engine scales the pool. Scaling down retires workers gracefully (`LocalEngine.scale`), so
+for the pool], and the engine scales the pool. Scaling down retires workers gracefully (`Engine.scale`), so
 nothing accepted is dropped. It runs in the router's loop (`tick`, e.g. as `run`'s `on_tick`).
 """
 

@@ -10,6 +10,9 @@ time, divided by the requests that finished. KV transfers (`transfers`): per `kv
 device whose prefill wrote the cache -> the device whose decode reads it), the bytes, and the time staging it
 out of the prefill's device into the `spec/kv-format.md` layout and into the decode's device.
 
+Prefix cache (`prefix_cache`): over the prefill calls that succeeded, how many reused a cached prefix (hit rate),
+and the prompt tokens whose KV came from a worker's cache (saved) against those prefilled (computed).
+
 The cost check compares, per op kind and device, what the cost model predicts with the time measured: a prefill
 call against its kernel's fixed shape (batch × prompt capacity), a decode step (the time between tokens) against
 one step of the kernel's batch over its whole cache capacity (the compiled shapes are static). On the CPU this is
@@ -148,12 +151,21 @@ def summary(requests: list[RequestRecord], ops: list[OpRecord], wall_s: float, u
         "usd_per_hour": usd_per_hour,
         "usd_per_request": usd_per_hour * wall_s / SECONDS_PER_HOUR / len(ok) if usd_per_hour is not None and ok else None,
         "price_note": price_note,
+        "prefix_cache": prefix_cache(ops),
     }
+
+
+def prefix_cache(ops: list[OpRecord]) -> dict:
+    prefills = [o for o in ops if o.op == "llm.prefill" and o.ok and o.worker != "engine"]
+    hits = sum(o.cached_tokens > 0 for o in prefills)
+    saved, prompt = sum(o.cached_tokens for o in prefills), sum(o.prompt_tokens for o in prefills)
+    return {"prefills": len(prefills), "hits": hits, "hit_rate": hits / len(prefills) if prefills else None,
+            "prompt_tokens": prompt, "saved_tokens": saved, "computed_tokens": prompt - saved}
 
 
 def cost_check(program, device_of: dict[int, str], ops: list[OpRecord], requests: list[RequestRecord], model) -> list[dict]:
     """Predicted vs measured (median) seconds per (op kind, device) for the ops the cost model can time."""
-    from hetagent.cost.llm import phase_time
+    from hetagent.cost.phases import phase_time
     from hetagent.models.catalog import card
     from hetagent.models.kernels import decode_kernels, prefill_kernels
 
@@ -172,7 +184,9 @@ def cost_check(program, device_of: dict[int, str], ops: list[OpRecord], requests
     predicted: dict[tuple[str, str], list[float]] = defaultdict(list)
     for record in ops:
         node = by_label.get(record.label)
-        if node is not None and node.op == "llm.prefill" and record.ok and record.worker != "engine":
+        # a prefill that reused a cached prefix ran another kernel (extend) over part of the prompt: not this one
+        if node is not None and node.op == "llm.prefill" and record.ok and record.worker != "engine" \
+                and not record.cached_tokens:
             key = (node.op, device_of[node.index])
             measured[key].append(record.run_s)
             predicted[key].append(predict(node))

@@ -27,10 +27,10 @@ from hetagent.ir.context import location_of
 from hetagent.ir.module import to_text
 from hetagent.models.catalog import use_model_dir
 from hetagent.runtime import report, standins
-from hetagent.runtime.engine import EngineOptions, LocalEngine, Request, RequestRecord
+from hetagent.runtime.engine import Engine, EngineOptions, LocalEngine, Request, RequestRecord
 from hetagent.runtime.layout import WorkerPlan, plan_workers
 from hetagent.runtime.program import Program, build_program
-from hetagent.runtime.trace import otlp_trace
+from hetagent.runtime.otel import otlp_trace
 from hetagent.backend.weights import prepare_weights
 
 
@@ -46,8 +46,8 @@ class Prepared:
     compiled: CompiledAgent
 
     def kernels_of(self, worker: WorkerPlan) -> tuple:
-        return tuple({n.kernel for n in self.program.nodes()
-                      if n.kernel and self.device_of.get(n.index) == worker.device and worker.serves(n.op)})
+        return tuple({k for n in self.program.nodes() for k in (n.kernel, n.extend)
+                      if k and self.device_of.get(n.index) == worker.device and worker.serves(n.op)})
 
 
 def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
@@ -164,8 +164,8 @@ class RunResult:
 
 def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Registry, options: EngineOptions,
                  pricebook: PriceBook | None = None, on_finish: Callable[[RequestRecord], None] | None = None,
-                 engine_hook: Callable[[LocalEngine], None] | None = None,
-                 engine_class: Callable[..., LocalEngine] = LocalEngine) -> RunResult:
+                 engine_hook: Callable[[Engine], None] | None = None,
+                 engine_class: Callable[..., Engine] = LocalEngine) -> RunResult:
     """Start the workers, run the requests, stop the workers, report. `engine_hook(engine)` is called on every
     tick of the run loop (tests use it to kill a worker mid-run; the re-planner to scale pools). `engine_class`:
     LocalEngine, or RayEngine (with its address bound)."""

@@ -8,6 +8,10 @@ compatible calls queued behind it (same op and kernel, up to the executor's batc
 `Outcome` taken apart, because the engine unpickles every result on the critical path, usually with its caches
 cold from the worker's kernels, and each class in a message costs it tens of µs there.
 
+`("cancel", tasks)` drops those calls (the router no longer wants them: their request was cancelled): a queued one
+at once, a joined stepped one where its executor can let it go (`leave`); each dropped call is answered
+`("failed", task, "cancelled", ...)`. A call already running to its end is answered as usual.
+
 A stepped call with `stream` set (the answer's decode of a streamed request) is also reported as it runs: after
 a step, one `("tokens", ((task, token_ids), ...))` message carries the tokens each such call generated since its
 last report (its executor's `progress`), always before that call's result — after every step, except that steps
@@ -92,7 +96,7 @@ def worker_main(conn, spec: WorkerSpec) -> None:
 
 
 def run_worker(conn, spec: WorkerSpec) -> None:
-    """The worker loop: in a worker process (`worker_main`), or in a thread of a Ray actor (RayEngine)."""
+    """The worker loop: in a worker process (`worker_main`), or in a thread of a Ray actor (RayTransport)."""
     try:
         executors = _build(spec.factories, spec.context)
     except Exception as exc:  # a backend that cannot start: the engine reports it and stops
@@ -102,7 +106,7 @@ def run_worker(conn, spec: WorkerSpec) -> None:
         _pin_threads(spec.context.cores)
     conn.send(("ready",))
     queue = DeadlineQueue()
-    joined: dict[int, tuple[float, float]] = {}  # task -> (arrival, time it joined a stepped executor)
+    joined: dict[int, tuple[float, float, Call]] = {}  # task -> (arrival, time it joined a stepped executor, call)
     streaming: dict[int, list] = {}  # task -> [its executor, the call, tokens reported]: joined calls with `stream`
     reported = 0.0  # when the last token report went out
     stepped = {id(e): e for e in executors.values() if e.stepped_ops}.values()
@@ -119,6 +123,19 @@ def run_worker(conn, spec: WorkerSpec) -> None:
             conn.send(("done", call.task, result.values, result.token_times, started - queued, now - started,
                        result.kv_s))
 
+    def cancel(tasks: tuple[int, ...]) -> None:
+        wanted = set(tasks)
+        dropped = [call for call, _ in queue.take(lambda c: c.task in wanted, limit=len(wanted))]
+        for task in wanted & joined.keys():
+            call = joined[task][2]
+            leave = getattr(executors[call.op], "leave", None)
+            if leave is not None and leave(call):
+                del joined[task]
+                streaming.pop(task, None)
+                dropped.append(call)
+        for call in dropped:
+            conn.send(("failed", call.task, "cancelled", (), 0.0, 0.0, 0.0))
+
     # registered once: `conn.poll` builds a selector per call, and the loop checks for messages every decode step
     inbox = selectors.DefaultSelector()
     inbox.register(conn, selectors.EVENT_READ)
@@ -128,20 +145,23 @@ def run_worker(conn, spec: WorkerSpec) -> None:
             message = conn.recv()
             if message[0] == "stop":
                 return
+            if message[0] == "cancel":
+                cancel(message[1])
+                continue
             queue.push(message[1], message[1].sent)
             busy = True
         for call, arrived in queue.take(lambda c: is_stepped(c) and executors[c.op].free_slots(c) > 0, limit=1 << 20):
             if executors[call.op].free_slots(call) <= 0:
                 queue.push(call, arrived)
                 continue
-            joined[call.task] = (arrived, time.monotonic())
+            joined[call.task] = (arrived, time.monotonic(), call)
             executors[call.op].join(call)
             if call.stream and hasattr(executors[call.op], "progress"):
                 streaming[call.task] = [executors[call.op], call, 0]
         for executor in stepped:
             if executor.active():
                 for call, result in executor.step():
-                    arrived, started = joined.pop(call.task)
+                    arrived, started, _ = joined.pop(call.task)
                     send_result(call, result, arrived, started)
                     streaming.pop(call.task, None)  # its result carries the whole text
         if streaming and (time.monotonic() - reported >= STREAM_REPORT_S or any(e[2] == 0 for e in streaming.values())):

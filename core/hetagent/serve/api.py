@@ -14,6 +14,7 @@ the agent failed (an op that raised, a worker lost too often).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import io
@@ -35,8 +36,9 @@ from hetagent.backend.chat_template import Chat
 from hetagent.backend.text import IncrementalDetokenizer, Sampling
 from hetagent.backend.tokenizer import ByteTokenizer, tokenizer_for
 from hetagent.backend.transforms import render
+from hetagent.errors import HetagentError
 from hetagent.serve.metrics import CONTENT_TYPE
-from hetagent.serve.service import AgentService, Rejection
+from hetagent.serve.service import AgentService, Refusal
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                429: "rate_limit_exceeded", 500: "server_error", 503: "overloaded_error"}
@@ -192,6 +194,9 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
     audio_in = next((n.attrs for n in program.nodes() if n.op == "input.audio"), None)
     answer = answer_decode(program)  # its tokens stream: they are detokenised as its model's tokenizer says
     answer_tokenizer = tokenizer_for(answer.attrs["model"]) if answer is not None else ByteTokenizer()
+    query = next((n for n in program.nodes() if n.op == "input.query"), None)
+    templated = [n for n in program.nodes() if n.op == "llm.prefill" and query is not None and n.operands == query.results
+                 and tokenizer_for(n.attrs["model"]).template is not None]  # the LLM calls the messages feed alone
     app = FastAPI(title=f"hetagent serve: {agent}", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(ApiError)
@@ -259,16 +264,25 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
             raise _validation_error(exc) from None
         model_card(body.model)
         payload = {"query": _query(body.messages)}
+        for prefill in templated:  # a conversation a model's template refuses is the client's error
+            try:
+                tokenizer_for(prefill.attrs["model"]).prompt_ids([payload["query"]], prefill.attrs.get("system"))
+            except HetagentError as exc:
+                raise ApiError(400, str(exc), "messages", "invalid_value") from None
         if audio_in is not None:
             payload["audio"] = _audio(body.messages, int(audio_in.get("sample_rate", 16000)))
         ticket = service.submit(payload, body.seed, stream=body.stream, sampling=body.sampling())
-        rejection: Rejection | None = await ticket.admitted
-        if rejection is not None:
-            raise ApiError(rejection.status, rejection.reason, code="admission_rejected", headers={"Retry-After": "1"})
+        refused: Refusal | None = await ticket.admitted
+        if refused is not None:
+            raise ApiError(refused.status, refused.reason, code="admission_rejected", headers={"Retry-After": "1"})
         completion_id, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": completion_id, "created": now, "model": agent, "system_fingerprint": None}
         if not body.stream:
-            record = await ticket.finished
+            try:
+                record = await ticket.finished
+            except asyncio.CancelledError:  # the client went away
+                service.cancel(ticket)
+                raise
             if record.status != "ok":
                 raise ApiError(500, f"the agent failed this request: {record.error}", code="agent_error")
             return {**head, "object": "chat.completion", "usage": _usage(record),
@@ -276,7 +290,8 @@ def create_app(service: AgentService, program: Program, *, api_key: str | None =
                                  "logprobs": None}]}
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         detokenizer = IncrementalDetokenizer(answer_tokenizer.decode, body.sampling().stop)
-        return StreamingResponse(_stream(head, ticket, include_usage, detokenizer), media_type="text/event-stream",
+        return StreamingResponse(_stream(head, ticket, include_usage, detokenizer, service.cancel),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     return app
@@ -286,7 +301,17 @@ def _event(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
 
 
-async def _stream(head: dict, ticket, include_usage: bool, detokenizer: IncrementalDetokenizer):
+async def _stream(head: dict, ticket, include_usage: bool, detokenizer: IncrementalDetokenizer, cancel):
+    """`_events`; a client that goes away before the request has ended has it cancelled (`cancel(ticket)`)."""
+    try:
+        async for event in _events(head, ticket, include_usage, detokenizer):
+            yield event
+    finally:
+        if not ticket.finished.done():
+            cancel(ticket)
+
+
+async def _events(head: dict, ticket, include_usage: bool, detokenizer: IncrementalDetokenizer):
     """Server-sent events in OpenAI's chunk format. The role goes out at once (the request was admitted). Where
     the agent's answer is its final decode's text (`answer_decode`), that text goes out as the decode generates
     its tokens (the engine reports only those), a delta per step; otherwise — a transform (redaction), tool or

@@ -27,6 +27,7 @@ class ServeMetrics:
         self.registry = registry = CollectorRegistry()
         self.started = time.monotonic()
         self.arrived = self.met = self.finished = 0
+        self.lookups = self.hits = 0  # prefill calls, and those that reused a cached prefix (the hit ratio)
         a = ("agent",)
         self.requests = Counter("hetagent_requests", "requests by outcome: ok, error, rejected (admission control), "
                                 "invalid (HTTP 4xx before the engine)", a + ("status",), registry=registry)
@@ -45,6 +46,14 @@ class ServeMetrics:
                                   "for a decode slot", op, buckets=OP_BUCKETS, registry=registry)
         self.op_run = Histogram("hetagent_op_run_seconds", "per op: the executor's work (a batch's time charged "
                                 "to each call in it)", op, buckets=OP_BUCKETS, registry=registry)
+        self.prefills = Counter("hetagent_prefix_cache_lookups", "prefill calls that looked up the workers' prefix "
+                                "cache", a, registry=registry)
+        self.prefix_hits = Counter("hetagent_prefix_cache_hits", "prefill calls that reused a cached prefix", a,
+                                   registry=registry)
+        self.prefill_tokens = Counter("hetagent_prefill_tokens", "prompt tokens of prefill calls: saved (KV reused "
+                                      "from a prefix cache) and computed", a + ("kind",), registry=registry)
+        Gauge("hetagent_prefix_cache_hit_ratio", "prefill calls that reused a cached prefix, over all prefill calls",
+              a, registry=registry).labels(agent).set_function(self._hit_ratio)
         self.op_failures = Counter("hetagent_op_failures", "op calls that failed", op, registry=registry)
         self.in_flight = Gauge("hetagent_requests_in_flight", "requests admitted and not yet finished", a,
                                registry=registry)
@@ -65,11 +74,14 @@ class ServeMetrics:
         elapsed_h = (time.monotonic() - self.started) / SECONDS_PER_HOUR
         return self.usd_per_hour * elapsed_h / self.finished if self.finished else float("nan")
 
+    def _hit_ratio(self) -> float:
+        return self.hits / self.lookups if self.lookups else 0.0
+
     def invalid(self) -> None:
         self.requests.labels(self.agent, "invalid").inc()
 
     def request(self, record: RequestRecord) -> None:
-        """A request the engine ended: finished, failed or rejected."""
+        """A request the engine ended: finished, failed, rejected or cancelled."""
         self.arrived += 1
         self.requests.labels(self.agent, record.status).inc()
         if record.status != "ok":
@@ -95,6 +107,13 @@ class ServeMetrics:
             self.op_latency.labels(*labels).observe(o.finished - o.dispatched)
             self.op_queue.labels(*labels).observe(o.queue_s)
             self.op_run.labels(*labels).observe(o.run_s)
+            if o.op == "llm.prefill" and o.ok:
+                self.lookups += 1
+                self.hits += o.cached_tokens > 0
+                self.prefills.labels(self.agent).inc()
+                self.prefix_hits.labels(self.agent).inc(o.cached_tokens > 0)
+                self.prefill_tokens.labels(self.agent, "saved").inc(o.cached_tokens)
+                self.prefill_tokens.labels(self.agent, "computed").inc(o.prompt_tokens - o.cached_tokens)
 
     def queues(self, in_flight: int, inbox: int, workers: dict[str, int]) -> None:
         self.in_flight.labels(self.agent).set(in_flight)

@@ -8,6 +8,11 @@ thread resolves through `call_soon_threadsafe`: admission (accepted, or rejected
 of the request. Admission is decided before any byte of the response is sent, so a rejected request gets a real
 HTTP status (429/503), even when it asked for a stream. A streamed request also gets the answer's token ids as
 the engine reports them (`engine.on_tokens`), on `Ticket.tokens`, which ends with None after the request's end.
+A client that goes away before its request ends has it cancelled (`cancel`): the engine drops its calls.
+
+The service uses the engine's public face only (`ENGINE_API`; `spec/runtime.md`, "Snapshot"): it submits, polls,
+wakes, cancels and closes, takes the op records, forgets ended requests, and reads the engine's state from
+`snapshot()`. The engine's typed admission `Rejection` becomes an HTTP status here, in `refusal`, and nowhere else.
 """
 
 from __future__ import annotations
@@ -21,16 +26,26 @@ import time
 from dataclasses import dataclass, field
 
 from hetagent.backend.text import Sampling
-from hetagent.runtime.engine import Request, RequestRecord
+from hetagent.runtime.engine import Rejection, Request, RequestRecord
 from hetagent.serve.metrics import ServeMetrics
 
 IDLE_POLL_S = 0.5  # the loop's longest sleep: `wake()` ends it early, this only bounds an engine that cannot wake
+# what the service touches of an engine (tests/test_serve.py checks it): methods, callbacks it sets, nothing else
+ENGINE_API = frozenset({"submit", "poll", "wake", "cancel", "close", "snapshot", "take_ops", "forget", "on_finish",
+                        "on_tokens"})
+# admission's rejections as HTTP statuses: 429 the in-flight limit (come back later), 503 a deadline the engine
+# predicts it would miss
+HTTP_STATUS = {"limit": 429, "sla": 503}
 
 
 @dataclass(frozen=True)
-class Rejection:
-    status: int  # 429: the in-flight limit, come back later; 503: a deadline the engine predicts it would miss
+class Refusal:
+    status: int  # HTTP
     reason: str
+
+
+def refusal(rejection: Rejection) -> Refusal:
+    return Refusal(HTTP_STATUS[rejection.kind], rejection.reason)
 
 
 @dataclass
@@ -39,7 +54,7 @@ class Ticket:
 
     request: Request
     loop: asyncio.AbstractEventLoop
-    admitted: asyncio.Future = field(init=False)  # -> None, or a Rejection
+    admitted: asyncio.Future = field(init=False)  # -> None, or a Refusal
     finished: asyncio.Future = field(init=False)  # -> the RequestRecord: ok or error
     # a streamed request's answer tokens (tuples of ids) as the engine reports them; None after the request's end
     tokens: asyncio.Queue = field(init=False, default_factory=asyncio.Queue)
@@ -76,11 +91,12 @@ class Ticket:
 
 class AgentService:
     def __init__(self, engine, metrics: ServeMetrics):
-        """`engine`: a started LocalEngine (or RayEngine), which this service owns and closes from now on."""
+        """`engine`: a started engine (`hetagent.runtime.engine.Engine`), which this service owns and closes."""
         self.engine, self.metrics = engine, metrics
         engine.on_finish = self._finished
         engine.on_tokens = self._tokens
         self._inbox: collections.deque[Ticket] = collections.deque()
+        self._cancels: collections.deque[int] = collections.deque()  # requests whose clients went away
         self._tickets: dict[int, Ticket] = {}  # admitted requests, by id (touched by the engine thread only)
         self._ids = itertools.count()
         self._stopping = False  # asked to stop (`close`)
@@ -108,11 +124,16 @@ class AgentService:
                         asyncio.get_running_loop())
         with self._lock:  # against the engine thread closing the inbox between the test and the append
             if self._closed:
-                ticket.admitted.set_result(Rejection(503, f"the engine has stopped: {self.failure or 'shutting down'}"))
+                ticket.admitted.set_result(Refusal(503, f"the engine has stopped: {self.failure or 'shutting down'}"))
                 return ticket
             self._inbox.append(ticket)
         self.engine.wake()
         return ticket
+
+    def cancel(self, ticket: Ticket) -> None:
+        """The client went away: end its request (called on the asyncio loop; nothing happens if it has ended)."""
+        self._cancels.append(ticket.request.id)
+        self.engine.wake()
 
     # ------------------------------------------------------------------------------------------ engine thread
 
@@ -122,11 +143,12 @@ class AgentService:
             while not self._stopping:
                 while self._inbox:
                     self._admit(self._inbox.popleft())
+                while self._cancels:
+                    engine.cancel(self._cancels.popleft(), "cancelled: the client went away")
                 engine.poll(IDLE_POLL_S)
-                ops, engine.ops = engine.ops, []  # a server runs for ever: keep no history in the engine
-                self.metrics.ops(ops)
-                self.metrics.queues(len(engine.live), len(self._inbox),
-                                    {w.plan.name: len(w.tasks) for w in engine.workers})
+                self.metrics.ops(engine.take_ops())  # a server runs for ever: keep no history in the engine
+                snapshot = engine.snapshot()
+                self.metrics.queues(snapshot.inflight, len(self._inbox), dict(snapshot.calls))
         except Exception as exc:  # an engine fault: fail what is in flight, report unhealthy
             self.failure = f"{type(exc).__name__}: {exc}"
         finally:
@@ -135,18 +157,16 @@ class AgentService:
                 waiting = list(self._inbox)
                 self._inbox.clear()
             for ticket in waiting:
-                ticket.resolve(ticket.admitted, Rejection(503, "the server is shutting down"))
+                ticket.resolve(ticket.admitted, Refusal(503, "the server is shutting down"))
             engine.close()  # ends every live request with an error (on_finish resolves its ticket)
 
     def _admit(self, ticket: Ticket) -> None:
         self._tickets[ticket.request.id] = ticket
-        limited = len(self.engine.live) >= self.engine.options.max_inflight
         record = self.engine.submit(ticket.request, arrived=time.monotonic())
-        rejection = Rejection(429 if limited else 503, record.error) if record.status == "rejected" else None
-        ticket.resolve(ticket.admitted, rejection)
+        ticket.resolve(ticket.admitted, refusal(record.rejection) if record.rejection else None)
 
     def _finished(self, record: RequestRecord) -> None:
-        self.engine.requests.pop(record.id, None)
+        self.engine.forget(record.id)
         self.metrics.request(record)
         ticket = self._tickets.pop(record.id, None)
         if ticket is not None:

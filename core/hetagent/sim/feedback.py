@@ -13,7 +13,7 @@ import dataclasses
 from hetagent.plan import Plan
 from hetagent.planner.planner import NoPlan, build, make_plan
 from hetagent.planner.problem import Problem
-from hetagent.sim.run import requests_for, simulate_plan
+from hetagent.sim.simulate import requests_for, simulate_plan
 
 MAX_ROUNDS = 6
 HEADROOM = 0.8  # each missed round multiplies the utilisation cap by this

@@ -1,8 +1,10 @@
-"""Speech models on the CPU: tiny random-weight stand-ins for speech-to-text and text-to-speech.
+"""Speech models on the CPU: Whisper checkpoints for speech-to-text, and tiny random-weight stand-ins.
 
-They do the real kind of tensor work of their production counterparts, at a small size, in numpy; their weights
-are random (seeded, the same on every machine), so what they say and hear means nothing. Loading real Whisper or
-Kokoro weights is not implemented.
+A speech-to-text op whose model is a Whisper checkpoint (`--model-dir DIR` holding `DIR/<model>/`) runs it
+(`hetagent_cpu.whisper`: transformers' greedy transcription, in numpy). Every other model is a stand-in that does
+the real kind of tensor work of its production counterpart, at a small size, in numpy; its weights are random
+(seeded, the same on every machine), so what it says and hears means nothing. Loading real Kokoro (TTS) weights
+is not implemented.
 
 - tiny-stt: 16 kHz audio -> 25 ms Hann frames every 10 ms -> |FFT| -> log of 80 random filterbank bands ->
   4× time pooling -> two pre-norm residual MLP blocks (width 256) -> byte logits per frame -> greedy CTC
@@ -18,6 +20,7 @@ import numpy as np
 from hetagent.backend import text
 from hetagent.backend.executor import Call, OneShotExecutor
 from hetagent.backend.transforms import render
+from hetagent.models.catalog import checkpoint_dir, use_model_dir
 
 SAMPLE_RATE = 16000
 FRAME, HOP, BANDS, POOL = 400, 160, 80, 4
@@ -47,6 +50,8 @@ def _run_blocks(x: np.ndarray, blocks) -> np.ndarray:
 class SpeechExecutor(OneShotExecutor):
     def __init__(self, context):
         super().__init__(context)
+        if context.model_dir:
+            use_model_dir(context.model_dir)
         rng = np.random.default_rng(0)
         self.filterbank = np.abs(rng.standard_normal((FRAME // 2 + 1, BANDS), dtype=np.float32)) / FRAME
         self.stt_in = rng.standard_normal((BANDS, WIDTH), dtype=np.float32) / np.sqrt(BANDS)
@@ -58,8 +63,16 @@ class SpeechExecutor(OneShotExecutor):
         self.window = np.hanning(FRAME).astype(np.float32)
 
     def run_one(self, call: Call) -> tuple:
-        return (self.transcribe(call.inputs[0], int(call.attrs.get("output_tokens", 64))),) if call.op == "audio.stt" \
-            else (self.speak(render(call.inputs[0])),)
+        if call.op == "audio.tts":
+            return (self.speak(render(call.inputs[0])),)
+        limit = int(call.attrs.get("output_tokens", 64))
+        model = call.attrs.get("model", "tiny-stt")
+        directory = checkpoint_dir(model)
+        if directory is not None:  # a Whisper checkpoint (--model-dir)
+            from hetagent_cpu import whisper
+
+            return (whisper.load(model, directory).transcribe(call.inputs[0], limit),)
+        return (self.transcribe(call.inputs[0], limit),)
 
     def transcribe(self, audio: np.ndarray, limit: int) -> str:
         audio = np.asarray(audio, dtype=np.float32)

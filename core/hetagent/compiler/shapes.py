@@ -2,13 +2,17 @@
 
 An `llm.prefill`, `llm.decode` or `memory.embed` op whose model has a Llama-architecture card gets a compute
 kernel: one of the reference decoder's functions (`hetagent.models.reference`), exported at static shapes
-taken from the op's workload descriptor:
+taken from the op's workload descriptor; a `memory.embed` of a BERT encoder gets the encoder's embed
+(`hetagent.models.encoder`, its prompt capped at the model's position table):
 
     prompt capacity T  = the op's input tokens (a distribution: its max, else mean + 3·std), rounded up to 64
     KV capacity S      = T + output tokens, rounded up to 64 (prefill takes S from the decode that reads its KV)
     batch B            = placement batch, else the op's `batch`, else 1
 
-Rounding to buckets of 64 lets ops with similar shapes share one kernel. Ops that get no kernel (a model with
+Rounding to buckets of 64 lets ops with similar shapes share one kernel. A prefill also gets an `extend` kernel
+(`extend_for`: batch 1, a chunk of EXTEND_CHUNK tokens, the prefill's KV capacity), referenced by its
+`extend_kernel` attribute: what the worker's prefix cache runs to prefill only the part of a prompt past its
+longest cached prefix (`spec/runtime.md`, prefix cache). Ops that get no kernel (a model with
 no card, a non-Llama architecture, an unsupported dtype) are not an error: they run in an executor, and the
 reason is reported in the compile manifest.
 """
@@ -22,7 +26,7 @@ from iree.compiler import ir
 from hetagent.backend.functions import ModelFunction
 from hetagent.errors import HetagentError
 from hetagent.models.catalog import card
-from hetagent.models.weights import architecture_problem
+from hetagent.models.weight_names import architecture_problem, reference_functions
 
 BUCKET = 64
 DEFAULT_INPUT_TOKENS = 512
@@ -30,6 +34,8 @@ DEFAULT_OUTPUT_TOKENS = 256
 DEFAULT_EMBED_TOKENS = 512  # text embedded by memory.embed carries no token count of its own
 REFERENCE_DTYPES = ("fp32", "bf16", "fp16")
 FUNCTION_OF_OP = {"llm.prefill": "prefill", "llm.decode": "decode", "memory.embed": "embed"}
+KERNEL_ATTRS = ("kernel", "extend_kernel")  # the op attributes that reference a compute kernel
+EXTEND_CHUNK = 64  # tokens an extend call prefills: what a prompt past its cached prefix costs, rounded up to it
 
 
 
@@ -100,12 +106,16 @@ def function_for(op) -> tuple[ModelFunction | None, str]:
     problem = architecture_problem(model)
     if problem:
         return None, problem
+    if function not in reference_functions(model):
+        return None, f"model {model.name!r} is an encoder: it has {', '.join(reference_functions(model))}, no {function}"
     dtype = op.attributes["dtype"].value if "dtype" in op.attributes else model.default_dtype
     if dtype not in REFERENCE_DTYPES:
         return None, f"dtype {dtype!r}: the reference decoder runs in {', '.join(REFERENCE_DTYPES)}"
     batch = _batch(op)
     if function == "embed":
-        return ModelFunction(model.name, function, dtype, batch, prompt=_round_up(DEFAULT_EMBED_TOKENS)), ""
+        # an encoder with learned positions reads at most its position table's length
+        prompt = min(_round_up(DEFAULT_EMBED_TOKENS), model.max_position)
+        return ModelFunction(model.name, function, dtype, batch, prompt=prompt), ""
     prompt = _round_up(_tokens(op, "input_tokens", DEFAULT_INPUT_TOKENS))
     decode = op if function == "decode" else _decode_reading(op)
     capacity = _kv_capacity(decode) if decode is not None else prompt
@@ -118,3 +128,15 @@ def function_for(op) -> tuple[ModelFunction | None, str]:
     if function == "prefill":
         return ModelFunction(model.name, function, dtype, batch, prompt=prompt, capacity=capacity), ""
     return ModelFunction(model.name, function, dtype, batch, capacity=capacity), ""
+
+
+def extend_for(prefill: ModelFunction) -> ModelFunction:
+    """The extend function that serves a prefill kernel's prefix cache: one sequence, a chunk of
+    EXTEND_CHUNK tokens (the prompt capacity when smaller), over the same KV capacity."""
+    return ModelFunction(prefill.model, "extend", prefill.dtype, 1, prompt=min(EXTEND_CHUNK, prefill.prompt),
+                         capacity=prefill.capacity)
+
+
+def kernel_symbols(op) -> list[str]:
+    """The compute kernels an op references (its `kernel`, and a prefill's `extend_kernel`)."""
+    return [op.attributes[name].value for name in KERNEL_ATTRS if name in op.attributes]

@@ -9,7 +9,7 @@ from hetagent.errors import HetagentError
 from hetagent.planner.options import AgentInstance
 from hetagent.plan import Plan
 from hetagent.planner.problem import Problem, Trace, load_trace
-from hetagent.sim.engine import Request, SimResult, simulate
+from hetagent.sim.replay import Request, SimResult, simulate
 
 SYNTHETIC_SECONDS = 600.0
 MAX_REQUESTS = 2_000_000  # bounds one simulation's work (about a minute here): spec/plan-format.md, Limits

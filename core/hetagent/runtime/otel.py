@@ -7,9 +7,7 @@ Span times are Unix nanoseconds; each op span carries its worker, queue and run 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-from pathlib import Path
 
 from hetagent.runtime.engine import OpRecord, RequestRecord
 
@@ -62,6 +60,3 @@ def otlp_trace(run_id: str, agent: str, requests: list[RequestRecord], ops: list
         "scopeSpans": [{"scope": {"name": "hetagent.runtime"}, "spans": spans}],
     }]}
 
-
-def write_trace(path: Path, trace: dict) -> None:
-    path.write_text(json.dumps(trace) + "\n")

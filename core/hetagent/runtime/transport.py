@@ -1,0 +1,181 @@
+"""Transports: how the router's calls reach workers and their answers come back (`spec/runtime.md`, "Router and
+transports").
+
+A transport starts workers (`spawn`), sends them calls (`send`) and cancellations (`cancel`), reports what they
+say (`poll`), and stops them: `stop` asks and waits, `kill` ends one at once, as a crash would. A worker is known to
+the router by the handle `spawn` returned; everything else about it (the calls it holds, whether it is ready, its
+restarts) is the router's. `poll` returns (handle, message) pairs: the worker's own messages (`worker.py`:
+ready, broken, tokens, done, failed) and, once, `("lost",)` when the worker has died — after every message it sent
+before dying. A handle that was stopped or lost reports nothing more.
+
+Two transports: `ProcessTransport` (here: a process per worker and a pipe) and `RayTransport` (`ray_engine.py`:
+an actor per worker, results as object refs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import selectors
+from typing import Any, Protocol
+
+from hetagent.backend.executor import Call
+from hetagent.runtime.layout import WorkerPlan
+from hetagent.runtime.worker import WorkerSpec, worker_main
+
+STOP_WAIT_S = 5.0  # `stop`: a worker still running this long after being asked is killed
+
+
+class Transport(Protocol):
+    streams_tokens: bool  # whether workers' per-step token reports reach the router (`Call.stream`)
+
+    def spawn(self, plan: WorkerPlan, spec: WorkerSpec) -> Any:
+        """Start a worker; its handle. It reports ("ready",) or ("broken", why) through `poll` once started."""
+
+    def send(self, handle: Any, call: Call) -> None:
+        """Send a call (never blocks, never raises for a dead worker: `poll` reports it lost)."""
+
+    def cancel(self, handle: Any, tasks: tuple[int, ...]) -> None:
+        """Ask a worker to drop calls it holds: each it still had answers ("failed", task, "cancelled", ...)."""
+
+    def poll(self, timeout: float) -> list[tuple[Any, tuple]]:
+        """What workers said within `timeout` s: returns at the first message, or at once after `wake()`."""
+
+    def stop(self, handles: list) -> None:
+        """Stop workers (they finish nothing more); kill those that do not stop."""
+
+    def kill(self, handle: Any) -> None:
+        """End a worker at once, as a crash would: `poll` then reports it lost."""
+
+    def capacity(self, plan: WorkerPlan) -> int:
+        """How many workers of `plan` can run at once."""
+
+    def wake(self) -> None:
+        """Make a `poll` waiting in another thread return now: the one method safe to call from any thread."""
+
+    def close(self) -> None:
+        """Release the transport (after `stop`)."""
+
+
+class Waker:
+    """A pipe whose read end is in a selector: `wake()` from any thread ends that selector's wait."""
+
+    def __init__(self, selector: selectors.BaseSelector):
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        os.set_blocking(self.w, False)
+        selector.register(self.r, selectors.EVENT_READ, None)
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe: wake-ups are pending already
+            os.write(self.w, b"w")
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.r, 4096)
+
+    def close(self) -> None:
+        os.close(self.r)
+        os.close(self.w)
+
+
+class _Process:
+    __slots__ = ("conn", "process", "gone")
+
+    def __init__(self, conn, process):
+        self.conn, self.process, self.gone = conn, process, False
+
+
+class ProcessTransport:
+    """A worker process per worker on this node, spoken to through a pipe."""
+
+    streams_tokens = True
+
+    def __init__(self):
+        self._mp = multiprocessing.get_context("spawn")  # the parent runs threads (progress bar): never fork it
+        # One selector (epoll on Linux) over every worker's pipe and process sentinel, registered once: building
+        # one per wait, as `multiprocessing.connection.wait` and `Connection.poll` do, costs tens of µs per result.
+        self._selector = selectors.DefaultSelector()
+        self._waker = Waker(self._selector)
+
+    def spawn(self, plan: WorkerPlan, spec: WorkerSpec) -> _Process:
+        conn, child = self._mp.Pipe()
+        process = self._mp.Process(target=worker_main, args=(child, spec), name=f"hetagent-{plan.name}", daemon=True)
+        process.start()
+        child.close()
+        handle = _Process(conn, process)
+        self._selector.register(conn, selectors.EVENT_READ, handle)
+        self._selector.register(process.sentinel, selectors.EVENT_READ, handle)
+        return handle
+
+    def send(self, handle: _Process, call: Call) -> None:
+        try:
+            handle.conn.send(("call", call))
+        except OSError:
+            pass  # the worker is dead: its sentinel fires and `poll` reports it lost
+
+    def cancel(self, handle: _Process, tasks: tuple[int, ...]) -> None:
+        try:
+            handle.conn.send(("cancel", tasks))
+        except OSError:
+            pass
+
+    def poll(self, timeout: float) -> list[tuple[_Process, tuple]]:
+        events = []
+        for key, _ in self._selector.select(timeout):
+            handle = key.data
+            if handle is None:  # `wake()` (bytes left over wake the next select again)
+                self._waker.clear()
+                continue
+            if handle.gone:
+                continue
+            if key.fileobj is handle.conn:
+                # one message per readiness: the selector is level-triggered, so more waiting wake the next select
+                try:
+                    events.append((handle, handle.conn.recv()))
+                except (EOFError, OSError):
+                    continue  # the process ended; its sentinel reports it
+            elif not handle.process.is_alive():
+                try:
+                    while handle.conn.poll():  # what it said before it died comes first
+                        events.append((handle, handle.conn.recv()))
+                except (EOFError, OSError):
+                    pass
+                events.append((handle, ("lost",)))
+                self._forget(handle)
+                handle.process.join(timeout=1)
+        return events
+
+    def stop(self, handles: list[_Process]) -> None:
+        live = [h for h in handles if not h.gone]
+        for handle in live:
+            try:
+                handle.conn.send(("stop",))
+            except OSError:
+                pass
+        for handle in live:
+            handle.process.join(timeout=STOP_WAIT_S)
+            if handle.process.is_alive():
+                handle.process.kill()
+                handle.process.join(timeout=STOP_WAIT_S)  # gone before its run's segments are removed
+            self._forget(handle)
+
+    def kill(self, handle: _Process) -> None:
+        handle.process.kill()
+
+    def capacity(self, plan: WorkerPlan) -> int:
+        return max(1, len(plan.cores))  # one per core of a CPU partition, one per device
+
+    def wake(self) -> None:
+        self._waker.wake()
+
+    def close(self) -> None:
+        self._selector.close()
+        self._waker.close()
+
+    def _forget(self, handle: _Process) -> None:
+        handle.gone = True
+        self._selector.unregister(handle.conn)
+        self._selector.unregister(handle.process.sentinel)
+        handle.conn.close()
