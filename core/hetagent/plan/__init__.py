@@ -92,7 +92,7 @@ class PathStep:
 
 @dataclass(frozen=True)
 class Binding:
-    constraint: str  # e2e_sla | task_sla | ttft | tbt | memory | device_limit | utilisation | option_grid
+    constraint: str  # e2e_sla | task_sla | ttft | tbt | memory | device_limit | utilisation | option_grid | occupancy
     detail: str
     op: str | None = None
     device: str | None = None
