@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hetagent.hardware.pricebook import default_pricebook, shipped_pricebook
@@ -77,3 +79,28 @@ def test_a_host_plan_places_ops_on_partitions_at_the_rate_it_sustains(registry, 
     else:
         assert planned.sla_ms > sla_ms and "out of this host's reach" in planned.sla_rule
     assert plan.cost.usd_per_request > 0
+
+
+def test_each_partition_runs_the_ops_placed_on_it_not_every_op_of_their_kind(registry):
+    from hetagent.plan import Placement
+    from hetagent.runtime.layout import plan_workers
+    from hetagent.runtime.program import Block, Node, Program
+
+    def on(partition):
+        return Placement("host-cpu", "cpu", partition=partition)
+
+    nodes = (Node(0, "llm.prefill", "plan.prefill", {}, (0,), (1,), placement=on(0)),
+             Node(1, "llm.decode", "plan.decode", {}, (1,), (2,), placement=on(0)),
+             Node(2, "llm.prefill", "answer.prefill", {}, (2,), (3,), placement=on(1)),
+             Node(3, "llm.decode", "answer.decode", {}, (3,), (4,), placement=on(1)),
+             Node(4, "data.transform", "fold", {"fn": "concat"}, (4,), (5,), placement=on(None)))
+    workers, _ = plan_workers(Program("two", None, Block((0,), nodes, (5,))), registry, cpu_partitions=2)
+    runs = {w.name: {n.label for n in nodes if w.runs(n)} for w in workers}
+    assert runs == {"host-cpu:0": {"plan.prefill", "plan.decode", "fold"},
+                    "host-cpu:1": {"answer.prefill", "answer.decode", "fold"}}
+    # without partitions in the plan: the prompt side on the first half, the decode side on the second
+    unnamed = tuple(dataclasses.replace(n, placement=on(None)) for n in nodes)
+    workers, _ = plan_workers(Program("two", None, Block((0,), unnamed, (5,))), registry, cpu_partitions=2)
+    runs = {w.name: {n.label for n in unnamed if w.runs(n)} for w in workers}
+    assert runs == {"host-cpu:0": {"plan.prefill", "answer.prefill", "fold"},
+                    "host-cpu:1": {"plan.decode", "answer.decode", "fold"}}

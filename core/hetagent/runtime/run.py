@@ -47,7 +47,7 @@ class Prepared:
 
     def kernels_of(self, worker: WorkerPlan) -> tuple:
         return tuple({k for n in self.program.nodes() for k in (n.kernel, n.extend)
-                      if k and self.device_of.get(n.index) == worker.device and worker.serves(n.op)})
+                      if k and worker.runs(n)})
 
 
 def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
