@@ -104,3 +104,18 @@ def test_each_partition_runs_the_ops_placed_on_it_not_every_op_of_their_kind(reg
     runs = {w.name: {n.label for n in unnamed if w.runs(n)} for w in workers}
     assert runs == {"host-cpu:0": {"plan.prefill", "answer.prefill", "fold"},
                     "host-cpu:1": {"plan.decode", "answer.decode", "fold"}}
+
+
+def test_a_calibration_made_under_load_is_redone(tmp_path):
+    from hetagent.cost.curves import Calibration
+
+    path = tmp_path / "host.json"
+    assert host.stale_calibration(path) is None  # none yet: made, not redone
+
+    def saved(**recorded):
+        Calibration("host-cpu", "cpu", {"fp32": 0.1}, 50.0, None, {}, (), "test", host=recorded).save(path)
+        return host.stale_calibration(path)
+
+    assert saved(load_average=0.2, usable_cores=2) is None
+    assert saved(load_average=3.2, usable_cores=2) == "the cached one was made under load average 3.2 on 2 cores"
+    assert saved() == "the cached one recorded no load"

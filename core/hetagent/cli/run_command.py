@@ -10,6 +10,7 @@ from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, checkout
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
 from hetagent.backend.text import Sampling
 from hetagent.errors import HetagentError
+from hetagent.hardware.machine_load import cores
 
 DEFAULT_AGENT = "examples/voice_agent.mlir"
 DEFAULT_REQUESTS = 4
@@ -256,8 +257,11 @@ def _print_report(agent: str, result, args) -> None:
         ("orchestration overhead p50", f"{_num(s['overhead_us_p50'])} µs per op"),
         ("prefix cache", _prefix_cache(s["prefix_cache"])),
         ("$/request", f"{s['usd_per_request']:.3g}" if s["usd_per_request"] is not None else s["price_note"]),
+        ("load average", f"{s['load_average_start']:.1f} -> {s['load_average_end']:.1f} on {cores()} cores"),
     ]
     print_table(f"{result.agent}: summary ({s['wall_s']:.1f} s)", ["", ""], rows)
+    if s["load_warning"]:
+        console.print(f"warning: {s['load_warning']}", highlight=False, soft_wrap=True)
     if result.cost_check:
         print_table("cost model check: predicted vs measured", ["op", "device", "per", "samples", "measured ms p50",
                                                                "predicted ms", "error", "efficiency from"],

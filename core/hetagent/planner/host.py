@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hetagent.errors import HetagentError
+from hetagent.hardware.machine_load import is_quiet
 from hetagent.hardware.pricebook import DevicePrice, PriceBook
 from hetagent.plan import Placement, Plan
 from hetagent.planner.milp import Infeasible, solve
@@ -111,17 +112,40 @@ def partition_pricebook(book: PriceBook, host: str, profiles: list) -> PriceBook
 
 
 def ensure_calibration(registry, progress=None) -> str:
-    """The host calibration, made quietly with the backend's quick calibration if this host has none yet."""
+    """The host calibration, made quietly with the backend's quick calibration if this host has none yet, or if
+    the one it has is not to be trusted (`stale_calibration`). Says which it used and, where the one it made now
+    was made under load, that its figures are noisy and the next run redoes it."""
     from hetagent.cost.calibrate import calibrate
     from hetagent.cost.store import calibration_path
 
-    backend = registry.host.backend
-    path = calibration_path(backend)
-    if path.is_file():
+    path = calibration_path(registry.host.backend)
+    stale = stale_calibration(path)
+    if path.is_file() and not stale:
         return f"host calibration {path}"
     start = time.monotonic()
-    calibrate(backend, quick=True, registry=registry, progress=progress)
-    return f"host calibration {path} (quick calibration, made now in {time.monotonic() - start:.1f} s)"
+    made = calibrate(registry.host.backend, quick=True, registry=registry, progress=progress).calibration.host
+    said = f"host calibration {path} ({stale + ': ' if stale else ''}quick calibration made now in " \
+           f"{time.monotonic() - start:.1f} s"
+    if not is_quiet(made["load_average"], made["usable_cores"]):
+        return (f"{said}; warning: made under load average {made['load_average']:.1f} on {made['usable_cores']} "
+                "cores, its figures are noisy: the next run redoes it)")
+    return said + ")"
+
+
+def stale_calibration(path: Path) -> str | None:
+    """Why the calibration at `path` is to be redone — made while the machine was not quiet, or before
+    calibrations recorded their load — or None (absent or trusted)."""
+    from hetagent.cost.curves import Calibration
+
+    if not path.is_file():
+        return None
+    host = Calibration.load(path).host
+    load = host.get("load_average")
+    if load is None:
+        return "the cached one recorded no load"
+    if not is_quiet(load, host.get("usable_cores")):
+        return f"the cached one was made under load average {load:.1f} on {host.get('usable_cores')} cores"
+    return None
 
 
 def plan_host(agent: str | Path, *, registry, count: int, cores: int, pricebook: PriceBook,
