@@ -17,7 +17,7 @@ DEFAULT_REQUESTS = 4
 DEFAULT_TRACE_REQUESTS = 32
 HOST_PARTITIONS = 2  # the default run plans this host as this many CPU partitions (fewer on a 1-core host)
 PLANNED_SECONDS = 20.0  # the default run offers requests at the planned rate for about this long
-PLANNED_REQUESTS = (8, 200)  # ... but at least / at most this many
+PLANNED_REQUESTS = (4, 200)  # ... but at least / at most this many
 
 
 def register(commands) -> None:
@@ -29,7 +29,8 @@ def register(commands) -> None:
         f"given (--model-dir) run as tiny random-weight stand-ins, listed in the report. Without arguments: "
         f"{DEFAULT_AGENT}, planned first on this host (its CPU partitions as device classes, its calibration as the "
         "cost model: placement, batch and the request rate it sustains), then run open-loop at that rate against "
-        "an SLA fixed from the plan. --plan, --cpu-partitions or an AGENT run as given, without planning.",
+        "an SLA fixed from the plan. --plan, --cpu-partitions or an AGENT run as given, without planning "
+        "(--plan-host plans this host for an AGENT too).",
     )
     p.add_argument("agent", nargs="?", help=f"{AGENT_FORMS} (default {DEFAULT_AGENT})")
     add_engine_arguments(p)
@@ -38,6 +39,10 @@ def register(commands) -> None:
     p.add_argument("--rate", type=limits.RATE, help="requests per second (Poisson; with --trace, the replay's mean rate); "
                    "default: all requests at once")
     p.add_argument("--trace", type=Path, help="replay the arrivals of a request trace (CSV with TIMESTAMP)")
+    p.add_argument("--plan-host", action="store_true",
+                   help="plan this host first, as `run` without arguments does, for the AGENT given")
+    p.add_argument("--dry-run", action="store_true",
+                   help="plan this host and print the plan (rate, SLA, placements, predictions); compile and run nothing")
     p.add_argument("--seed", type=limits.number(0, 2**63 - 1, integer=True), default=0, help="request seed (sampling, synthetic audio)")
     p.add_argument("--prompt", help="the text of every request (default: a few fixed questions in turn)")
     p.add_argument("--max-tokens", type=int, help="each answer's token limit (capped by the IR's output_tokens)")
@@ -83,7 +88,11 @@ def cmd_run(args) -> int:
     registry = Registry.load(requested_backends(args.backends))
     book = load_pricebook(args.pricebook) if args.pricebook else None
     cache = CompileCache()
-    plans_host = not (args.agent or args.plan or args.cpu_partitions or args.trace or args.engine != "local")
+    plans_host = args.plan_host or args.dry_run or not (args.agent or args.plan or args.cpu_partitions or args.trace
+                                                        or args.engine != "local")
+    if plans_host and (args.plan or args.cpu_partitions or args.trace or args.engine != "local"):
+        raise HetagentError("--plan-host / --dry-run plan this host for the local engine: not with --plan, "
+                            "--cpu-partitions, --trace or --engine ray")
     hosted = None
     with progress(args.json) as bar:
         task = bar.add_task("placing", total=None, stage="compile")
@@ -98,6 +107,8 @@ def cmd_run(args) -> int:
                                                                      completed=done, total=total))
             args.cpu_partitions = hosted.partitions
             args.rate = args.rate or hosted.rate_rps
+            if args.dry_run:
+                return _print_dry_run(hosted, args)
             bar.update(task, stage="compile", description="placing", completed=0, total=None)
         prepared = prepare_agent(agent, args, registry=registry, cache=cache, on_progress=compiled,
                                  plan=hosted.plan if hosted else None)
@@ -153,6 +164,15 @@ def _plan_host(agent, args, registry, cache, book, on_calibrate):
                      pricebook=book or default_pricebook(), calibration=calibration)
 
 
+def _print_dry_run(hosted, args) -> int:
+    planned = _planned(hosted, None, args)
+    if args.json:
+        print_json({"host_plan": planned})
+    else:
+        _print_plan(planned)
+    return 0
+
+
 def _planned_requests(rate: float) -> int:
     low, high = PLANNED_REQUESTS
     return max(low, min(high, round(rate * PLANNED_SECONDS)))
@@ -179,7 +199,7 @@ def _planned(hosted, result, args) -> dict:
         "classes": {name: {"count": d.count, "usd_per_hour": d.usd_per_hour_each, "utilisation": d.utilisation}
                     for name, d in plan.devices.items()},
         "plan_seconds": hosted.plan_seconds, "calibration": hosted.calibration,
-        "ops": plan_rows(plan, result.ops),
+        "ops": plan_rows(plan, result.ops if result else [], result.transfers if result else []),
         "plan": plan.to_dict(),
     }
 

@@ -58,9 +58,10 @@ def op_rows(ops: list[OpRecord]) -> list[dict]:
     return rows
 
 
-def plan_rows(plan, ops: list[dict]) -> list[dict]:
+def plan_rows(plan, ops: list[dict], moved: list[dict] = ()) -> list[dict]:
     """The plan beside the run, one row per planned op: where the planner put it and why (its place on the critical
-    path, the load of its class), its predicted time per execution and the measured run time (p50)."""
+    path, the load of its class), its predicted time per execution and the measured run time (p50); then one row
+    per KV transfer on the critical path (its route between partitions; measured: staging out plus in, p50)."""
     measured = {row["op"]: row for row in ops}
     rows = []
     for label, op in plan.ops.items():
@@ -69,13 +70,22 @@ def plan_rows(plan, ops: list[dict]) -> list[dict]:
         why = ("on the critical path" if op.critical else "off the critical path") + (
             f"; {op.device} planned {device.utilisation:.0%} busy" if device else "")
         run = measured.get(label, {})
-        predicted = op.latency_s * 1000
-        ratio = run.get("run_ms_p50") / predicted if run.get("run_ms_p50") is not None and predicted > 0 else None
-        rows.append({"op": label, "kind": op.op, "planned_on": op.device,
-                     "batch": placement.batch if placement else 1, "why": why, "predicted_ms": predicted,
-                     "measured_ms_p50": run.get("run_ms_p50"), "measured_over_predicted": ratio,
-                     "workers": run.get("workers", [])})
+        rows.append(_row(label, op.op, op.device, placement.batch if placement else 1, why, op.latency_s * 1000,
+                         run.get("run_ms_p50"), run.get("workers", [])))
+    staged = {t["transfer"]: t for t in moved}
+    for step in plan.latency.critical_path:
+        if step.kind == "transfer" and step.op in plan.placements:  # a kv.transfer (other edges are named a→b)
+            t = staged.get(step.op)
+            ms = (t["store_ms_p50"] or 0) + (t["load_ms_p50"] or 0) if t else None
+            rows.append(_row(step.op, "kv.transfer", step.device, 1, "the KV cache, prefill to decode", step.seconds * 1000,
+                             ms, t["routes"] if t else []))
     return rows
+
+
+def _row(label, kind, where, batch, why, predicted, measured, workers) -> dict:
+    ratio = measured / predicted if measured is not None and predicted > 0 else None
+    return {"op": label, "kind": kind, "planned_on": where, "batch": batch, "why": why, "predicted_ms": predicted,
+            "measured_ms_p50": measured, "measured_over_predicted": ratio, "workers": workers}
 
 
 def transfers(ops: list[OpRecord]) -> list[dict]:
