@@ -257,7 +257,7 @@ def test_a_host_planned_run_runs_each_op_where_the_plan_put_it(cli, cache_dir, a
     assert planned["sla_ms"] == 60000.0 and "the agent's SLA" in planned["sla_rule"]
     assert planned["offered_rate_rps"] == planned["planned_rate_rps"] > 0
     # priced: the per-core price of the host CPU times the cores the workers hold
-    from hetagent.runtime.layout import usable_cores
+    from hetagent.hardware.machine_load import usable_cores
 
     summary = report["summary"]
     per_core = default_pricebook().price_of("host-cpu").cloud_usd_per_core_hour

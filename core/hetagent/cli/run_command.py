@@ -153,7 +153,7 @@ def _plan_host(agent, args, registry, cache, book, on_calibrate):
     from hetagent.cli.compile_command import _pairs
     from hetagent.hardware.pricebook import default_pricebook
     from hetagent.planner.host import ensure_calibration, plan_host
-    from hetagent.runtime.layout import usable_cores
+    from hetagent.hardware.machine_load import usable_cores
     from hetagent.runtime.run import runnable_source
 
     cores = len(usable_cores())

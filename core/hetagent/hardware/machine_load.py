@@ -10,8 +10,13 @@ import os
 QUIET_LOAD_PER_CORE = 0.5
 
 
+def usable_cores() -> list[int]:
+    """The cores this process may run on (its affinity)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
 def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return len(usable_cores())
 
 
 def load_average() -> float:

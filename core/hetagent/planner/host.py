@@ -9,7 +9,9 @@ Each class holds one device (`max_count = 1`), priced at k × the price book's p
 `plan_host` first fixes the SLA the run holds itself to, before anything runs: the agent's own SLA where a plan
 meets it on this host, else the fastest plan's critical path (at a trickle of requests) times `HEADROOM`. Then it
 finds the highest request rate whose plan still meets that SLA with every partition's load under the utilisation
-cap (bisection over the rate; the planner sizes the load and picks the batch), and plans at that rate. Each op's placement names its partition (`Placement.partition`), which `runtime.layout` honours.
+cap (bisection over the rate; the planner sizes the load and picks the batch, never larger than the rate fills),
+and plans at that rate. Each op's placement names its partition (`Placement.partition`), which `runtime.layout`
+honours: a partition's worker runs the ops placed on it.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ MAX_UTILISATION = 0.5
 HEADROOM = 3.0
 NO_SLA_S = 1e6  # "no end-to-end limit" for the planner (its instance needs a number to plan without one)
 KV_HANDOFF_S = 200e-6  # a KV hand-off between worker processes: store, notify, load (bench_runtime's round trip)
-RATE_STEPS = 14
-MIN_RATE = 1e-3  # requests/s: "a trickle", where no op queues and the plan is as fast as the host allows  # bisection steps over the rate: within 2^-14 of the largest feasible rate's bracket
+RATE_STEPS = 14  # bisection steps over the rate: within 2^-14 of the largest feasible rate's bracket (log space)
+MIN_RATE = 1e-3  # requests/s: "a trickle", where no op queues and the plan is as fast as the host allows
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ placed (`hetagent.compiler.place`), so a missing executor here is an error, neve
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from hetagent.backend.registry import Registry
 from hetagent.errors import HetagentError
+from hetagent.hardware.machine_load import usable_cores
 from hetagent.runtime.program import Node, Program, is_compute
 
 ENGINE_OPS = ("input.query", "input.audio", "kv.transfer")  # the engine itself handles these
@@ -90,10 +90,6 @@ def ray_resources(profile) -> dict[str, float]:
     device classes apart) and, for a GPU, Ray's GPU slot, so that Ray gives the actor one device of its own and sets
     its visibility variable (CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES)."""
     return {profile.ray_resource: 1.0, **({"GPU": 1.0} if profile.kind == "gpu" else {})}
-
-
-def usable_cores() -> list[int]:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
 
 
 def check_partitions(count: int) -> None:
