@@ -311,6 +311,7 @@ def test_a_plan_for_absent_devices_is_refused_unless_fallback_is_allowed(cli, ca
     (["run", "--cpu-partitions", "0"], "argument --cpu-partitions: 0 must be >= 1"),
     (["run", "--cpu-partitions", "64"], "--cpu-partitions 64"),
     (["run", "--trace", "x.csv"], "--trace needs --rate"),
+    (["run", "--dry-run", "--cpu-partitions", "2"], "not with --plan, --cpu-partitions"),
     (["run", "--model-map", "llama-3-8b=gpt-9"], "unknown model"),
     (["index", "no/such/dir", "-o", "x"], "not a directory"),
 ])
