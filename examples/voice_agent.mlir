@@ -15,7 +15,7 @@
                                  output_tokens = 64 : i64, name = "plan"} : (!agent.text) -> !agent.text
     %hits = "tool.invoke"(%thought) {tool = "web_search", latency_ms = 350.0 : f64, timeout_ms = 2000.0 : f64,
                                      name = "search"} : (!agent.text) -> !agent.json
-    %next = "data.transform"(%ctx, %thought, %hits) {fn = "concat", name = "fold"} : (!agent.text, !agent.text, !agent.json) -> !agent.text
+    %next = "data.transform"(%ctx, %thought, %hits) {fn = "concat"} : (!agent.text, !agent.text, !agent.json) -> !agent.text
     "control.yield"(%next) : (!agent.text) -> ()
   }) {max_trips = 3 : i64, expected_trips = 1.6 : f64, until = "no_tool_call"} : (!agent.text) -> !agent.text
 
