@@ -141,7 +141,7 @@ def test_a_pool_scales_up_and_down_without_loss(registry, cache_dir, agent_files
     from hetagent.runtime.engine import LocalEngine
 
     prepared = _prepare(agent_files["calculator"], registry, cache_dir)
-    with LocalEngine(prepared.program, prepared.workers, prepared.device_of, _options(cache_dir),
+    with LocalEngine(prepared.program, prepared.workers, _options(cache_dir),
                      kernels_of=prepared.kernels_of) as engine:
         engine.scale("host-cpu:0", 2)
         while not all(w.ready for w in engine.workers):

@@ -343,7 +343,7 @@ def cmd_index(args) -> int:
     embedder = [w for w in prepared.workers if w.serves("memory.embed")]
     options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root),
                             model_dir=str(args.model_dir) if args.model_dir else None)
-    with LocalEngine(prepared.program, embedder, prepared.device_of, options, kernels_of=prepared.kernels_of) as engine:
+    with LocalEngine(prepared.program, embedder, options, kernels_of=prepared.kernels_of) as engine:
         def embed(texts: list[str]):
             return np.stack([values[0] for values in engine.execute(node, [(t,) for t in texts])])
 

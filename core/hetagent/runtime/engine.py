@@ -190,9 +190,9 @@ class EngineSnapshot:
 class Engine:
     """The router over a transport: requests, admission, the graph, routing, retries, pools and accounting."""
 
-    def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
+    def __init__(self, program: Program, workers: list[WorkerPlan], options: EngineOptions,
                  kernels_of: Callable[[WorkerPlan], tuple] | None = None, *, transport: Transport):
-        self.program, self.options, self.device_of, self.transport = program, options, device_of, transport
+        self.program, self.options, self.transport = program, options, transport
         self.ops: list[OpRecord] = []
         self.requests: dict[int, RequestRecord] = {}
         self.live: dict[int, _Live] = {}
@@ -654,9 +654,9 @@ class Engine:
 class LocalEngine(Engine):
     """The router over this node's worker processes (`ProcessTransport`): the embedded default."""
 
-    def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
+    def __init__(self, program: Program, workers: list[WorkerPlan], options: EngineOptions,
                  kernels_of: Callable[[WorkerPlan], tuple] | None = None):
-        super().__init__(program, workers, device_of, options, kernels_of, transport=ProcessTransport())
+        super().__init__(program, workers, options, kernels_of, transport=ProcessTransport())
 
 
 def _pool_of(worker: str) -> str:

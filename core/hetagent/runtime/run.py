@@ -170,7 +170,7 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
     """Start the workers, run the requests, stop the workers, report. `engine_hook(engine)` is called on every
     tick of the run loop (tests use it to kill a worker mid-run; the re-planner to scale pools). `engine_class`:
     LocalEngine, or RayEngine (with its address bound)."""
-    with engine_class(prepared.program, prepared.workers, prepared.device_of, options,
+    with engine_class(prepared.program, prepared.workers, options,
                       kernels_of=prepared.kernels_of) as engine:
         if on_finish:
             engine.on_finish = on_finish
