@@ -56,7 +56,7 @@ def _engine(prepared, prefix_cache_mb: float):
 
     options = EngineOptions(run_id=new_run_id(), cache_dir=str(CompileCache().root), corpus=str(ROOT / "examples" / "corpus"),
                             prefix_cache_mb=prefix_cache_mb, admission="limit")
-    return LocalEngine(prepared.program, prepared.workers, prepared.device_of, options, kernels_of=prepared.kernels_of)
+    return LocalEngine(prepared.program, prepared.workers, options, kernels_of=prepared.kernels_of)
 
 
 def chat(prepared, prefix_cache_mb: float, conversations: int, turns: int):

@@ -63,7 +63,7 @@ def measure(engine_class, prepared, registry, requests: int, calls: int) -> dict
     load = [Request(i, {"query": f"question {i}: what is 2 + {i} * 3?"}, 0.0, seed=i) for i in range(requests)]
     result = run_prepared(prepared, load, registry=registry, options=options(), engine_class=engine_class)
     node = next(n for n in prepared.program.nodes() if n.op == "data.transform")
-    with engine_class(prepared.program, prepared.workers, prepared.device_of, options(),
+    with engine_class(prepared.program, prepared.workers, options(),
                       kernels_of=prepared.kernels_of) as engine:
         for _ in range(calls):
             engine.execute(node, [("mail me at a@example.com",)])

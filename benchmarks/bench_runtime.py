@@ -81,7 +81,7 @@ def idle_round_trip_us(work: Path, calls: int = 200) -> float:
 
     prepared, _ = _prepare(work, "tiny-llama", 8)
     node = next(n for n in prepared.program.nodes() if n.op == "data.transform")
-    with LocalEngine(prepared.program, prepared.workers, prepared.device_of, _options(),
+    with LocalEngine(prepared.program, prepared.workers, _options(),
                      kernels_of=prepared.kernels_of) as engine:
         for _ in range(calls):
             engine.execute(node, [("mail me at a@example.com",)])

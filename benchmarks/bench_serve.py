@@ -69,7 +69,7 @@ def engine_load(prepared, clients: int, seconds: float, sla_ms: float, admission
 
     options = EngineOptions(run_id=new_run_id(), cache_dir=str(CompileCache().root), sla_ms=sla_ms,
                             admission=admission)
-    with LocalEngine(prepared.program, prepared.workers, prepared.device_of, options,
+    with LocalEngine(prepared.program, prepared.workers, options,
                      kernels_of=prepared.kernels_of) as engine:
         ids = itertools.count()
         free_at: list[float] = []  # when each idle client sends its next request

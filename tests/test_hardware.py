@@ -12,8 +12,10 @@ def test_default_book_is_the_papers_june_2025_book():
     book = default_pricebook()
     assert book.name == "paper-2025-06"
     assert (book.financing_rate, book.years, book.power_usd_per_kwh) == (0.08, 4, 0.40)
-    assert {d: p.purchase_usd for d, p in book.prices.items()} == PAPER_DEVICES
+    assert {d: p.purchase_usd for d, p in book.prices.items() if p.purchase_usd} == PAPER_DEVICES
     assert all(p.source for p in book.prices.values())
+    # the host CPU, which the paper does not price: by the core, from a cloud list price
+    assert book.price_of("host-cpu").cloud_usd_per_core_hour > 0 and book.price_of("host-cpu").purchase_usd is None
 
 
 def test_capital_recovery_factor_and_hourly_cost():
@@ -40,7 +42,7 @@ def test_power_cost_is_derived_from_tdp_when_the_book_gives_no_operating_cost(tm
     [
         ("name = 'x'\nyears = 4\npower_usd_per_kwh = 0.1\n", "field 'financing_rate' is missing"),
         ("name = 'x'\nfinancing_rate = 0.1\nyears = 4\npower_usd_per_kwh = 0.1\ncolour = 'red'\n", "unknown field 'colour'"),
-        ("name = 'x'\nfinancing_rate = 0.1\nyears = 4\npower_usd_per_kwh = 0.1\n[devices.a]\nsource = 's'\n", "needs purchase_usd or cloud_usd_per_hour"),
+        ("name = 'x'\nfinancing_rate = 0.1\nyears = 4\npower_usd_per_kwh = 0.1\n[devices.a]\nsource = 's'\n", "needs purchase_usd, cloud_usd_per_hour or cloud_usd_per_core_hour"),
         ("name = 'x'\nfinancing_rate = 0.1\nyears = 4\npower_usd_per_kwh = 0.1\n[devices.a]\npurchase_usd = -1\n", "must be a number >= 0"),
         ("name = \n", "not valid TOML"),
     ],

@@ -55,6 +55,32 @@ def test_voice_agent_plan_meets_its_sla_and_beats_its_baselines(voice_plan):
     assert voice_plan[2].read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_batch_is_planned_only_where_the_rate_fills_it(voice_plan):
+    """Little's law: an op's calls in flight are rate x executions x latency; a larger batch would run mostly
+    empty, so it is no option (and says so where it would have been cheaper)."""
+    import dataclasses
+
+    from hetagent.backend.registry import Registry
+    from hetagent.cost import RooflineModel
+    from hetagent.planner.planner import build
+    from hetagent.planner.problem import load_problem
+
+    plan = json.loads(voice_plan[0].read_text())
+    rate = plan["problem"]["rate_rps"]
+    for label, op in plan["ops"].items():
+        in_flight = rate * op["executions_per_request"] * op["latency_s"]
+        assert plan["placements"].get(label, plan["default"])["batch"] <= max(1.0, in_flight), label
+    assert any(b["constraint"] == "occupancy" and "calls are in flight" in b["detail"] for b in plan["binding"])
+    # at a trickle of requests every model op runs alone; at a flood, the large batches come back
+    problem = load_problem(PROBLEMS / "voice_agent.toml")
+    model = RooflineModel.from_registry(Registry.load(["cpu", "cuda", "rocm", "gaudi"]))
+    for rate, largest in ((0.05, 1), (5000.0, 32)):
+        built = build(dataclasses.replace(problem, rate_rps=rate), model)
+        batches = {o.batch for o in built.instance.options if built.roles[o.task] == "decode"}
+        assert max(batches) == largest if largest == 1 else max(batches) >= largest, (rate, batches)
+        assert all(d.batch > max(1.0, d.value) for d in built.dropped if d.constraint == "occupancy")
+
+
 def test_plan_is_read_by_the_schema_and_the_compiler(voice_plan):
     from hetagent.plan import Plan
 

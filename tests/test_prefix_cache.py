@@ -129,7 +129,7 @@ def test_tokens_equal_a_run_without_the_cache_under_a_small_budget(registry, cac
     for budget_blocks in (0, 4):
         options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache_dir), admission="limit",
                                 prefix_cache_mb=budget_blocks * block_bytes / 2**20)
-        with LocalEngine(prepared.program, prepared.workers, prepared.device_of, options,
+        with LocalEngine(prepared.program, prepared.workers, options,
                          kernels_of=prepared.kernels_of) as engine:
             if budget_blocks:
                 engine.scale(prepared.workers[0].name, 2)  # two replicas: the router keeps each chat on one

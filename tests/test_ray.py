@@ -211,8 +211,8 @@ def test_capacity_and_bad_placements_are_clear(ray, split, registry, cache_dir):
     _, spread = split
     nowhere = [replace(w, resources={"mi300x": 1.0}) for w in spread.workers]
     with pytest.raises(HetagentError, match=r"needs Ray resources \{CPU: 1, mi300x: 1\}.*--resources '\{\"mi300x\": 1\}'"):
-        RayEngine(spread.program, nowhere, spread.device_of, _options(cache_dir), kernels_of=spread.kernels_of)
-    with RayEngine(spread.program, spread.workers, spread.device_of, _options(cache_dir),
+        RayEngine(spread.program, nowhere, _options(cache_dir), kernels_of=spread.kernels_of)
+    with RayEngine(spread.program, spread.workers, _options(cache_dir),
                    kernels_of=spread.kernels_of) as engine:
         assert (engine.capacity("host-cpu:0"), engine.capacity("host-cpu:1")) == (1, 2)  # h100: 1; gaudi3: 2
         with pytest.raises(HetagentError, match=r"the pools: host-cpu:0 \(1 to 1\), host-cpu:1 \(1 to 2\)"):

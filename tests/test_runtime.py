@@ -13,6 +13,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from hetagent.hardware.pricebook import default_pricebook
+
 from conftest import EXAMPLES
 
 pytest.importorskip("torch")
@@ -139,7 +141,7 @@ def test_a_pool_scales_up_and_down_without_loss(registry, cache_dir, agent_files
     from hetagent.runtime.engine import LocalEngine
 
     prepared = _prepare(agent_files["calculator"], registry, cache_dir)
-    with LocalEngine(prepared.program, prepared.workers, prepared.device_of, _options(cache_dir),
+    with LocalEngine(prepared.program, prepared.workers, _options(cache_dir),
                      kernels_of=prepared.kernels_of) as engine:
         engine.scale("host-cpu:0", 2)
         while not all(w.ready for w in engine.workers):
@@ -212,13 +214,59 @@ def test_index_and_retrieval_agent(cli, cache_dir, tmp_path):
     assert {s["name"] for s in spans} >= {"retrieve.embed", "retrieve.search", "answer.prefill", "answer.decode"}
 
 
-def test_run_without_arguments_runs_the_voice_agent(cli, cache_dir):
-    code, out, err = cli("--backends", "cpu", "run", "--requests", "1", "--json")
+def test_run_without_arguments_plans_the_voice_agent_on_this_host_first(cli, cache_dir):
+    """The default run's planning step (`--dry-run`: the plan it would run, nothing compiled or run)."""
+    code, out, err = cli("--backends", "cpu", "run", "--dry-run", "--json")
+    assert code == 0, err
+    planned = json.loads(out)["host_plan"]
+    # the plan: over two CPU partitions, prefill and decode of an LLM call apart, so its KV cache moves
+    assert planned["partitions"] == 2 and set(planned["classes"]) == {"host-cpu:0", "host-cpu:1"}
+    placements = planned["plan"]["placements"]
+    assert {p["partition"] for p in placements.values()} == {0, 1}
+    assert any(placements[f"{call}.prefill"]["partition"] != placements[f"{call}.decode"]["partition"]
+               for call in ("plan", "answer"))
+    # the rate and SLA were fixed from the plan before running, and say how
+    rate = planned["planned_rate_rps"]
+    assert rate > 0 and planned["offered_rate_rps"] == rate and "at most 50% busy" in planned["rate_rule"]
+    assert planned["sla_ms"] >= planned["predicted_e2e_ms"] > 0
+    assert "the agent's SLA" in planned["sla_rule"] or "critical path" in planned["sla_rule"]
+    assert "host calibration" in planned["calibration"]
+    # a batch only where the rate fills it: no op is planned at a batch larger than its calls in flight
+    for label, op in planned["plan"]["ops"].items():
+        in_flight = rate * op["executions_per_request"] * op["latency_s"]
+        assert placements.get(label, planned["plan"]["default"])["batch"] <= max(1.0, in_flight), label
+    rows = {o["op"]: o for o in planned["ops"]}
+    for label in ("transcribe", "answer.prefill", "answer.decode", "speak"):
+        assert rows[label]["predicted_ms"] > 0 and rows[label]["why"] and rows[label]["measured_ms_p50"] is None
+    assert planned["predicted_usd_per_request"] > 0
+
+
+def test_a_host_planned_run_runs_each_op_where_the_plan_put_it(cli, cache_dir, agent_files):
+    code, out, err = cli("--backends", "cpu", "run", str(agent_files["calculator"]), "--plan-host", "--requests", "3",
+                         "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert report["agent"] == "voice_agent" and report["summary"]["ok"] == 1
-    assert report["substitutions"]["llama-3-8b"] == "tiny-llama"
-    assert {o["kind"] for o in report["ops"]} >= {"audio.stt", "llm.prefill", "llm.decode", "tool.compute", "audio.tts"}
+    planned = report["host_plan"]
+    assert report["summary"]["ok"] + report["summary"]["rejected"] == 3
+    assert {w["name"] for w in report["workers"]} == {"host-cpu:0", "host-cpu:1"}
+    # every op ran on the worker of the partition the plan put it on, and nowhere else
+    for row in planned["ops"]:
+        if row["kind"] not in ("input.query", "kv.transfer") and row["measured_ms_p50"] is not None:
+            assert row["workers"] == [row["planned_on"]], row
+    assert any(row["measured_ms_p50"] for row in planned["ops"])
+    assert planned["sla_ms"] == 60000.0 and "the agent's SLA" in planned["sla_rule"]
+    assert planned["offered_rate_rps"] == planned["planned_rate_rps"] > 0
+    # priced: the per-core price of the host CPU times the cores the workers hold
+    from hetagent.hardware.machine_load import usable_cores
+
+    summary = report["summary"]
+    per_core = default_pricebook().price_of("host-cpu").cloud_usd_per_core_hour
+    assert summary["usd_per_hour"] == pytest.approx(len(usable_cores()) * per_core)
+    assert summary["usd_per_request"] is not None and planned["predicted_usd_per_request"] > 0
+    # the load the run shared the machine with, and a warning when it was not quiet
+    assert summary["load_average_start"] >= 0 and summary["load_average_end"] >= 0
+    assert (summary["load_warning"] is None) == (max(summary["load_average_start"], summary["load_average_end"])
+                                                  <= 0.5 * len(usable_cores()))
     # every run checks the cost model: predicted vs measured per LLM op kind on the host
     check = {c["kind"]: c for c in report["cost_check"]}
     assert set(check) == {"llm.prefill", "llm.decode"}
@@ -263,6 +311,7 @@ def test_a_plan_for_absent_devices_is_refused_unless_fallback_is_allowed(cli, ca
     (["run", "--cpu-partitions", "0"], "argument --cpu-partitions: 0 must be >= 1"),
     (["run", "--cpu-partitions", "64"], "--cpu-partitions 64"),
     (["run", "--trace", "x.csv"], "--trace needs --rate"),
+    (["run", "--dry-run", "--cpu-partitions", "2"], "not with --plan, --cpu-partitions"),
     (["run", "--model-map", "llama-3-8b=gpt-9"], "unknown model"),
     (["index", "no/such/dir", "-o", "x"], "not a directory"),
 ])

@@ -434,7 +434,7 @@ def test_a_stream_survives_its_decode_worker_dying_without_repeating_tokens(agen
     prepared = prepare(agent, registry=Registry.load(["cpu"]), cpu_partitions=2, cache=cache)
     options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root))
     prompts = [QUESTION, "Tell me a story.", "hi"]
-    with LocalEngine(prepared.program, prepared.workers, prepared.device_of, options,
+    with LocalEngine(prepared.program, prepared.workers, options,
                      kernels_of=prepared.kernels_of) as engine:
         streamed: dict[int, list[int]] = {}
         engine.on_tokens = lambda request, tokens: streamed.setdefault(request, []).extend(tokens)
@@ -494,7 +494,7 @@ def test_the_server_reads_only_the_engines_public_face(agent):
     cache = CompileCache()
     prepared = prepare(agent, registry=Registry.load(["cpu"]), cache=cache)
     options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root), max_inflight=1)
-    engine = Recorder(LocalEngine(prepared.program, prepared.workers, prepared.device_of, options,
+    engine = Recorder(LocalEngine(prepared.program, prepared.workers, options,
                                   kernels_of=prepared.kernels_of))
     service = AgentService(engine, ServeMetrics("chat", None))
 
@@ -539,7 +539,7 @@ def test_a_cancelled_request_has_its_workers_drop_its_calls(tmp_path):
     cache = CompileCache()
     prepared = prepare(agent, registry=Registry.load(["cpu"]), cache=cache)
     options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root))
-    with LocalEngine(prepared.program, prepared.workers, prepared.device_of, options,
+    with LocalEngine(prepared.program, prepared.workers, options,
                      kernels_of=prepared.kernels_of) as engine:
         streamed = []
         engine.on_tokens = lambda request, tokens: streamed.extend(tokens)

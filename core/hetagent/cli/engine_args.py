@@ -41,8 +41,9 @@ def add_engine_arguments(p) -> None:
     p.add_argument("--model-dir", type=Path, help="DIR/<model>/*.safetensors: real weights for those models")
     p.add_argument("--model-map", action="append", default=[], metavar="FROM=TO",
                    help="run model TO where the agent names FROM (default: tiny stand-ins for models without weights)")
-    p.add_argument("--cpu-partitions", type=limits.number(1, 1024, integer=True), default=1, metavar="N",
-                   help="split the host's cores into N pinned CPU workers (N >= 2: prefill and decode apart)")
+    p.add_argument("--cpu-partitions", type=limits.number(1, 1024, integer=True), metavar="N",
+                   help="split the host's cores into N pinned CPU workers (N >= 2: prefill and decode apart; "
+                   "default 1, or, for `hetagent run` planning this host, 2)")
     p.add_argument("--allow-fallback", action="store_true",
                    help="run an op whose placed device is absent here, or whose backend cannot run it, on the host "
                    "device (each listed in the report) instead of refusing to start")
@@ -67,7 +68,7 @@ def engine_class(args):
 
     from hetagent.runtime.layout import check_partitions
 
-    check_partitions(args.cpu_partitions)
+    check_partitions(args.cpu_partitions or 1)
     if args.max_inflight < 1:
         raise HetagentError(f"--max-inflight {args.max_inflight}: must be >= 1")
     if args.sla_ms is not None and args.sla_ms <= 0:
@@ -86,14 +87,16 @@ def engine_class(args):
     return partial(RayEngine, address=args.address)
 
 
-def prepare_agent(agent: str | Path, args, *, registry, cache, on_progress=None):
-    """Compile (cached) and lay out `agent` as the options say: on this node, or (Ray) across a cluster."""
+def prepare_agent(agent: str | Path, args, *, registry, cache, on_progress=None, plan=None):
+    """Compile (cached) and lay out `agent` as the options say (`plan`: one made here, else --plan's): on this
+    node, or (Ray) across a cluster."""
     from hetagent.plan import Plan
     from hetagent.runtime.run import prepare
 
-    return prepare(agent, registry=registry, plan=Plan.load(args.plan) if args.plan else None,
+    plan = plan or (Plan.load(args.plan) if args.plan else None)
+    return prepare(agent, registry=registry, plan=plan,
                    model_dir=args.model_dir, model_overrides=dict(_pairs(args.model_map, "--model-map", "FROM=TO")),
-                   cpu_partitions=args.cpu_partitions, allow_fallback=args.allow_fallback, cache=cache,
+                   cpu_partitions=args.cpu_partitions or 1, allow_fallback=args.allow_fallback, cache=cache,
                    progress=on_progress, local=args.engine == "local", resources=resources(args))
 
 

@@ -10,10 +10,14 @@ from hetagent.cli.engine_args import AGENT_FORMS, add_engine_arguments, checkout
 from hetagent.cli.output import add_json_flag, console, print_json, print_table
 from hetagent.backend.text import Sampling
 from hetagent.errors import HetagentError
+from hetagent.hardware.machine_load import cores
 
 DEFAULT_AGENT = "examples/voice_agent.mlir"
 DEFAULT_REQUESTS = 4
 DEFAULT_TRACE_REQUESTS = 32
+HOST_PARTITIONS = 2  # the default run plans this host as this many CPU partitions (fewer on a 1-core host)
+PLANNED_SECONDS = 20.0  # the default run offers requests at the planned rate for about this long
+PLANNED_REQUESTS = (4, 200)  # ... but at least / at most this many
 
 
 def register(commands) -> None:
@@ -23,7 +27,10 @@ def register(commands) -> None:
         description="Run an agent end to end on this node's devices (LocalEngine: one worker process per placed "
         "device), or on a Ray cluster (--engine ray: one actor pool per device class). Models whose weights are not "
         f"given (--model-dir) run as tiny random-weight stand-ins, listed in the report. Without arguments: "
-        f"{DEFAULT_AGENT} with {DEFAULT_REQUESTS} requests.",
+        f"{DEFAULT_AGENT}, planned first on this host (its CPU partitions as device classes, its calibration as the "
+        "cost model: placement, batch and the request rate it sustains), then run open-loop at that rate against "
+        "an SLA fixed from the plan. --plan, --cpu-partitions or an AGENT run as given, without planning "
+        "(--plan-host plans this host for an AGENT too).",
     )
     p.add_argument("agent", nargs="?", help=f"{AGENT_FORMS} (default {DEFAULT_AGENT})")
     add_engine_arguments(p)
@@ -32,6 +39,10 @@ def register(commands) -> None:
     p.add_argument("--rate", type=limits.RATE, help="requests per second (Poisson; with --trace, the replay's mean rate); "
                    "default: all requests at once")
     p.add_argument("--trace", type=Path, help="replay the arrivals of a request trace (CSV with TIMESTAMP)")
+    p.add_argument("--plan-host", action="store_true",
+                   help="plan this host first, as `run` without arguments does, for the AGENT given")
+    p.add_argument("--dry-run", action="store_true",
+                   help="plan this host and print the plan (rate, SLA, placements, predictions); compile and run nothing")
     p.add_argument("--seed", type=limits.number(0, 2**63 - 1, integer=True), default=0, help="request seed (sampling, synthetic audio)")
     p.add_argument("--prompt", help="the text of every request (default: a few fixed questions in turn)")
     p.add_argument("--max-tokens", type=int, help="each answer's token limit (capped by the IR's output_tokens)")
@@ -77,20 +88,41 @@ def cmd_run(args) -> int:
     registry = Registry.load(requested_backends(args.backends))
     book = load_pricebook(args.pricebook) if args.pricebook else None
     cache = CompileCache()
+    plans_host = args.plan_host or args.dry_run or not (args.agent or args.plan or args.cpu_partitions or args.trace
+                                                        or args.engine != "local")
+    if plans_host and (args.plan or args.cpu_partitions or args.trace or args.engine != "local"):
+        raise HetagentError("--plan-host / --dry-run plan this host for the local engine: not with --plan, "
+                            "--cpu-partitions, --trace or --engine ray")
+    hosted = None
     with progress(args.json) as bar:
         task = bar.add_task("placing", total=None, stage="compile")
 
         def compiled(description: str, advance: int, total: int) -> None:
             bar.update(task, description=description, advance=advance, total=total)
 
-        prepared = prepare_agent(agent, args, registry=registry, cache=cache, on_progress=compiled)
+        if plans_host:
+            bar.update(task, stage="plan", description="planning this host")
+            hosted = _plan_host(agent, args, registry, cache, book,
+                                lambda done, total, what: bar.update(task, stage="calibrate", description=what,
+                                                                     completed=done, total=total))
+            args.cpu_partitions = hosted.partitions
+            args.rate = args.rate or hosted.rate_rps
+            if args.dry_run:
+                return _print_dry_run(hosted, args)
+            bar.update(task, stage="compile", description="placing", completed=0, total=None)
+        prepared = prepare_agent(agent, args, registry=registry, cache=cache, on_progress=compiled,
+                                 plan=hosted.plan if hosted else None)
         audio = next((n.attrs for n in prepared.program.nodes() if n.op == "input.audio"), {})
-        count = args.requests or (DEFAULT_TRACE_REQUESTS if args.trace else DEFAULT_REQUESTS)
+        count = args.requests or (DEFAULT_TRACE_REQUESTS if args.trace else _planned_requests(args.rate) if hosted
+                                  else DEFAULT_REQUESTS)
         requests = workload.requests(count, rate=args.rate, trace=args.trace, prompt=args.prompt, seed=args.seed,
                                      audio_seconds=audio.get("duration_s", 2.0),
                                      sample_rate=audio.get("sample_rate", 16000), sampling=sampling)
         bar.update(task, stage="run", description="starting workers", completed=0, total=len(requests))
-        result = run_prepared(prepared, requests, registry=registry, options=engine_options(args, cache),
+        options = engine_options(args, cache)
+        if hosted and args.sla_ms is None:
+            options.sla_ms = hosted.sla_ms
+        result = run_prepared(prepared, requests, registry=registry, options=options,
                               pricebook=book,
                               on_finish=lambda record: bar.update(task, advance=1, description=f"request {record.id} "
                                                                   f"{record.status}"),
@@ -99,9 +131,13 @@ def cmd_run(args) -> int:
                 "replicas": d.replicas} for d in (replanner.decisions if replanner else [])]
     if args.trace_out:
         args.trace_out.write_text(json.dumps(result.trace) + "\n")
+    planned = _planned(hosted, result, args) if hosted else None
     if args.json:
-        print_json({**result.as_json(), **({"replans": replans} if replanner else {})})
+        print_json({**result.as_json(), **({"replans": replans} if replanner else {}),
+                    **({"host_plan": planned} if planned else {})})
     else:
+        if planned:
+            _print_plan(planned)
         _print_report(agent, result, args)
         for r in replans:
             console.print(f"re-planned at {r['at_s']:.1f} s: pools " + ", ".join(f"{k} x{v}" for k, v in r["replicas"].items())
@@ -109,6 +145,81 @@ def cmd_run(args) -> int:
                           + ")",
                           highlight=False, soft_wrap=True)
     return 0
+
+
+def _plan_host(agent, args, registry, cache, book, on_calibrate):
+    """Plan `agent` (as it will run: stand-ins substituted) on this host's CPU partitions, calibrating first
+    (quick, cached) where this host has no calibration yet."""
+    from hetagent.cli.compile_command import _pairs
+    from hetagent.hardware.pricebook import default_pricebook
+    from hetagent.planner.host import ensure_calibration, plan_host
+    from hetagent.hardware.machine_load import usable_cores
+    from hetagent.runtime.run import runnable_source
+
+    cores = len(usable_cores())
+    calibration = ensure_calibration(registry, on_calibrate)
+    source = runnable_source(agent, model_dir=args.model_dir, cache=cache,
+                             model_overrides=dict(_pairs(args.model_map, "--model-map", "FROM=TO")))
+    return plan_host(source, registry=registry, count=min(HOST_PARTITIONS, cores), cores=cores,
+                     pricebook=book or default_pricebook(), calibration=calibration)
+
+
+def _print_dry_run(hosted, args) -> int:
+    planned = _planned(hosted, None, args)
+    if args.json:
+        print_json({"host_plan": planned})
+    else:
+        _print_plan(planned)
+    return 0
+
+
+def _planned_requests(rate: float) -> int:
+    low, high = PLANNED_REQUESTS
+    return max(low, min(high, round(rate * PLANNED_SECONDS)))
+
+
+def _planned(hosted, result, args) -> dict:
+    """What the report adds when the run planned this host: the plan, the rate and SLA it fixed, and the plan's
+    predictions beside the measurements."""
+    from hetagent.runtime.report import plan_rows
+
+    plan = hosted.plan
+    sla = (f"--sla-ms {args.sla_ms:g}, given (the plan's: {hosted.sla_ms:.0f} ms, {hosted.sla_rule})"
+           if args.sla_ms is not None else hosted.sla_rule)
+    rate = hosted.rate_rps if args.rate == hosted.rate_rps else None
+    return {
+        "partitions": hosted.partitions, "planned_rate_rps": hosted.rate_rps,
+        "offered_rate_rps": args.rate, "rate_rule": (
+            f"the highest rate whose plan keeps every partition at most "
+            f"{plan.problem['max_utilisation']:.0%} busy" if rate else "--rate, given"),
+        "sla_ms": args.sla_ms if args.sla_ms is not None else hosted.sla_ms, "sla_rule": sla,
+        "predicted_e2e_ms": plan.latency.e2e_s * 1000,
+        "predicted_usd_per_request": plan.cost.usd_per_request if plan.cost else None,
+        "usd_per_hour": plan.cost.usd_per_hour if plan.cost else None,
+        "classes": {name: {"count": d.count, "usd_per_hour": d.usd_per_hour_each, "utilisation": d.utilisation}
+                    for name, d in plan.devices.items()},
+        "plan_seconds": hosted.plan_seconds, "calibration": hosted.calibration,
+        "ops": plan_rows(plan, result.ops if result else [], result.transfers if result else []),
+        "plan": plan.to_dict(),
+    }
+
+
+def _print_plan(planned: dict) -> None:
+    print_table(f"plan: this host as {planned['partitions']} CPU partitions (planned in {planned['plan_seconds']:.1f} s; "
+                f"{planned['calibration']})",
+                ["op", "kind", "planned on", "batch", "why", "predicted ms", "measured ms p50", "measured/predicted",
+                 "ran on"],
+                [(o["op"], o["kind"], o["planned_on"], o["batch"], o["why"], _num(o["predicted_ms"]),
+                  _num(o["measured_ms_p50"]), "-" if o["measured_over_predicted"] is None else
+                  f"{o['measured_over_predicted']:.2f}", " ".join(o["workers"]) or "-") for o in planned["ops"]])
+    rows = [
+        ("request rate", f"{planned['offered_rate_rps']:.3g} requests/s, Poisson ({planned['rate_rule']})"),
+        ("SLA", f"{planned['sla_ms']:.0f} ms end to end: {planned['sla_rule']}"),
+        ("predicted end to end", f"{planned['predicted_e2e_ms']:.0f} ms (the plan's critical path)"),
+        ("predicted $/request", "-" if planned["predicted_usd_per_request"] is None
+         else f"{planned['predicted_usd_per_request']:.3g} at {planned['usd_per_hour']:.3g} $/h"),
+    ]
+    print_table("planned", ["", ""], rows)
 
 
 def _sampling(args) -> Sampling:
@@ -166,8 +277,11 @@ def _print_report(agent: str, result, args) -> None:
         ("orchestration overhead p50", f"{_num(s['overhead_us_p50'])} µs per op"),
         ("prefix cache", _prefix_cache(s["prefix_cache"])),
         ("$/request", f"{s['usd_per_request']:.3g}" if s["usd_per_request"] is not None else s["price_note"]),
+        ("load average", f"{s['load_average_start']:.1f} -> {s['load_average_end']:.1f} on {cores()} cores"),
     ]
     print_table(f"{result.agent}: summary ({s['wall_s']:.1f} s)", ["", ""], rows)
+    if s["load_warning"]:
+        console.print(f"warning: {s['load_warning']}", highlight=False, soft_wrap=True)
     if result.cost_check:
         print_table("cost model check: predicted vs measured", ["op", "device", "per", "samples", "measured ms p50",
                                                                "predicted ms", "error", "efficiency from"],
@@ -229,7 +343,7 @@ def cmd_index(args) -> int:
     embedder = [w for w in prepared.workers if w.serves("memory.embed")]
     options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root),
                             model_dir=str(args.model_dir) if args.model_dir else None)
-    with LocalEngine(prepared.program, embedder, prepared.device_of, options, kernels_of=prepared.kernels_of) as engine:
+    with LocalEngine(prepared.program, embedder, options, kernels_of=prepared.kernels_of) as engine:
         def embed(texts: list[str]):
             return np.stack([values[0] for values in engine.execute(node, [(t,) for t in texts])])
 

@@ -88,7 +88,7 @@ def cmd_serve(args) -> int:
                                      on_progress=lambda d, a, t: bar.update(task, description=d, advance=a, total=t))
             bar.update(task, stage="start", description="starting workers")
             usd_per_hour, price_note = report.fleet_usd_per_hour(prepared.workers, registry, book)
-            engine = make_engine(prepared.program, prepared.workers, prepared.device_of, engine_options(args, cache),
+            engine = make_engine(prepared.program, prepared.workers, engine_options(args, cache),
                                  kernels_of=prepared.kernels_of)
         service = AgentService(engine, ServeMetrics(prepared.program.name, usd_per_hour))
         try:

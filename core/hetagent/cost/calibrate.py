@@ -21,6 +21,7 @@ from hetagent.cost.phases import phase_time
 from hetagent.cost.roofline import RooflineModel
 from hetagent.cost.store import host_id, save_host_calibration
 from hetagent.errors import HetagentError
+from hetagent.hardware.machine_load import cores, load_average
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,19 @@ def calibrate(backend: str, *, quick: bool = False, progress: Callable[[int, int
 
     registry = registry or Registry.load([backend])
     device = calibration_device(registry, backend)
+    load_start = load_average()
     run = registry.calibrate(backend, device, quick=quick, progress=progress)
+    load = max(load_start, load_average())
     if run is None:
         raise HetagentError(f"--backend {backend}: the backend does not calibrate {device} (it implements no "
                             "`calibrate`); its devices use shipped or borrowed curves")
     profile = registry.profile(device)
-    calibration = _fit(profile, run)
+    calibration = _fit(profile, run, load)
     path = save_host_calibration(backend, calibration)
     return CalibrationReport(calibration, path, _checks(profile, calibration, run), run.measurements)
 
 
-def _fit(profile, run: CalibrationRun) -> Calibration:
+def _fit(profile, run: CalibrationRun, load: float) -> Calibration:
     # Rates above the profile's quick figures: the best this host showed becomes the reference.
     measurements = run.measurements
     best_flops = max((m.kernel.flops / m.seconds for m in measurements if m.kernel.kind == "matmul"), default=0.0)
@@ -92,7 +95,9 @@ def _fit(profile, run: CalibrationRun) -> Calibration:
         memory_bandwidth_gbs=bandwidth,
         link_gbs=None,
         source=run.source,
-        host={"host": host_id(), "device": profile.display_name, "cores": profile.cores, **run.host},
+        # the load it was made under: a calibration made while other processes competed is redone (planner.host)
+        host={"host": host_id(), "device": profile.display_name, "cores": profile.cores, **run.host,
+              "load_average": load, "usable_cores": cores()},
     )
 
 

@@ -25,6 +25,8 @@ class DevicePrice:
     device: str  # DeviceProfile.name
     purchase_usd: float | None = None
     cloud_usd_per_hour: float | None = None
+    # A CPU rented by the core (a cloud vCPU-hour): a host or partition of k cores costs k times this
+    cloud_usd_per_core_hour: float | None = None
     # An operating cost stated directly by the book's source (power, cooling, ...); when absent it is derived
     # from the device's TDP, the PUE and the power price.
     operating_usd_per_hour: float | None = None
@@ -60,9 +62,14 @@ class PriceBook:
                 f"price book {self.name!r} has no price for device {device!r}; it prices: {known}"
             ) from None
 
-    def usd_per_hour(self, device: str, tdp_w: float) -> float:
-        """Total cost of ownership of one device for one hour (or its cloud price, where the book gives one)."""
+    def usd_per_hour(self, device: str, tdp_w: float, cores: int | None = None) -> float:
+        """Total cost of ownership of one device for one hour (or its cloud price, where the book gives one); a
+        CPU priced per core costs `cores` times that."""
         price = self.price_of(device)
+        if price.cloud_usd_per_core_hour is not None:
+            if not cores:
+                raise HetagentError(f"price book {self.name!r} prices {device!r} per core: say how many cores")
+            return price.cloud_usd_per_core_hour * cores
         if price.cloud_usd_per_hour is not None:
             return price.cloud_usd_per_hour
         capex = price.purchase_usd * self.capital_recovery_factor() / HOURS_PER_YEAR
@@ -127,7 +134,7 @@ def _pricebook_from_dict(data: dict[str, Any], origin: str) -> PriceBook:
         raise HetagentError(f"{origin}: devices must be a table of tables ([devices.<id>] purchase_usd = ...)")
     prices = {}
     for device, entry in devices.items():
-        fields = {"purchase_usd", "cloud_usd_per_hour", "operating_usd_per_hour", "source"}
+        fields = {"purchase_usd", "cloud_usd_per_hour", "cloud_usd_per_core_hour", "operating_usd_per_hour", "source"}
         unknown = set(entry) - fields
         if unknown:
             raise HetagentError(
@@ -135,8 +142,9 @@ def _pricebook_from_dict(data: dict[str, Any], origin: str) -> PriceBook:
                 f"valid: {', '.join(sorted(fields))}"
             )
         price = DevicePrice(device=device, **entry)
-        if price.purchase_usd is None and price.cloud_usd_per_hour is None:
-            raise HetagentError(f"{origin}: devices.{device} needs purchase_usd or cloud_usd_per_hour")
+        if price.purchase_usd is None and price.cloud_usd_per_hour is None and price.cloud_usd_per_core_hour is None:
+            raise HetagentError(f"{origin}: devices.{device} needs purchase_usd, cloud_usd_per_hour or "
+                                "cloud_usd_per_core_hour")
         for key in fields - {"source"}:
             value = entry.get(key)
             if value is not None and (not isinstance(value, (int, float)) or not 0 <= value < math.inf):

@@ -123,7 +123,7 @@ COMMON_ATTRS = (
     Attr("bytes_in", "int", min=0, doc="bytes the op reads from its operands (workload descriptor)"),
     Attr("bytes_out", "int", min=0, doc="bytes the op produces"),
     Attr("batch_hint", "int", min=1, doc="how many requests the op is expected to batch"),
-    Attr("placement", "placement", doc="set by planning: device class, backend, replicas, TP degree, batch"),
+    Attr("placement", "placement", doc="set by planning: device class, backend, replicas, TP degree, batch, and on the host CPU optionally `partition` (an integer >= 0: which core partition runs the op)"),
 )
 
 # A model id names a directory (weights, caches) and goes into generated IR: letters, digits, '.', '_', '-' only

@@ -21,7 +21,8 @@ from hetagent.ir.context import location_of
 from hetagent.ir.module import functions
 from hetagent.ir.optable import ATTR_KINDS, MODEL_ATTRS, MODEL_ID, OPS, TOKEN_DISTRIBUTIONS, Attr, OpDef, is_agent_op
 
-_PLACEMENT_FIELDS = {"device": "string", "backend": "string", "replicas": "int", "tp": "int", "batch": "int"}
+_PLACEMENT_FIELDS = {"device": "string", "backend": "string", "replicas": "int", "tp": "int", "batch": "int",
+                     "partition": "index"}
 
 
 @dataclass(frozen=True)
@@ -410,6 +411,8 @@ def _attr_problem(definition: Attr, value) -> str | None:
                 return f"field '{key}' must be a string"
             if field_kind == "int" and (not isinstance(item, ir.IntegerAttr) or isinstance(item, ir.BoolAttr) or item.value < 1):
                 return f"field '{key}' must be an integer >= 1"
+            if field_kind == "index" and (not isinstance(item, ir.IntegerAttr) or isinstance(item, ir.BoolAttr) or item.value < 0):
+                return f"field '{key}' must be an integer >= 0"
         return None
     raise AssertionError(f"op table uses unknown attribute kind {kind!r}")
 

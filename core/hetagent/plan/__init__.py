@@ -34,16 +34,19 @@ class Placement:
     replicas: int = 1
     tp: int = 1
     batch: int = 1
+    partition: int | None = None  # on the host CPU: which of its core partitions (runtime.layout); None: any
 
     def as_attribute(self, context: ir.Context) -> ir.DictAttr:
         with context:
             i64 = ir.IntegerType.get_signless(64)
+            partition = {} if self.partition is None else {"partition": ir.IntegerAttr.get(i64, self.partition)}
             return ir.DictAttr.get({
                 "device": ir.StringAttr.get(self.device),
                 "backend": ir.StringAttr.get(self.backend),
                 "replicas": ir.IntegerAttr.get(i64, self.replicas),
                 "tp": ir.IntegerAttr.get(i64, self.tp),
                 "batch": ir.IntegerAttr.get(i64, self.batch),
+                **partition,
             })
 
     @classmethod
@@ -89,7 +92,7 @@ class PathStep:
 
 @dataclass(frozen=True)
 class Binding:
-    constraint: str  # e2e_sla | task_sla | ttft | tbt | memory | device_limit | utilisation | option_grid
+    constraint: str  # e2e_sla | task_sla | ttft | tbt | memory | device_limit | utilisation | option_grid | occupancy
     detail: str
     op: str | None = None
     device: str | None = None

@@ -1,7 +1,9 @@
 """From an agent and a fleet to an `Instance`: every way to run every task, timed by the cost model.
 
 Per (task, device class) the options are the (TP degree, batch) pairs of the problem's `[search]` that fit in
-memory and meet the step's TTFT / TBT limits; options no faster and no cheaper than another of the same class
+memory, meet the step's TTFT / TBT limits and that the offered rate fills: a batch no larger than the op's calls
+in flight (Little's law: rate × executions × the option's latency) or the smallest batch searched — an emptier
+batch would be costed as if full, yet run mostly empty at the size it was compiled for. Options no faster and no cheaper than another of the same class
 and TP degree are dropped. What was dropped, and why, is kept for explaining a binding constraint or an
 infeasible problem. Replica groups are sized for the offered rate at the utilisation cap (`spec/plan-format.md`
 section 4).
@@ -59,8 +61,8 @@ class Dropped:
     device: str
     tp: int
     batch: int
-    constraint: str  # memory | ttft | tbt
-    value: float  # latency in s (or GB for memory)
+    constraint: str  # memory | ttft | tbt | occupancy
+    value: float  # latency in s (GB for memory, calls in flight for occupancy)
     limit: float
     usd_per_hour: float
 
@@ -81,7 +83,7 @@ def build_instance(problem: Problem, graph: TaskGraph, model: CostModel) -> Agen
     for fleet_class in problem.fleet.classes:
         profile = model.profile(fleet_class.device)
         classes[profile.name] = DeviceClass(
-            profile.name, problem.fleet.pricebook.usd_per_hour(profile.name, profile.tdp_w),
+            profile.name, problem.fleet.pricebook.usd_per_hour(profile.name, profile.tdp_w, profile.cores),
             pooled=profile.kind == "cpu", max_count=fleet_class.max_count, backend=profile.backend)
     builder = _Options(problem, graph, model, classes)
     return builder.build()
@@ -147,6 +149,8 @@ class _Options:
                     self._drop(index, profile.name, tp, batch, "ttft", timing.latency_s, self.problem.ttft_s, cost)
                 elif role == "decode" and self.problem.tbt_s and timing.tbt_s > self.problem.tbt_s:
                     self._drop(index, profile.name, tp, batch, "tbt", timing.tbt_s, self.problem.tbt_s, cost)
+                elif batch > max(min(batches), in_flight := self.problem.rate_rps * task.executions * timing.latency_s):
+                    self._drop(index, profile.name, tp, batch, "occupancy", in_flight, batch, cost)
                 else:
                     kept.append((tp, self._make(index, device_class, tp, batch, timing)))
         for tp, option in kept:  # drop options another of the same TP degree beats on both latency and devices

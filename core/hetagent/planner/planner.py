@@ -72,9 +72,9 @@ def _dropped_reason(built: AgentInstance, task: int) -> str:
     """Why every option of a task was left out: the constraint, and the best any class achieves."""
     label = built.instance.tasks[task]
     dropped = [d for d in built.dropped if d.task == task]
-    latency = [d for d in dropped if d.constraint != "memory"]
+    latency = [d for d in dropped if d.constraint in ("ttft", "tbt", "task_sla")]
     if not latency:
-        fits = min(dropped, key=lambda d: d.value / d.limit)
+        fits = min((d for d in dropped if d.constraint == "memory"), key=lambda d: d.value / d.limit)
         return (f"op {label!r} fits in memory on no class of the fleet at any TP degree searched (closest: "
                 f"{fits.device} tp {fits.tp} needs {fits.value:.1f} GB of {fits.limit:.1f} GB usable); add a larger "
                 "device or a higher TP degree")
@@ -306,9 +306,10 @@ def bindings(built: AgentInstance, problem: Problem, solution: Solution) -> list
         cheaper = [d for d in built.dropped if d.task == task and d.usd_per_hour < chosen_cost - 1e-9]
         if cheaper:
             d: Dropped = min(cheaper, key=lambda d: d.usd_per_hour)
-            unit = "GB" if d.constraint == "memory" else "s"
+            needs = (f"only {d.value:.3g} calls are in flight at the offered rate" if d.constraint == "occupancy"
+                     else f"needs {d.value:.3g} {'GB' if d.constraint == 'memory' else 's'} (limit {d.limit:.3g})")
             found.append(Binding(d.constraint, f"{instance.tasks[task]}: {d.device} tp {d.tp} batch {d.batch} would "
-                                 f"cost ${d.usd_per_hour:.2f}/h but needs {d.value:.3g} {unit} (limit {d.limit:.3g})",
+                                 f"cost ${d.usd_per_hour:.2f}/h but {needs}",
                                  op=instance.tasks[task], device=d.device, value=d.value, limit=d.limit))
         option = instance.options[o]
         grid = problem.search.get({"prefill": "prefill_batch", "decode": "decode_batch"}.get(built.roles[task], ""), [])

@@ -190,9 +190,9 @@ class EngineSnapshot:
 class Engine:
     """The router over a transport: requests, admission, the graph, routing, retries, pools and accounting."""
 
-    def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
+    def __init__(self, program: Program, workers: list[WorkerPlan], options: EngineOptions,
                  kernels_of: Callable[[WorkerPlan], tuple] | None = None, *, transport: Transport):
-        self.program, self.options, self.device_of, self.transport = program, options, device_of, transport
+        self.program, self.options, self.transport = program, options, transport
         self.ops: list[OpRecord] = []
         self.requests: dict[int, RequestRecord] = {}
         self.live: dict[int, _Live] = {}
@@ -389,8 +389,7 @@ class Engine:
     def execute(self, node: Node, inputs: list[tuple]) -> list[tuple]:
         """Run one op on each input tuple, outside any request graph (`hetagent index`, benchmarks); the values
         of each call in order. A failing call raises."""
-        device = self.device_of[node.index]
-        worker = next(w for w in self.workers if w.plan.device == device and w.plan.serves(node.op))
+        worker = next(w for w in self.workers if w.plan.runs(node))
         ids = []
         for values in inputs:
             sent = time.monotonic()
@@ -466,8 +465,7 @@ class Engine:
     # ------------------------------------------------------------------------------------------ routing
 
     def _dispatch(self, live: _Live, frame: _Frame, node: Node, inputs: tuple, attempt: int) -> None:
-        device = self.device_of[node.index]
-        candidates = [w for w in self.workers if w.plan.device == device and w.plan.serves(node.op)]
+        candidates = [w for w in self.workers if w.plan.runs(node)]
         home = [w for w in candidates if w.plan.name == live.kv_home and node.op in ("llm.prefill", "llm.decode")]
         # a worker still starting (restarted, or just scaled up) only when no started one serves the op
         worker = home[0] if home else min(candidates, key=lambda w: (not w.ready, len(w.tasks), w.restarts))
@@ -656,9 +654,9 @@ class Engine:
 class LocalEngine(Engine):
     """The router over this node's worker processes (`ProcessTransport`): the embedded default."""
 
-    def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
+    def __init__(self, program: Program, workers: list[WorkerPlan], options: EngineOptions,
                  kernels_of: Callable[[WorkerPlan], tuple] | None = None):
-        super().__init__(program, workers, device_of, options, kernels_of, transport=ProcessTransport())
+        super().__init__(program, workers, options, kernels_of, transport=ProcessTransport())
 
 
 def _pool_of(worker: str) -> str:

@@ -211,9 +211,9 @@ class RayTransport:
 class RayEngine(Engine):
     """The router over Ray actors (`RayTransport`)."""
 
-    def __init__(self, program: Program, workers: list[WorkerPlan], device_of: dict[int, str], options: EngineOptions,
+    def __init__(self, program: Program, workers: list[WorkerPlan], options: EngineOptions,
                  kernels_of: Callable[[WorkerPlan], tuple] | None = None, address: str | None = None):
-        super().__init__(program, workers, device_of, options, kernels_of,
+        super().__init__(program, workers, options, kernels_of,
                          transport=RayTransport(options.run_id, address))
 
     def node_of(self, worker: str) -> str:

@@ -130,10 +130,9 @@ class Replanner:
         busy: dict[str, float] = {}
         for node in engine.program.nodes():
             planned = self.expected.ops.get(node.label)
-            device = engine.device_of.get(node.index)
-            if planned is None or device is None:
+            pools = [name for name, plan in engine.plans.items() if plan.runs(node)]
+            if planned is None or not pools:
                 continue
-            pools = [name for name, plan in engine.plans.items() if plan.device == device and plan.serves(node.op)]
             for pool in pools:  # pools sharing an op share its load
                 busy[pool] = busy.get(pool, 0.0) + (planned.executions * planned.busy_s * factors[node.label]
                                                     / len(pools))

@@ -58,6 +58,36 @@ def op_rows(ops: list[OpRecord]) -> list[dict]:
     return rows
 
 
+def plan_rows(plan, ops: list[dict], moved: list[dict] = ()) -> list[dict]:
+    """The plan beside the run, one row per planned op: where the planner put it and why (its place on the critical
+    path, the load of its class), its predicted time per execution and the measured run time (p50); then one row
+    per KV transfer on the critical path (its route between partitions; measured: staging out plus in, p50)."""
+    measured = {row["op"]: row for row in ops}
+    rows = []
+    for label, op in plan.ops.items():
+        _, placement = plan.entry_for(label)
+        device = plan.devices.get(op.device)
+        why = ("on the critical path" if op.critical else "off the critical path") + (
+            f"; {op.device} planned {device.utilisation:.0%} busy" if device else "")
+        run = measured.get(label, {})
+        rows.append(_row(label, op.op, op.device, placement.batch if placement else 1, why, op.latency_s * 1000,
+                         run.get("run_ms_p50"), run.get("workers", [])))
+    staged = {t["transfer"]: t for t in moved}
+    for step in plan.latency.critical_path:
+        if step.kind == "transfer" and step.op in plan.placements:  # a kv.transfer (other edges are named a→b)
+            t = staged.get(step.op)
+            ms = (t["store_ms_p50"] or 0) + (t["load_ms_p50"] or 0) if t else None
+            rows.append(_row(step.op, "kv.transfer", step.device, 1, "the KV cache, prefill to decode", step.seconds * 1000,
+                             ms, t["routes"] if t else []))
+    return rows
+
+
+def _row(label, kind, where, batch, why, predicted, measured, workers) -> dict:
+    ratio = measured / predicted if measured is not None and predicted > 0 else None
+    return {"op": label, "kind": kind, "planned_on": where, "batch": batch, "why": why, "predicted_ms": predicted,
+            "measured_ms_p50": measured, "measured_over_predicted": ratio, "workers": workers}
+
+
 def transfers(ops: list[OpRecord]) -> list[dict]:
     """One row per KV transfer (per `kv.transfer` label): route, bytes, and the staging times at both ends:
     out of the device (the prefill, recorded on the handle) and into the device (the decode that read it)."""
@@ -97,12 +127,17 @@ def request_rows(requests: list[RequestRecord]) -> list[dict]:
 
 def fleet_usd_per_hour(workers, registry, book: PriceBook) -> tuple[float | None, str]:
     """Sum of the $/hour of the devices the workers use, or None and why not. Each device once: a GPU worker owns
-    its device (`device_index`), CPU partitions share the host."""
-    devices = {(w.device, w.device_index): registry.profile(w.device).tdp_w for w in workers}
+    its device (`device_index`); CPU partitions share the host, and a CPU priced per core costs the cores the
+    workers are pinned to (all the profile's cores where they are not pinned)."""
+    devices: dict[tuple, tuple[float, set]] = {}
+    for w in workers:
+        profile = registry.profile(w.device)
+        tdp, cores = devices.setdefault((w.device, w.device_index), (profile.tdp_w, set()))
+        cores.update(w.cores or range(profile.cores or 1))
     missing = sorted({profile for profile, _ in devices} - set(book.prices))
     if missing:
         return None, f"not priced: price book {book.name!r} has no price for {', '.join(missing)} (pass --pricebook)"
-    return sum(book.usd_per_hour(profile, tdp) for (profile, _), tdp in devices.items()), ""
+    return sum(book.usd_per_hour(profile, tdp, len(cores)) for (profile, _), (tdp, cores) in devices.items()), ""
 
 
 def summary(requests: list[RequestRecord], ops: list[OpRecord], wall_s: float, usd_per_hour: float | None,

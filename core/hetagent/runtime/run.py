@@ -16,6 +16,7 @@ from typing import Callable
 from hetagent.agent.loader import load_agent
 from hetagent.agent.source import stem
 from hetagent.compiler.cache import CompileCache, digest
+from hetagent.hardware.machine_load import load_average, load_warning
 from hetagent.compiler.driver import CompiledAgent, compile_agent
 from hetagent.backend.registry import Registry
 from hetagent.compiler.place import present_devices
@@ -47,7 +48,7 @@ class Prepared:
 
     def kernels_of(self, worker: WorkerPlan) -> tuple:
         return tuple({k for n in self.program.nodes() for k in (n.kernel, n.extend)
-                      if k and self.device_of.get(n.index) == worker.device and worker.serves(n.op)})
+                      if k and worker.runs(n)})
 
 
 def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, model_dir: Path | None = None,
@@ -81,6 +82,22 @@ def prepare(agent: str | Path, *, registry: Registry, plan: Plan | None = None, 
     workers, device_of = plan_workers(program, registry, cpu_partitions=cpu_partitions, local=local)
     substituted = {k: v for k, v in mapping.items() if k != v}
     return Prepared(program, workers, device_of, substituted, compiled.fallbacks, compiled)
+
+
+def runnable_source(agent: str | Path, *, model_dir: Path | None = None, model_overrides: dict[str, str] | None = None,
+                    cache: CompileCache | None = None) -> Path:
+    """The agent as `prepare` will run it (tiny stand-ins substituted), written as .mlir: what the planner plans
+    when a run plans this host first."""
+    cache = cache or CompileCache()
+    if model_dir is not None:
+        use_model_dir(model_dir)
+    module = verify(load_agent(agent), what=str(agent))
+    standins.substitute(module, standins.model_map(standins.named_models(module), model_dir, model_overrides or {}))
+    source = to_text(module)
+    path = cache.root / "runs" / f"{stem(agent)}-{digest(source)[:12]}-planned.mlir"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+    return path
 
 
 @dataclass(frozen=True)
@@ -153,20 +170,23 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
     """Start the workers, run the requests, stop the workers, report. `engine_hook(engine)` is called on every
     tick of the run loop (tests use it to kill a worker mid-run; the re-planner to scale pools). `engine_class`:
     LocalEngine, or RayEngine (with its address bound)."""
-    with engine_class(prepared.program, prepared.workers, prepared.device_of, options,
+    with engine_class(prepared.program, prepared.workers, options,
                       kernels_of=prepared.kernels_of) as engine:
         if on_finish:
             engine.on_finish = on_finish
-        start = time.monotonic()
+        start, load_start = time.monotonic(), load_average()
         records = engine.run(requests, on_tick=(lambda: engine_hook(engine)) if engine_hook else None)
         wall = time.monotonic() - start
         ops = list(engine.ops)
+    load_end = load_average()
     from hetagent.cost import RooflineModel
 
     usd_per_hour, note = report.fleet_usd_per_hour(prepared.workers, registry, pricebook or default_pricebook())
     return RunResult(
         agent=prepared.program.name,
-        summary=report.summary(records, ops, wall, usd_per_hour, note),
+        summary={**report.summary(records, ops, wall, usd_per_hour, note), "load_average_start": load_start,
+                 "load_average_end": load_end,
+                 "load_warning": load_warning(load_start, load_end, "the times and the SLA attainment")},
         ops=report.op_rows(ops),
         requests=report.request_rows(records),
         records=records,
