@@ -8,7 +8,9 @@ op and class, transfer times on every cut edge, and an end-to-end SLA between th
 option and of every op's cheapest one, so that it binds. Prints the wall time of `solve` (building the model and
 HiGHS's LP and MILP solves; the imports are warmed up first, so process start is not counted), its size, the
 figures measured before the current solving scheme for comparison, and the time of the real voice agent on the
-paper's fleet (option building included) for scale.
+paper's fleet (option building included) for scale. Each solve's CPU time is printed next to its wall time, and the
+load average before and after: on a shared machine the wall time of a single-threaded solve includes the time it
+waited for a core, and figures taken under load are not comparable with quiet ones.
 
 The instances are harder than a real agent's in one respect: each op draws its speed on each class independently,
 so classes are not uniformly faster or slower and fewer options are dominated; transfer times are drawn per
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import sys
 import time
@@ -80,18 +83,21 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=60.0, help="HiGHS time limit per solve, seconds")
     args = parser.parse_args()
     solve(agent_like(5, 0))  # import scipy and HiGHS outside the timings
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores at start")
     for tasks, target in ((50, 1.0), (200, 10.0)):
-        times = []
+        times, cpu = [], []
         for seed in range(args.seeds):
             instance = agent_like(tasks, seed)
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             solution = solve(instance, time_limit_s=args.time_limit)
             times.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - started_cpu)
             proved = "optimal" if solution.optimal else "time limit, best found"
-            print(f"{tasks} ops × {CLASSES} classes, seed {seed}: {times[-1]:.3f} s, {proved} "
+            print(f"{tasks} ops × {CLASSES} classes, seed {seed}: {times[-1]:.3f} s (CPU {cpu[-1]:.3f} s), {proved} "
                   f"({len(instance.options)} options, {solution.variables} variables, {solution.constraints} rows; "
                   f"makespan {solution.makespan_s:.3f} s of SLA {instance.sla_s:.3f} s, ${solution.usd_per_hour:.2f}/h)")
-        print(f"{tasks} × {CLASSES}: median {statistics.median(times):.3f} s, worst {max(times):.3f} s (target ≤ {target:g} s); "
+        print(f"{tasks} × {CLASSES}: median {statistics.median(times):.3f} s (CPU {statistics.median(cpu):.3f} s), "
+              f"worst {max(times):.3f} s (target ≤ {target:g} s); "
               f"before: median {statistics.median(BEFORE[tasks]):.3f} s, worst {max(BEFORE[tasks]):.3f} s (seeds 0-2)")
 
     from hetagent.cost import RooflineModel
@@ -106,6 +112,7 @@ def main() -> None:
     print(f"voice agent on the paper's fleet ({len(plan.ops)} ops × {len(problem.fleet.classes)} classes, "
           f"{plan.solver['options']} options): {time.perf_counter() - started:.2f} s with option building, "
           f"MILP {plan.solver['seconds']:.3f} s")
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,20 @@ sub-MIP heuristics on the whole model. Tried and not kept (measured no faster on
 lifted big-M coefficients per pair of classes (tighter LP, denser rows), τ folded into the precedence rows, explicit
 class variables X_vj, start-time windows from the fastest options, an objective cut-off, and removing options
 dominated in latency, cost, devices and transfers (about 1 % of the benchmark's options).
+
+Where the time goes (issue 17, 50-op benchmark): nearly all of it is HiGHS's branch and bound (HiGHS's own cut
+separation about a third of it); the last MILP alone, handed the optimum as its incumbent, still takes 0.7-1.4 CPU
+seconds on a loaded machine. The hard part is the whole-device rounding of pooled counts meeting a binding SLA and
+the transfer rows: with N_j continuous the same instances solve 2-7× faster, without transfer times (the SLA set as
+tightly) 3-5× faster, with the SLA lifted 12× faster. The ceiling by itself is LP-tight (the convex hull of c·⌈D⌉ is
+c·D), so cuts on the count rows alone barely move the bound. Also tried, exact, and no faster: mixed-integer
+rounding cuts on N_j ≥ Σ demand·x (LP bound +0.1 %); each pooled count as a ladder of binaries; transfer floor rows
+τ_uv ≥ Σ_o min_j t(o, j) x_o, or per class a of v with the minimum over v's other classes less M_a·X_va
+(+0.1-0.3 %); dropping edges a longer path implies (88 → 51 edges); dominance with latency and outgoing transfers
+together (22 % of options); transfer rows added lazily (70 of 88 edges carry a transfer in the first solution: 4-5
+re-solves); bounding each option's LP with x_o = 1 (fixes < 10 % more); the last MILP on a rebuilt, smaller model; a
+no-good row instead of the incumbent; HiGHS options (restarts, cuts at nodes, symmetry, pseudo-cost reliability,
+heuristic effort, the core's gap); SCIP 6.3 on the whole model (4.6-8.7 s).
 """
 
 from __future__ import annotations
