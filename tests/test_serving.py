@@ -117,3 +117,19 @@ def test_estimate_llm_max_throughput_cli(cli):
 def test_max_throughput_bad_input_exits_2(cli, extra, message):
     code, _, err = cli("estimate", "llm", "--model", "llama-3-8b", "--input-tokens", "512", "--output-tokens", "512", *extra)
     assert code == 2 and message in " ".join(err.split()), err
+
+
+def test_mlperf_figures_are_sourced_known_devices_and_never_fitted():
+    """MLPerf results are the independent check (issue 15): each names its source and a known device, splits into
+    whole replicas, and the fit never sees them."""
+    sources, figures, inputs = vendor.mlperf_figures()
+    assert figures and inputs and all(i > 0 for i in inputs)
+    assert {f.source for f in figures} == set(sources) and all(s.url.startswith("https://") for s in sources.values())
+    devices = {p.name for p in Registry.load(["cuda", "rocm", "gaudi"]).device_profiles()}
+    for f in figures:
+        assert f.device in devices and f.devices % f.tp == 0 and f.output_tokens > 0
+        one = f.replica(inputs[0])
+        assert one.tp == f.tp and one.output_tokens_per_s * f.devices / f.tp == pytest.approx(f.output_tokens_per_s)
+    fitted_on = set(vendor.published_figures()[1])
+    assert not fitted_on & {f.replica(i) for f in figures for i in inputs}
+    assert not {s for e in efficiency.shipped_serving_efficiency() for s in e.sources} & set(sources)

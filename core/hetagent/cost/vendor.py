@@ -7,7 +7,8 @@ borrowed curves cannot know. So each device with published figures (`reference/v
 Intel Gaudi, AMD ROCm tables, every number with its source) gets two factors, one on the compute rate and one on
 the memory rate its curves give, chosen so `hetagent.cost.serving.max_throughput` reproduces the figures
 (least squares in log throughput over a log grid). A device without figures borrows the factors of the nearest
-device that has them (same family, nearest in log peak + log bandwidth) and says so.
+device that has them (same family, nearest in log peak + log bandwidth) and says so. MLPerf Inference results
+(`reference/mlperf-figures.toml`, `mlperf_figures()`) are kept apart: never fitted, only checked against.
 
     python -m hetagent.cost.vendor            # refit and write reference/serving-efficiency.toml
 """
@@ -30,6 +31,7 @@ from hetagent.errors import HetagentError
 from hetagent.files import read_toml
 
 FIGURES_FILE = REFERENCE_DIR / "vendor-figures.toml"
+MLPERF_FILE = REFERENCE_DIR / "mlperf-figures.toml"  # the independent check: not fitted
 # factor grid: 1/8 … 2 in steps of 2^(1/8) (±4.5 % at most between points; a factor above 1: the vendor's
 # kernels beat the curves)
 GRID = tuple(round(0.125 * 2 ** (i / 8), 4) for i in range(33))
@@ -61,17 +63,67 @@ class Figure:
         return f"{self.device} {self.model} {self.dtype} tp{self.tp} {self.input_tokens}/{self.output_tokens}"
 
 
+@dataclass(frozen=True)
+class MLPerfFigure:
+    """One MLPerf Inference Offline result: `output_tokens_per_s` of `devices` accelerators running `devices / tp`
+    data-parallel replicas of a `tp`-way model, `output_tokens` generated per sample on average."""
+
+    result: str  # MLPerf result ID
+    device: str
+    model: str
+    dtype: str
+    devices: int
+    tp: int
+    output_tokens: float
+    output_tokens_per_s: float
+    source: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.result} {self.devices}x {self.device} {self.model} {self.dtype} tp{self.tp}"
+
+    def replica(self, input_tokens: int) -> Figure:
+        """The figure of one replica (its tp devices) at an assumed mean prompt length: Offline has no latency
+        limit and replicas share nothing, so the system's throughput is replicas × one replica's."""
+        return Figure(self.device, self.model, self.dtype, self.tp, input_tokens, round(self.output_tokens),
+                      self.output_tokens_per_s * self.tp / self.devices, self.source)
+
+
+def _sources(data: dict) -> dict[str, Source]:
+    return {k: Source(k, v["title"], v["url"], v.get("note", "")) for k, v in data["sources"].items()}
+
+
+def _known_source(path: Path, row, source: str, sources: dict) -> None:
+    if source not in sources:
+        raise HetagentError(f"{path}: figure {row!r} names unknown source {source!r} (known: {', '.join(sources)})")
+
+
 @functools.cache
 def published_figures() -> tuple[dict[str, Source], tuple[Figure, ...]]:
     data = read_toml(FIGURES_FILE, "vendor figures")
-    sources = {k: Source(k, v["title"], v["url"], v.get("note", "")) for k, v in data["sources"].items()}
+    sources = _sources(data)
     figures = []
     for row in data["figures"]:
         device, model, dtype, tp, inp, out, tps, source = row
-        if source not in sources:
-            raise HetagentError(f"{FIGURES_FILE}: figure {row!r} names unknown source {source!r}")
+        _known_source(FIGURES_FILE, row, source, sources)
         figures.append(Figure(device, model, dtype, int(tp), int(inp), int(out), float(tps), source))
     return sources, tuple(figures)
+
+
+@functools.cache
+def mlperf_figures() -> tuple[dict[str, Source], tuple[MLPerfFigure, ...], tuple[int, ...]]:
+    """MLPerf results, their sources and the assumed mean prompt lengths to check them at (`spec/cost-model.md`
+    §8). Not used by `fit`."""
+    data = read_toml(MLPERF_FILE, "MLPerf figures")
+    sources = _sources(data)
+    figures = []
+    for row in data["figures"]:
+        result, device, model, dtype, devices, tp, out, tps, source = row
+        _known_source(MLPERF_FILE, row, source, sources)
+        if int(devices) % int(tp):
+            raise HetagentError(f"{MLPERF_FILE}: figure {row!r}: {devices} devices do not split into tp {tp} replicas")
+        figures.append(MLPerfFigure(result, device, model, dtype, int(devices), int(tp), float(out), float(tps), source))
+    return sources, tuple(figures), tuple(int(i) for i in data["input_tokens"])
 
 
 # ---------------------------------------------------------------- fitting
