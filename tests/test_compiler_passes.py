@@ -94,6 +94,19 @@ def test_an_unchecked_placement_records_the_plan_as_it_is(registry):
     assert {p.tp for label, p in placements(module).items() if label.startswith("answer")} == {2}
 
 
+def test_a_plan_names_an_unlabelled_op_by_its_stable_id(registry):
+    """The planner places every op, unlabelled ones by the id the compiler gives them (`ir.passes.ids`)."""
+    from hetagent.ir.passes import assign_ids
+
+    module = assign_ids(decompose(load(EXAMPLES / "rag_qa.mlir")))
+    plan = Plan.from_dict({"placements": {"input.query#1": {"device": "host-cpu"}}}, source="test-plan")
+    place(module, plan, registry=registry)
+    with pytest.raises(HetagentError, match=r"no op is labelled 'input.query#9'.*named by its id, e.g. 'input.query#1'"):
+        place(assign_ids(decompose(load(EXAMPLES / "rag_qa.mlir"))),
+              Plan.from_dict({"placements": {"input.query#9": {"device": "host-cpu"}}}, source="test-plan"),
+              registry=registry)
+
+
 def test_a_plan_naming_a_backend_that_is_not_installed():
     with pytest.raises(HetagentError, match=r"backend 'gaudi' is not installed.*pip install hetagent-gaudi"):
         placed("rag_qa.mlir", {"answer": {"device": "gaudi3-oam", "backend": "gaudi"}}, Registry.load(["cpu"]))

@@ -138,9 +138,10 @@ def _write_placed_ir(problem, plan, path) -> None:
     from hetagent.compiler.place import place
     from hetagent.agent import load_agent
     from hetagent.ir import decompose, save
+    from hetagent.ir.passes import assign_ids
     from hetagent.backend.registry import Registry
 
-    module = decompose(load_agent(problem.agent))
+    module = assign_ids(decompose(load_agent(problem.agent)))  # a plan names unlabelled ops by these ids
     # the planner's decision as it is, whether or not this node's backends can run it: compile and run check it
     place(module, plan, registry=Registry.load(), check=False)
     save(module, path)

@@ -27,6 +27,7 @@ from hetagent.compiler.shapes import function_for
 from hetagent.compiler.pipelines import find_pipeline
 from hetagent.errors import HetagentError
 from hetagent.ir.optable import OPS
+from hetagent.ir.passes import op_id
 from hetagent.ir.verifier import verify
 from hetagent.backend.registry import Registry
 from hetagent.plan import Placement, Plan
@@ -82,6 +83,16 @@ def compute_ops(module: ir.Module) -> list:
 
 def label_of(op) -> str | None:
     return op.attributes["name"].value if "name" in op.attributes else None
+
+
+def _plan_entry(plan: Plan, op) -> tuple[str | None, Placement | None]:
+    """The plan key covering `op`: its label (or the label's longest dotted prefix), else its stable id
+    (`ir.passes.ids`: how a plan names an unlabelled op, "data.transform#1")."""
+    key, placement = plan.entry_for(label_of(op))
+    if key is None and op_id(op) in plan.placements:
+        key = op_id(op)
+        placement = plan.placements[key]
+    return key, placement
 
 
 def _claims(registry: Registry, op, placement: Placement) -> bool:
@@ -149,12 +160,14 @@ def place(
     plan = plan or Plan()
     report = on_fallback or (lambda message: warnings.warn(message, stacklevel=2))
     ops = compute_ops(module)
-    labels = {label_of(op) for op in ops} - {None}
-    unused = [key for key in plan.placements if not any(plan.entry_for(label)[0] == key for label in labels)]
+    covered = {_plan_entry(plan, op)[0] for op in ops}
+    unused = [key for key in plan.placements if key not in covered]
     if unused:
+        labels = {label_of(op) for op in ops} - {None}
         raise HetagentError(
             f"{plan.source}: no op is labelled {', '.join(repr(u) for u in unused)}; labels in this agent: "
-            f"{', '.join(sorted(labels)) or 'none'}"
+            f"{', '.join(sorted(labels)) or 'none'} (an unlabelled op is named by its id, e.g. "
+            f"'{next((op_id(op) for op in ops if label_of(op) is None and op_id(op)), 'data.transform#1')}')"
         )
     default = _resolve(plan.default or host_placement(registry), registry, f"{plan.source}: default")
     resolved = {key: _resolve(p, registry, f"{plan.source}: placements.{key}") for key, p in plan.placements.items()}
@@ -162,8 +175,8 @@ def place(
     transfers = []
     problems: list[str] | None = [] if check else None
     for op in ops:
-        key, _ = plan.entry_for(label_of(op))
-        if op.name == "kv.transfer" and key != label_of(op):
+        key, _ = _plan_entry(plan, op)
+        if op.name == "kv.transfer" and key not in {label_of(op), op_id(op)} - {None}:
             transfers.append(op)  # placed with the decode that reads its cache, once that is settled
         else:
             chosen[op] = _honoured(registry, op, resolved[key] if key else default, plan.source, present, problems)

@@ -130,20 +130,15 @@ def assemble(built: AgentInstance, problem: Problem, solution: Solution) -> Plan
         # a pooled op's replicas are the workers its demand needs, sharing the class's devices with other ops
         replicas = max(1, math.ceil(option.demand - 1e-9)) if device_class.pooled else max(1, option.devices // option.tp)
         placement = Placement(option.device, device_class.backend, replicas, option.tp, option.batch)
-        if spec.labelled:
-            placements[spec.label] = placement
+        placements[spec.label] = placement  # an unlabelled op by its stable id, as the compiler names it
         ops[spec.label] = OpPlan(spec.op if spec.op != "task" else spec.label, option.device, spec.executions,
                                  timing.latency_s, solution.start_s[task], timing.busy_s, option.devices,
                                  timing.ttft_s, timing.tbt_s, spec.label in critical)
     for kv_label, (prefill, decode) in graph.kv_labels.items():  # a KV transfer runs where its decode runs
         decode_label = graph.tasks[decode].label
-        if decode_label in placements and graph.tasks[prefill].labelled:
+        if decode_label in placements:
             placements[kv_label] = placements[decode_label]
     default = _default_placement(built, solution)
-    for task, spec in enumerate(graph.tasks):
-        if not spec.labelled and instance.options[solution.choice[task]].device != default.device:
-            raise HetagentError(f"op {spec.label} ({spec.location}) has no `name` label but belongs on "
-                                f"{instance.options[solution.choice[task]].device}: label it so a plan can name it")
     devices = {}
     for name, count in sorted(solution.counts.items()):
         device_class = instance.classes[name]
