@@ -70,7 +70,11 @@ def build_checkpoint(root: Path) -> Path:
         input=str(corpus), model_prefix=str(root / "sp"), vocab_size=2000, model_type="bpe", byte_fallback=True,
         hard_vocab_limit=False, bos_id=1, eos_id=2, unk_id=0, pad_id=-1, minloglevel=2)
     (directory / "tokenizer.model").write_bytes((root / "sp.model").read_bytes())
-    tokenizer = transformers.LlamaTokenizer(vocab_file=str(directory / "tokenizer.model"))
+    # from_pretrained reads tokenizer.model; transformers 5's `LlamaTokenizer(vocab_file=...)` ignores the file and
+    # builds an empty vocabulary (every text -> no ids). add_bos_token: the tokenizer.json hetagent reads adds BOS.
+    tokenizer = transformers.LlamaTokenizer.from_pretrained(directory, add_bos_token=True)
+    if len(tokenizer) != 2000:
+        sys.exit(f"the tokenizer built from {directory / 'tokenizer.model'} has {len(tokenizer)} tokens, not 2000")
     tokenizer.save_pretrained(directory)
     torch.manual_seed(0)
     config = transformers.LlamaConfig(**CONFIG)
@@ -82,6 +86,8 @@ def build_checkpoint(root: Path) -> Path:
 def prompt_ids(tokenize) -> list[int]:
     """The first PROMPT_TOKENS tokens of the corpus (repeated if short), BOS first."""
     ids = tokenize(corpus_text())
+    if len(ids) < 2 or ids[0] != CONFIG["bos_token_id"]:  # else the doubling below never ends
+        sys.exit(f"the checkpoint's tokenizer turned the corpus into {ids[:8]}: expected BOS then tokens")
     while len(ids) < PROMPT_TOKENS:
         ids = ids + ids
     return ids[:PROMPT_TOKENS]
@@ -98,7 +104,7 @@ def convert(directory: Path, script: Path) -> Path:
 
 def hetagent_figures(root: Path, work: Path, prompt: str) -> dict:
     from hetagent.backend import Registry
-    from hetagent.compiler import Plan
+    from hetagent.plan import Plan
     from hetagent.compiler.cache import CompileCache
     from hetagent.runtime.engine import EngineOptions, Request
     from hetagent.runtime.run import new_run_id, prepare, run_prepared
