@@ -1,21 +1,32 @@
 """Decode kernel throughput, batch 16 vs batch 1, measured on the compiled kernels themselves (issue 17 item 3):
 
     .venv/bin/python benchmarks/bench_decode_kernels.py [--model tiny-llama] [--capacity 192] [--steps 200]
+        [--variants arguments,arguments+tiling,parameters,parameters+tiling]
 
-The cpu backend's decode kernels at batch 1 and batch 16 (the host-cpu pipeline, exactly as `hetagent compile`
-builds them, through the compile cache), called with resident weights in alternating rounds so both see the same
-machine. Two clocks: the calling thread's CPU time on IREE's `local-sync` driver (the kernel's own work, which
-other processes on a shared machine barely move) and wall time on `local-task` with as many threads as this
-process may use (what the runtime's worker sees; other processes inflate it). Prints the step time of each and
+The cpu backend's decode kernels at batch 1 and batch 16, built by the host-cpu pipeline (through the compile cache)
+in up to four variants, called with resident weights in alternating rounds so all see the same machine:
+
+- `arguments`: what `hetagent compile` builds — weights are kernel arguments (`spec/compiler.md`);
+- `+tiling`: IREE data tiling with its CPU microkernels (`--iree-opt-data-tiling --iree-llvmcpu-enable-ukernels=all`):
+  matmuls run as mmt4d on packed operands. With weights as arguments the weights are packed again on every call;
+- `parameters`: the same function with its weights turned into IREE parameter globals (`#stream.parameter.named`,
+  scope "model", key = the weight's name), bound at load from host buffers (`iree.runtime.ParameterIndex`). A
+  computation on a global only (the packing) is hoisted into the module's initializer: it runs once, at load.
+
+Two clocks: the calling thread's CPU time on IREE's `local-sync` driver (the kernel's own work, which other
+processes on a shared machine barely move) and wall time on `local-task` with as many threads as this process
+may use (what the runtime's worker sees; other processes inflate it). Prints each variant's step times and
 batch16/batch1 = 16 · t(batch 1) / t(batch 16), the throughput ratio bench_runtime.py also reports through the
-whole runtime (target ≥ 4×).
+whole runtime (target ≥ 4×), and checks every variant's logits against the `arguments` kernel's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -27,10 +38,52 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "core"))
 
 BATCHES = (1, 16)
+TILING = " --iree-opt-data-tiling --iree-llvmcpu-enable-ukernels=all"
+VARIANTS = ("arguments", "arguments+tiling", "parameters", "parameters+tiling")
+SCOPE = "model"
 
 
-def build(model: str, batch: int, capacity: int) -> tuple[bytes, str]:
-    """The host-cpu decode kernel's artifact (from the compile cache when built before) and its symbol."""
+def _builtin(vtensor: str) -> str:
+    """`!torch.vtensor<[32000,768],f32>` -> `tensor<32000x768xf32>`."""
+    shape, dtype = re.fullmatch(r"!torch\.vtensor<\[([0-9,]*)\],(\w+)>", vtensor).groups()
+    return f"tensor<{shape.replace(',', 'x')}x{dtype}>"
+
+
+def parameter_module(source: str, symbol: str, inputs: int, names: list[str]) -> str:
+    """The clean kernel module `source` with the weight arguments of `symbol` (those after its first `inputs`)
+    turned into parameter globals: `symbol` becomes a function of its inputs that loads the globals and calls
+    the original, renamed `<symbol>_weights` and private (IREE inlines it)."""
+    from iree.compiler import ir
+
+    from hetagent.ir.module import functions, new_context, parse, to_text
+
+    module = parse(source, context=new_context())
+    func = functions(module)[symbol]
+    signature = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
+    types, results = [str(t) for t in signature.inputs], [str(t) for t in signature.results]
+    with module.context:
+        func.attributes["sym_name"] = ir.StringAttr.get(f"{symbol}_weights")
+        func.attributes["sym_visibility"] = ir.StringAttr.get("private")
+    lines = [f'util.global private @w{i} = #stream.parameter.named<"{SCOPE}"::"{name}"> : {_builtin(types[inputs + i])}'
+             for i, name in enumerate(names)]
+    lines.append(f"func.func @{symbol}({', '.join(f'%a{i}: {t}' for i, t in enumerate(types[:inputs]))}) "
+                 f"-> ({', '.join(results)}) {{")
+    operands = [f"%a{i}" for i in range(inputs)]
+    for i in range(len(names)):
+        torch_type = types[inputs + i]
+        lines.append(f"  %g{i} = util.global.load @w{i} : {_builtin(torch_type)}")
+        lines.append(f"  %t{i} = torch_c.from_builtin_tensor %g{i} : {_builtin(torch_type)} -> {torch_type}")
+        operands.append(f"%t{i}")
+    lines.append(f"  %r:{len(results)} = func.call @{symbol}_weights({', '.join(operands)}) : "
+                 f"({', '.join(types)}) -> ({', '.join(results)})")
+    lines.append(f"  return {', '.join(f'%r#{i}' for i in range(len(results)))} : {', '.join(results)}\n}}")
+    body = to_text(module).strip()
+    assert body.startswith("module {") and body.endswith("}"), body[:80]
+    return "module {\n" + "\n".join(lines) + "\n" + body[len("module {"):]
+
+
+def build(model: str, batch: int, capacity: int, variant: str) -> tuple[bytes, str]:
+    """The host-cpu decode kernel's artifact in `variant` (from the compile cache when built before), its symbol."""
     from hetagent_cpu import detect, lowering
 
     from hetagent.backend.functions import ModelFunction
@@ -39,6 +92,7 @@ def build(model: str, batch: int, capacity: int) -> tuple[bytes, str]:
     from hetagent.compiler.lower import artifact_key, clean_module_text
     from hetagent.compiler.pipelines import run_pipeline
     from hetagent.ir.module import new_context, parse
+    from hetagent.models import card, reference
 
     fn = ModelFunction(model, "decode", "fp32", batch, capacity=capacity)
     cache = CompileCache()
@@ -50,6 +104,12 @@ def build(model: str, batch: int, capacity: int) -> tuple[bytes, str]:
     import_function(fn, module, cache)
     pipeline = lowering.pipeline(detect.PROFILE, detect.cpu_info().arch)
     source = clean_module_text(module, fn.symbol)
+    if variant.startswith("parameters"):
+        source = parameter_module(source, fn.symbol, len(fn.signature(card(model))["inputs"]),
+                                  list(reference.weight_shapes(card(model))))
+    if variant.endswith("+tiling"):
+        stages = tuple(dataclasses.replace(s, action=s.action + TILING) if s.kind == "iree" else s for s in pipeline.stages)
+        pipeline = dataclasses.replace(pipeline, stages=stages)
     key = artifact_key(source, pipeline)
     artifact = cache.get("artifacts", key, pipeline.artifact)
     if artifact is None:
@@ -63,7 +123,11 @@ def main() -> None:
     parser.add_argument("--model", default="tiny-llama")
     parser.add_argument("--capacity", type=int, default=192, help="KV capacity (bench_runtime's decode: 64 + 128)")
     parser.add_argument("--steps", type=int, default=200, help="timed steps per kernel and driver")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     args = parser.parse_args()
+    variants = args.variants.split(",")
+    if unknown := set(variants) - set(VARIANTS):
+        sys.exit(f"--variants: unknown {', '.join(sorted(unknown))}; valid: {', '.join(VARIANTS)}")
 
     import iree.runtime as rt
 
@@ -72,23 +136,37 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     rt.flags.parse_flags(f"--task_topology_group_count={cores}")
     model = card(args.model)
-    host_weights = [w.numpy() for w in reference.random_weights(model).values()]
-    artifacts = {b: build(args.model, b, args.capacity) for b in BATCHES}
+    host_weights = {name: w.numpy() for name, w in reference.random_weights(model).items()}
+    index = rt.ParameterIndex()
+    for name, array in host_weights.items():
+        index.add_buffer(name, array.tobytes())
+    artifacts = {(v, b): build(args.model, b, args.capacity, v) for v in variants for b in BATCHES}
     clocks = {"local-sync": time.thread_time, "local-task": time.perf_counter}
-    kernels = {}
+    kernels, load_s = {}, {}
     for driver in clocks:
         config = rt.Config(driver)
-        weights = [rt.asdevicearray(config.device, w) for w in host_weights]
-        for batch, (artifact, symbol) in artifacts.items():
-            module = rt.VmModule.copy_buffer(config.vm_instance, artifact)
-            function = rt.SystemContext(vm_modules=[module], config=config).modules.module[symbol]
+        weights = [rt.asdevicearray(config.device, w) for w in host_weights.values()]
+        for (variant, batch), (artifact, symbol) in artifacts.items():
+            modules = [rt.VmModule.copy_buffer(config.vm_instance, artifact)]
+            parameters = variant.startswith("parameters")
+            if parameters:
+                modules.insert(0, rt.create_io_parameters_module(config.vm_instance, index.create_provider(scope=SCOPE)))
+            start = time.perf_counter()
+            function = rt.SystemContext(vm_modules=modules, config=config).modules.module[symbol]
+            load_s[driver, variant, batch] = time.perf_counter() - start  # the initializer: packing, if any
             kv = np.zeros((model.num_layers, 2, batch, model.num_kv_heads, args.capacity, model.head_size), np.float32)
             token, positions = np.full(batch, 5, np.int64), np.full(batch, args.capacity // 2, np.int64)
-            kernels[driver, batch] = (function, (token, positions, rt.asdevicearray(config.device, kv), *weights))
+            call_args = (token, positions, rt.asdevicearray(config.device, kv)) + (() if parameters else tuple(weights))
+            kernels[driver, variant, batch] = (function, call_args)
+    errors = {}
+    for (driver, variant, batch), (function, call_args) in kernels.items():
+        reference_logits = kernels[driver, variants[0], batch][0](*kernels[driver, variants[0], batch][1])[0].to_host()
+        logits = function(*call_args)[0].to_host()
+        errors[variant] = max(errors.get(variant, 0.0), float(np.abs(logits - reference_logits).max()))
     times = {key: [] for key in kernels}
     rounds = 10
-    for _ in range(rounds):  # alternate so that both batches see the same machine
-        for (driver, batch), (function, call_args) in kernels.items():
+    for _ in range(rounds):  # alternate so that every kernel sees the same machine
+        for (driver, variant, batch), (function, call_args) in kernels.items():
             clock = clocks[driver]
             for _ in range(3):
                 function(*call_args)
@@ -96,23 +174,32 @@ def main() -> None:
                 start = clock()
                 logits, _kv = function(*call_args)
                 logits.to_host()
-                times[driver, batch].append(clock() - start)
+                times[driver, variant, batch].append(clock() - start)
     figures = {"model": args.model, "capacity": args.capacity, "cores": cores, "load_average": os.getloadavg()[0]}
     for driver in clocks:
-        step = {b: statistics.median(times[driver, b]) for b in BATCHES}
-        best = {b: min(times[driver, b]) for b in BATCHES}
-        figures[driver] = {"step_ms_p50": {b: s * 1e3 for b, s in step.items()},
-                           "step_ms_min": {b: s * 1e3 for b, s in best.items()},
-                           "batch16_over_batch1": 16 * step[1] / step[16],
-                           "batch16_over_batch1_min": 16 * best[1] / best[16]}
+        for variant in variants:
+            step = {b: statistics.median(times[driver, variant, b]) for b in BATCHES}
+            best = {b: min(times[driver, variant, b]) for b in BATCHES}
+            figures.setdefault(driver, {})[variant] = {
+                "step_ms_p50": {b: s * 1e3 for b, s in step.items()},
+                "step_ms_min": {b: s * 1e3 for b, s in best.items()},
+                "batch16_over_batch1": 16 * step[1] / step[16],
+                "batch16_over_batch1_min": 16 * best[1] / best[16],
+                "load_s": {b: load_s[driver, variant, b] for b in BATCHES},
+                "max_abs_logit_diff_vs_first": errors[variant]}
+    figures["load_average_end"] = os.getloadavg()[0]
     print(json.dumps(figures, indent=2))
     for driver, what in (("local-sync", "thread CPU time, 1 thread"), ("local-task", f"wall time, {cores} threads")):
-        f = figures[driver]
-        print(f"{args.model} decode ({what}): batch 1 {f['step_ms_p50'][1]:.3f} ms, batch 16 {f['step_ms_p50'][16]:.3f} ms "
-              f"per step (p50) -> batch16/batch1 {f['batch16_over_batch1']:.2f}x (from minima {f['batch16_over_batch1_min']:.2f}x)"
-              "   (target >= 4x)")
-    if figures["load_average"] > 0.5 * cores:
-        print(f"warning: load average {figures['load_average']:.1f} on {cores} cores: wall times are not representative")
+        print(f"{args.model} decode, capacity {args.capacity} ({what}), p50 per step:")
+        base = figures[driver][variants[0]]["step_ms_p50"]
+        for variant in variants:
+            f = figures[driver][variant]
+            print(f"  {variant:18s} batch 1 {f['step_ms_p50'][1]:7.3f} ms ({base[1] / f['step_ms_p50'][1]:.2f}x), "
+                  f"batch 16 {f['step_ms_p50'][16]:7.3f} ms ({base[16] / f['step_ms_p50'][16]:.2f}x) -> batch16/batch1 "
+                  f"{f['batch16_over_batch1']:.2f}x (from minima {f['batch16_over_batch1_min']:.2f}x)   (target >= 4x)")
+    if max(figures["load_average"], figures["load_average_end"]) > 0.5 * cores:
+        print(f"warning: load average {figures['load_average']:.1f} -> {figures['load_average_end']:.1f} on {cores} "
+              "cores: wall times are not representative")
 
 
 if __name__ == "__main__":
