@@ -6,12 +6,13 @@
 The cpu backend's decode kernels at batch 1 and batch 16, built by the host-cpu pipeline (through the compile cache)
 in up to four variants, called with resident weights in alternating rounds so all see the same machine:
 
-- `arguments`: what `hetagent compile` builds — weights are kernel arguments (`spec/compiler.md`);
+- `arguments`: weights are kernel arguments, passed on every call;
 - `+tiling`: IREE data tiling with its CPU microkernels (`--iree-opt-data-tiling --iree-llvmcpu-enable-ukernels=all`):
   matmuls run as mmt4d on packed operands. With weights as arguments the weights are packed again on every call;
-- `parameters`: the same function with its weights turned into IREE parameter globals (`#stream.parameter.named`,
-  scope "model", key = the weight's name), bound at load from host buffers (`iree.runtime.ParameterIndex`). A
-  computation on a global only (the packing) is hoisted into the module's initializer: it runs once, at load.
+- `parameters`: the function's weights are IREE parameter globals (`hetagent.backend.functions.
+  weights_as_parameters`), bound at load from host buffers (`iree.runtime.ParameterIndex`). A computation on a
+  global only (the packing) is hoisted into the module's initializer: it runs once, at load.
+  `parameters+tiling` is what the host-cpu pipeline builds (`hetagent_cpu.lowering`).
 
 Two clocks: the calling thread's CPU time on IREE's `local-sync` driver (the kernel's own work, which other
 processes on a shared machine barely move) and wall time on `local-task` with as many threads as this process
@@ -26,7 +27,6 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import statistics
 import sys
 import time
@@ -38,48 +38,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "core"))
 
 BATCHES = (1, 16)
-TILING = " --iree-opt-data-tiling --iree-llvmcpu-enable-ukernels=all"
 VARIANTS = ("arguments", "arguments+tiling", "parameters", "parameters+tiling")
-SCOPE = "model"
 
 
-def _builtin(vtensor: str) -> str:
-    """`!torch.vtensor<[32000,768],f32>` -> `tensor<32000x768xf32>`."""
-    shape, dtype = re.fullmatch(r"!torch\.vtensor<\[([0-9,]*)\],(\w+)>", vtensor).groups()
-    return f"tensor<{shape.replace(',', 'x')}x{dtype}>"
+def variant_pipeline(pipeline, variant: str):
+    """The host-cpu pipeline with or without its weights-as-parameters stage and its data-tiling flags."""
+    from hetagent_cpu import lowering
 
-
-def parameter_module(source: str, symbol: str, inputs: int, names: list[str]) -> str:
-    """The clean kernel module `source` with the weight arguments of `symbol` (those after its first `inputs`)
-    turned into parameter globals: `symbol` becomes a function of its inputs that loads the globals and calls
-    the original, renamed `<symbol>_weights` and private (IREE inlines it)."""
-    from iree.compiler import ir
-
-    from hetagent.ir.module import functions, new_context, parse, to_text
-
-    module = parse(source, context=new_context())
-    func = functions(module)[symbol]
-    signature = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
-    types, results = [str(t) for t in signature.inputs], [str(t) for t in signature.results]
-    with module.context:
-        func.attributes["sym_name"] = ir.StringAttr.get(f"{symbol}_weights")
-        func.attributes["sym_visibility"] = ir.StringAttr.get("private")
-    lines = [f'util.global private @w{i} = #stream.parameter.named<"{SCOPE}"::"{name}"> : {_builtin(types[inputs + i])}'
-             for i, name in enumerate(names)]
-    lines.append(f"func.func @{symbol}({', '.join(f'%a{i}: {t}' for i, t in enumerate(types[:inputs]))}) "
-                 f"-> ({', '.join(results)}) {{")
-    operands = [f"%a{i}" for i in range(inputs)]
-    for i in range(len(names)):
-        torch_type = types[inputs + i]
-        lines.append(f"  %g{i} = util.global.load @w{i} : {_builtin(torch_type)}")
-        lines.append(f"  %t{i} = torch_c.from_builtin_tensor %g{i} : {_builtin(torch_type)} -> {torch_type}")
-        operands.append(f"%t{i}")
-    lines.append(f"  %r:{len(results)} = func.call @{symbol}_weights({', '.join(operands)}) : "
-                 f"({', '.join(types)}) -> ({', '.join(results)})")
-    lines.append(f"  return {', '.join(f'%r#{i}' for i in range(len(results)))} : {', '.join(results)}\n}}")
-    body = to_text(module).strip()
-    assert body.startswith("module {") and body.endswith("}"), body[:80]
-    return "module {\n" + "\n".join(lines) + "\n" + body[len("module {"):]
+    stages = []
+    for stage in pipeline.stages:
+        if stage.name == lowering.WEIGHTS_AS_PARAMETERS.name and not variant.startswith("parameters"):
+            continue
+        if stage.kind == "iree":
+            action = stage.action.replace(" " + lowering.DATA_TILING, "")
+            tiling = " " + lowering.DATA_TILING if variant.endswith("+tiling") else ""
+            stage = dataclasses.replace(stage, action=action + tiling)
+        stages.append(stage)
+    return dataclasses.replace(pipeline, stages=tuple(stages))
 
 
 def build(model: str, batch: int, capacity: int, variant: str) -> tuple[bytes, str]:
@@ -92,7 +67,6 @@ def build(model: str, batch: int, capacity: int, variant: str) -> tuple[bytes, s
     from hetagent.compiler.lower import artifact_key, clean_module_text
     from hetagent.compiler.pipelines import run_pipeline
     from hetagent.ir.module import new_context, parse
-    from hetagent.models import card, reference
 
     fn = ModelFunction(model, "decode", "fp32", batch, capacity=capacity)
     cache = CompileCache()
@@ -102,14 +76,8 @@ def build(model: str, batch: int, capacity: int, variant: str) -> tuple[bytes, s
 
         module = ir.Module.create(loc=ir.Location.unknown())
     import_function(fn, module, cache)
-    pipeline = lowering.pipeline(detect.PROFILE, detect.cpu_info().arch)
+    pipeline = variant_pipeline(lowering.pipeline(detect.PROFILE, detect.cpu_info().arch), variant)
     source = clean_module_text(module, fn.symbol)
-    if variant.startswith("parameters"):
-        source = parameter_module(source, fn.symbol, len(fn.signature(card(model))["inputs"]),
-                                  list(reference.weight_shapes(card(model))))
-    if variant.endswith("+tiling"):
-        stages = tuple(dataclasses.replace(s, action=s.action + TILING) if s.kind == "iree" else s for s in pipeline.stages)
-        pipeline = dataclasses.replace(pipeline, stages=stages)
     key = artifact_key(source, pipeline)
     artifact = cache.get("artifacts", key, pipeline.artifact)
     if artifact is None:
@@ -131,6 +99,7 @@ def main() -> None:
 
     import iree.runtime as rt
 
+    from hetagent.backend.functions import PARAMETER_SCOPE
     from hetagent.models import card, reference
 
     cores = len(os.sched_getaffinity(0))
@@ -138,8 +107,8 @@ def main() -> None:
     model = card(args.model)
     host_weights = {name: w.numpy() for name, w in reference.random_weights(model).items()}
     index = rt.ParameterIndex()
-    for name, array in host_weights.items():
-        index.add_buffer(name, array.tobytes())
+    for i, array in enumerate(host_weights.values()):  # weight i of the signature is parameter "i"
+        index.add_buffer(str(i), array)
     artifacts = {(v, b): build(args.model, b, args.capacity, v) for v in variants for b in BATCHES}
     clocks = {"local-sync": time.thread_time, "local-task": time.perf_counter}
     kernels, load_s = {}, {}
@@ -150,7 +119,8 @@ def main() -> None:
             modules = [rt.VmModule.copy_buffer(config.vm_instance, artifact)]
             parameters = variant.startswith("parameters")
             if parameters:
-                modules.insert(0, rt.create_io_parameters_module(config.vm_instance, index.create_provider(scope=SCOPE)))
+                provider = index.create_provider(scope=PARAMETER_SCOPE)
+                modules.insert(0, rt.create_io_parameters_module(config.vm_instance, provider))
             start = time.perf_counter()
             function = rt.SystemContext(vm_modules=modules, config=config).modules.module[symbol]
             load_s[driver, variant, batch] = time.perf_counter() - start  # the initializer: packing, if any

@@ -118,7 +118,7 @@ def hetagent_figures(root: Path, work: Path, prompt: str) -> dict:
     # one request at a time (arrivals further apart than a request lasts): a gap is a decode step, nothing else
     requests = [Request(i, {"query": prompt}, 6.0 * i, seed=i) for i in range(3)]
     # the prefix cache off: the same prompt three times would otherwise prefill only its last token after the first
-    options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root), prefix_cache_mb=0)
+    options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root), model_dir=str(root), prefix_cache_mb=0)
     result = run_prepared(prepared, requests, registry=registry, options=options)
     assert [r.status for r in result.records] == ["ok"] * len(requests), [r.error for r in result.records]
     prefill = next(o for o in result.ops if o["kind"] == "llm.prefill")
