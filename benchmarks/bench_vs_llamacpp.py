@@ -127,23 +127,28 @@ def hetagent_figures(root: Path, work: Path, prompt: str) -> dict:
 
 
 def llamacpp_figures(gguf: Path, ids: list[int]) -> dict:
+    import llama_cpp
     import numpy as np
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(gguf), n_ctx=1024, n_batch=PROMPT_TOKENS, n_ubatch=PROMPT_TOKENS, n_threads=CORES,
                 n_threads_batch=CORES, verbose=False)
+
+    def logits():  # the last evaluated token's: with logits_all off, Llama.eval leaves Llama.scores unwritten
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(llm.n_vocab(),)).copy()
+
     prefills = []
     for _ in range(3):
         llm.reset()
         start = time.perf_counter()
         llm.eval(ids)
+        last = logits()
         prefills.append(time.perf_counter() - start)
-    last = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
-    steps = []
+    steps, token = [], int(np.argmax(last))
     for _ in range(NEW_TOKENS):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
         start = time.perf_counter()
         llm.eval([token])
+        token = int(np.argmax(logits()))
         steps.append(time.perf_counter() - start)
     return {"decode_step_s": statistics.median(steps), "prefill_s": statistics.median(prefills), "last_logits": last}
 
