@@ -65,7 +65,8 @@ def select_device(available: list[dict], *, driver_name: str, index: int | None,
 
 
 class IreeDevice(KernelDevice):
-    """A worker's device through one IREE HAL driver: kernels loaded once, weights uploaded once and resident."""
+    """A worker's device through one IREE HAL driver: kernels loaded once, weights bound (as parameters) or
+    uploaded once, and resident."""
 
     def __init__(self, context: WorkerContext, driver_name: str):
         import iree.runtime as rt
@@ -85,6 +86,7 @@ class IreeDevice(KernelDevice):
         else:
             self.config = rt.Config(driver_name)
         self._bound: set[str] = set()  # kernels that bind their weights as parameters
+        self._parameters: dict[tuple[str, str], object] = {}  # (model, dtype) -> its ParameterIndex
         self.preload()
 
     def load(self, kernel: KernelRef):
@@ -103,17 +105,24 @@ class IreeDevice(KernelDevice):
                                 f"{kernel.function['function']} kernel takes {inputs} inputs, then its "
                                 f"{len(kernel.weights)} weights unless it binds them as parameters")
         self._bound.add(kernel.symbol)
-        return self._entry([artifact], kernel.symbol, self.host_weights(kernel))
+        model = (kernel.function["model"], kernel.function["dtype"])
+        if model not in self._parameters:  # one index per model: its kernels share the host arrays
+            self._parameters[model] = self._index(self.host_weights(kernel))
+        return self._entry([artifact], kernel.symbol, self._parameters[model])
 
     def binds_weights(self, kernel: KernelRef) -> bool:
         return kernel.symbol in self._bound
 
-    def _entry(self, modules: list, symbol: str, weights: list[np.ndarray] | None = None):
-        if weights is not None:
-            index = self._rt.ParameterIndex()
-            for i, array in enumerate(weights):
-                index.add_buffer(str(i), np.ascontiguousarray(array))  # the index keeps the buffer alive
-            provider = index.create_provider(scope=PARAMETER_SCOPE)
+    def _index(self, weights: list[np.ndarray]):
+        """Weight i as parameter "i" (`spec/compiler.md`, kernel signatures); the index keeps the arrays alive."""
+        index = self._rt.ParameterIndex()
+        for i, array in enumerate(weights):
+            index.add_buffer(str(i), np.ascontiguousarray(array))
+        return index
+
+    def _entry(self, modules: list, symbol: str, parameters=None):
+        if parameters is not None:
+            provider = parameters.create_provider(scope=PARAMETER_SCOPE)
             modules = [self._rt.create_io_parameters_module(self.config.vm_instance, provider), *modules]
         return self._rt.SystemContext(vm_modules=modules, config=self.config).modules.module[symbol]
 
@@ -146,8 +155,8 @@ class _BindOnCall:
         inputs, weights = arrays[: self.arity], arrays[self.arity :]
         if self._bound is None or len(self._bound[0]) != len(weights) or any(
                 a is not b for a, b in zip(self._bound[0], weights)):
-            self._bound = (weights, self.device._entry([self.artifact], self.symbol,
-                                                       [np.asarray(w) for w in weights] if weights else None))
+            parameters = self.device._index([np.asarray(w) for w in weights]) if weights else None
+            self._bound = (weights, self.device._entry([self.artifact], self.symbol, parameters))
         return self._bound[1](*inputs)
 
 
