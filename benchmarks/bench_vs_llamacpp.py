@@ -70,7 +70,11 @@ def build_checkpoint(root: Path) -> Path:
         input=str(corpus), model_prefix=str(root / "sp"), vocab_size=2000, model_type="bpe", byte_fallback=True,
         hard_vocab_limit=False, bos_id=1, eos_id=2, unk_id=0, pad_id=-1, minloglevel=2)
     (directory / "tokenizer.model").write_bytes((root / "sp.model").read_bytes())
-    tokenizer = transformers.LlamaTokenizer(vocab_file=str(directory / "tokenizer.model"))
+    # from_pretrained reads tokenizer.model; transformers 5's `LlamaTokenizer(vocab_file=...)` ignores the file and
+    # builds an empty vocabulary (every text -> no ids). add_bos_token: the tokenizer.json hetagent reads adds BOS.
+    tokenizer = transformers.LlamaTokenizer.from_pretrained(directory, add_bos_token=True)
+    if len(tokenizer) != 2000:
+        sys.exit(f"the tokenizer built from {directory / 'tokenizer.model'} has {len(tokenizer)} tokens, not 2000")
     tokenizer.save_pretrained(directory)
     torch.manual_seed(0)
     config = transformers.LlamaConfig(**CONFIG)
@@ -82,6 +86,8 @@ def build_checkpoint(root: Path) -> Path:
 def prompt_ids(tokenize) -> list[int]:
     """The first PROMPT_TOKENS tokens of the corpus (repeated if short), BOS first."""
     ids = tokenize(corpus_text())
+    if len(ids) < 2 or ids[0] != CONFIG["bos_token_id"]:  # else the doubling below never ends
+        sys.exit(f"the checkpoint's tokenizer turned the corpus into {ids[:8]}: expected BOS then tokens")
     while len(ids) < PROMPT_TOKENS:
         ids = ids + ids
     return ids[:PROMPT_TOKENS]
@@ -98,7 +104,7 @@ def convert(directory: Path, script: Path) -> Path:
 
 def hetagent_figures(root: Path, work: Path, prompt: str) -> dict:
     from hetagent.backend import Registry
-    from hetagent.compiler import Plan
+    from hetagent.plan import Plan
     from hetagent.compiler.cache import CompileCache
     from hetagent.runtime.engine import EngineOptions, Request
     from hetagent.runtime.run import new_run_id, prepare, run_prepared
@@ -108,36 +114,44 @@ def hetagent_figures(root: Path, work: Path, prompt: str) -> dict:
     registry = Registry.load(["cpu"])
     plan = Plan.from_dict({"placements": {"answer.decode": {"device": "host-cpu", "batch": 1}}}, source="bench")
     cache = CompileCache()
+    start = time.perf_counter()
     prepared = prepare(agent, registry=registry, plan=plan, model_dir=root, cache=cache)
+    compile_s = time.perf_counter() - start  # exports and IREE compiles of its kernels, unless the cache has them
     # one request at a time (arrivals further apart than a request lasts): a gap is a decode step, nothing else
     requests = [Request(i, {"query": prompt}, 6.0 * i, seed=i) for i in range(3)]
     # the prefix cache off: the same prompt three times would otherwise prefill only its last token after the first
-    options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root), prefix_cache_mb=0)
+    options = EngineOptions(run_id=new_run_id(), cache_dir=str(cache.root), model_dir=str(root), prefix_cache_mb=0)
     result = run_prepared(prepared, requests, registry=registry, options=options)
     assert [r.status for r in result.records] == ["ok"] * len(requests), [r.error for r in result.records]
     prefill = next(o for o in result.ops if o["kind"] == "llm.prefill")
     return {"decode_step_s": statistics.median(g for r in result.records for g in r.gaps),
-            "prefill_s": prefill["run_ms_p50"] / 1000, "prompt_tokens": [r.prompt_tokens for r in result.records]}
+            "prefill_s": prefill["run_ms_p50"] / 1000, "prompt_tokens": [r.prompt_tokens for r in result.records],
+            "compile_s": compile_s}
 
 
 def llamacpp_figures(gguf: Path, ids: list[int]) -> dict:
+    import llama_cpp
     import numpy as np
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(gguf), n_ctx=1024, n_batch=PROMPT_TOKENS, n_ubatch=PROMPT_TOKENS, n_threads=CORES,
                 n_threads_batch=CORES, verbose=False)
+
+    def logits():  # the last evaluated token's: with logits_all off, Llama.eval leaves Llama.scores unwritten
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits(llm.ctx), shape=(llm.n_vocab(),)).copy()
+
     prefills = []
     for _ in range(3):
         llm.reset()
         start = time.perf_counter()
         llm.eval(ids)
+        last = logits()
         prefills.append(time.perf_counter() - start)
-    last = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
-    steps = []
+    steps, token = [], int(np.argmax(last))
     for _ in range(NEW_TOKENS):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
         start = time.perf_counter()
         llm.eval([token])
+        token = int(np.argmax(logits()))
         steps.append(time.perf_counter() - start)
     return {"decode_step_s": statistics.median(steps), "prefill_s": statistics.median(prefills), "last_logits": last}
 

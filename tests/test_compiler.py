@@ -77,22 +77,17 @@ def kernel(manifest, function: str, device: str = "host-cpu") -> dict:
 
 
 class IreeKernel:
-    """A compiled cpu kernel loaded on IREE's local-task driver, weights resident on the device."""
+    """A compiled cpu kernel through the cpu backend's kernel runner (IREE local-sync): the weights, passed after
+    the inputs, are bound as the artifact's IREE parameters."""
 
     def __init__(self, path, entry: dict, weights: dict):
-        import iree.runtime as rt
+        from hetagent.backend.iree import kernel_runner
 
-        config = rt.Config("local-task")
-        module = rt.VmModule.copy_buffer(config.vm_instance, path.read_bytes())
-        self.function = rt.SystemContext(vm_modules=[module], config=config).modules.module[entry["symbol"]]
-        self.device = config.device
-        self.weights = [rt.asdevicearray(config.device, weights[name].numpy()) for name in entry["signature"]["weights"]]
+        self.run = kernel_runner(path, entry["symbol"], "host-cpu")
+        self.weights = [weights[name].numpy() for name in entry["signature"]["weights"]]
 
     def __call__(self, *inputs):
-        import iree.runtime as rt
-
-        results = self.function(*[rt.asdevicearray(self.device, x.numpy()) for x in inputs], *self.weights)
-        return [np.asarray(r) for r in (results if isinstance(results, (list, tuple)) else [results])]
+        return list(self.run(*[x.numpy() for x in inputs], *self.weights))
 
 
 def relative_error(got, want) -> float:
@@ -111,7 +106,7 @@ def test_cpu_build_manifest(cpu_build):
     assert functions == ["decode", "embed", "extend", "prefill"]
     for entry in manifest["kernels"]:
         assert (out / entry["artifact"]["file"]).stat().st_size == entry["artifact"]["bytes"] > 0
-        assert entry["pipeline"]["stages"] == ["torch-to-linalg", "iree-llvm-cpu"]
+        assert entry["pipeline"]["stages"] == ["weights-as-parameters", "torch-to-linalg", "iree-llvm-cpu"]
         assert entry["pipeline"]["target_options"]["target_cpu"]
     ops = {o["name"] or o["op"]: o for o in manifest["ops"]}
     assert ops["answer.prefill"]["kernel"] == "tiny_llama_prefill_fp32_b1_t64_s128"
@@ -262,6 +257,9 @@ def test_hetagent_compile_the_example_agents(cached_cli, tmp_path):
 
     import iree.runtime as rt
 
+    from hetagent.backend.functions import PARAMETER_SCOPE
+    from hetagent.models.weight_names import weight_shapes
+
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"placements": {"answer.prefill": {"device": "h100-sxm"}, "answer.decode": {"device": "mi300x"}}}))
     for example in ("voice_agent.mlir", "rag_qa.mlir"):
@@ -281,10 +279,15 @@ def test_hetagent_compile_the_example_agents(cached_cli, tmp_path):
         assert {("cuda", "prefill"), ("rocm", "decode")} <= devices
         for entry in manifest["kernels"]:
             assert (out / entry["artifact"]["file"]).stat().st_size > 0
-            if entry["backend"] == "cpu":
+            if entry["backend"] == "cpu":  # its weights are IREE parameters: bind zeros of their shapes
                 config = rt.Config("local-sync")
+                index = rt.ParameterIndex()
+                for i, shape in enumerate(weight_shapes(card(entry["function"]["model"])).values()):
+                    index.add_buffer(str(i), np.zeros(shape, np.float32))
+                parameters = rt.create_io_parameters_module(config.vm_instance, index.create_provider(scope=PARAMETER_SCOPE))
                 module = rt.VmModule.copy_buffer(config.vm_instance, (out / entry["artifact"]["file"]).read_bytes())
-                context = rt.SystemContext(vm_modules=[module], config=config)  # loads the executables on the CPU
+                # loads the executables on the CPU and runs the initializer (packing the weights)
+                context = rt.SystemContext(vm_modules=[parameters, module], config=config)
                 assert entry["symbol"] in context.modules.module.vm_module.function_names
 
 

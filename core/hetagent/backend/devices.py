@@ -56,13 +56,27 @@ class KernelDevice(ABC):
         return self._functions[kernel.symbol]
 
     def weights(self, kernel: KernelRef) -> list:
+        """The weights a call passes after the kernel's inputs, on the device, uploaded once per model; none for
+        a kernel that binds them when it is loaded (`binds_weights`)."""
+        if self.binds_weights(kernel):
+            return []
         model, dtype = kernel.function["model"], kernel.function["dtype"]
         if (model, dtype) not in self._weights:
-            model_dir = Path(self.context.model_dir) if self.context.model_dir else None
-            source = prepare_weights(model, dtype, model_dir=model_dir, cache_dir=Path(self.context.cache_dir))
-            arrays = load_weights(model, source, dtype)
-            self._weights[(model, dtype)] = [self.upload(arrays[name]) for name in kernel.weights]
+            self._weights[(model, dtype)] = [self.upload(array) for array in self.host_weights(kernel)]
         return self._weights[(model, dtype)]
+
+    def binds_weights(self, kernel: KernelRef) -> bool:
+        """Whether the loaded kernel holds its weights itself (IREE parameters) rather than taking them per call."""
+        return False
+
+    def host_weights(self, kernel: KernelRef) -> list[np.ndarray]:
+        """The kernel's weights as host arrays, in its signature's order (read from the checkpoint, or the
+        deterministic random weights of a built-in model)."""
+        model, dtype = kernel.function["model"], kernel.function["dtype"]
+        model_dir = Path(self.context.model_dir) if self.context.model_dir else None
+        source = prepare_weights(model, dtype, model_dir=model_dir, cache_dir=Path(self.context.cache_dir))
+        arrays = load_weights(model, source, dtype)
+        return [arrays[name] for name in kernel.weights]
 
 
 def runner_context(device: str) -> WorkerContext:

@@ -19,6 +19,8 @@ from hetagent.models.card import ModelCard
 from hetagent.models.catalog import card
 
 FUNCTION_ATTR = "hetagent.function"
+# IREE parameters: weight i of a kernel's signature is key "i" of this scope (`weights_as_parameters`)
+PARAMETER_SCOPE = "weights"
 
 
 @dataclass(frozen=True)
@@ -120,3 +122,48 @@ def export_program(fn: ModelFunction):
         args = [torch.empty(shape, dtype=kind) for shape, kind in inputs]
         args += [torch.empty(shape, dtype=dtype) for shape in shapes.values()]
         return torch.export.export(Function(), tuple(args))
+
+
+def _builtin_tensor(vtensor: ir.Type) -> str:
+    """`!torch.vtensor<[32000,768],f32>` -> `tensor<32000x768xf32>`."""
+    shape, dtype = re.fullmatch(r"!torch\.vtensor<\[([0-9,]*)\],(\w+)>", str(vtensor)).groups()
+    return f"tensor<{shape.replace(',', 'x')}x{dtype}>"
+
+
+def weights_as_parameters(module: ir.Module) -> ir.Module:
+    """A kernel module (torch dialect) whose model function's weights are IREE parameter globals rather than
+    arguments: the function takes only its inputs and loads weight i from `#stream.parameter.named<"weights"::"i">`,
+    which the runtime binds when it loads the artifact (`hetagent.backend.iree`). What depends on a weight only
+    (data tiling's packing of it) is then hoisted into the module's initializer and runs once, at load, instead of
+    on every call. A module without a model function (a hand-written kernel) is returned as it is."""
+    from hetagent.ir.module import functions
+
+    kernels = [op for op in functions(module).values() if FUNCTION_ATTR in op.attributes]
+    if not kernels:
+        return module
+    fn = kernel_function(module)
+    (func,) = kernels
+    inputs = len(fn.signature(card(fn.model))["inputs"])
+    signature = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
+    types, results = [str(t) for t in signature.inputs], [str(t) for t in signature.results]
+    weights = [_builtin_tensor(t) for t in signature.inputs[inputs:]]
+    with module.context:
+        func.attributes["sym_name"] = ir.StringAttr.get(f"{fn.symbol}_with_weights")
+        func.attributes["sym_visibility"] = ir.StringAttr.get("private")  # IREE inlines it into the entry point
+    lines = [f'util.global private @{fn.symbol}_w{i} = #stream.parameter.named<"{PARAMETER_SCOPE}"::"{i}"> : {t}'
+             for i, t in enumerate(weights)]
+    arguments = ", ".join(f"%a{i}: {t}" for i, t in enumerate(types[:inputs]))
+    lines.append(f"func.func @{fn.symbol}({arguments}) -> ({', '.join(results)}) {{")
+    operands = [f"%a{i}" for i in range(inputs)]
+    for i, tensor in enumerate(weights):
+        lines.append(f"  %g{i} = util.global.load @{fn.symbol}_w{i} : {tensor}")
+        lines.append(f"  %t{i} = torch_c.from_builtin_tensor %g{i} : {tensor} -> {types[inputs + i]}")
+        operands.append(f"%t{i}")
+    lines.append(f"  %r:{len(results)} = func.call @{fn.symbol}_with_weights({', '.join(operands)}) : "
+                 f"({', '.join(types)}) -> ({', '.join(results)})")
+    lines.append(f"  return {', '.join(f'%r#{i}' for i in range(len(results)))} : {', '.join(results)}\n}}")
+    with module.context:
+        entry = ir.Module.parse("module {\n" + "\n".join(lines) + "\n" + str(func) + "\n}")
+        entry.body.operations[len(weights)].attributes[FUNCTION_ATTR] = func.attributes[FUNCTION_ATTR]
+    del entry.body.operations[-1].attributes[FUNCTION_ATTR]
+    return entry

@@ -14,6 +14,7 @@ position — and never silently takes another: a device that is not there is an 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from hetagent.backend.devices import KernelDevice, device_runner, runner_context
 from hetagent.backend.executor import KernelRef, WorkerContext
+from hetagent.backend.functions import PARAMETER_SCOPE, ModelFunction
 from hetagent.errors import HetagentError
 
 
@@ -63,7 +65,8 @@ def select_device(available: list[dict], *, driver_name: str, index: int | None,
 
 
 class IreeDevice(KernelDevice):
-    """A worker's device through one IREE HAL driver: kernels loaded once, weights uploaded once and resident."""
+    """A worker's device through one IREE HAL driver: kernels loaded once, weights bound (as parameters) or
+    uploaded once, and resident."""
 
     def __init__(self, context: WorkerContext, driver_name: str):
         import iree.runtime as rt
@@ -82,11 +85,46 @@ class IreeDevice(KernelDevice):
             self.config = rt.Config(device=hal.create_device(entry["device_id"]))
         else:
             self.config = rt.Config(driver_name)
+        self._bound: set[str] = set()  # kernels that bind their weights as parameters
+        self._parameters: dict[tuple[str, str], object] = {}  # (model, dtype) -> its ParameterIndex
         self.preload()
 
     def load(self, kernel: KernelRef):
-        module = self._rt.VmModule.copy_buffer(self.config.vm_instance, Path(kernel.artifact).read_bytes())
-        return self._rt.SystemContext(vm_modules=[module], config=self.config).modules.module[kernel.symbol]
+        """The kernel's entry point. An artifact whose entry takes only the function's inputs binds its weights as
+        IREE parameters (`hetagent.backend.functions.weights_as_parameters`): they are bound here, from host
+        arrays, and the module's initializer (packing them for data-tiled matmuls) runs once, now."""
+        artifact = self._rt.VmModule.copy_buffer(self.config.vm_instance, Path(kernel.artifact).read_bytes())
+        arity = entry_arity(artifact, kernel.symbol)
+        if not kernel.function:  # a kernel runner's: the caller passes every array, weights last
+            return _BindOnCall(self, artifact, kernel.symbol, arity)
+        inputs = len(ModelFunction(**kernel.function).signature(self.card(kernel))["inputs"])
+        if arity == inputs + len(kernel.weights):
+            return self._entry([artifact], kernel.symbol)
+        if arity != inputs:
+            raise HetagentError(f"{kernel.artifact}: @{kernel.symbol} takes {arity} arguments; a "
+                                f"{kernel.function['function']} kernel takes {inputs} inputs, then its "
+                                f"{len(kernel.weights)} weights unless it binds them as parameters")
+        self._bound.add(kernel.symbol)
+        model = (kernel.function["model"], kernel.function["dtype"])
+        if model not in self._parameters:  # one index per model: its kernels share the host arrays
+            self._parameters[model] = self._index(self.host_weights(kernel))
+        return self._entry([artifact], kernel.symbol, self._parameters[model])
+
+    def binds_weights(self, kernel: KernelRef) -> bool:
+        return kernel.symbol in self._bound
+
+    def _index(self, weights: list[np.ndarray]):
+        """Weight i as parameter "i" (`spec/compiler.md`, kernel signatures); the index keeps the arrays alive."""
+        index = self._rt.ParameterIndex()
+        for i, array in enumerate(weights):
+            index.add_buffer(str(i), np.ascontiguousarray(array))
+        return index
+
+    def _entry(self, modules: list, symbol: str, parameters=None):
+        if parameters is not None:
+            provider = parameters.create_provider(scope=PARAMETER_SCOPE)
+            modules = [self._rt.create_io_parameters_module(self.config.vm_instance, provider), *modules]
+        return self._rt.SystemContext(vm_modules=modules, config=self.config).modules.module[symbol]
 
     def upload(self, array: np.ndarray):
         return self._rt.asdevicearray(self.config.device, array)
@@ -94,6 +132,32 @@ class IreeDevice(KernelDevice):
     def to_host(self, array) -> np.ndarray:
         # explicit: an array this device uploaded refuses numpy's implicit transfer
         return np.array(array.to_host()) if hasattr(array, "to_host") else np.asarray(array)
+
+
+def entry_arity(module, symbol: str) -> int:
+    """How many arguments the artifact's entry point takes: its VM calling convention (`0rrr_rr`: version, one
+    letter per argument, `_`, one per result), which the runtime's Python binding shows only in the repr."""
+    found = re.search(r"\(0(\w*?)_\w*\)", repr(module.lookup_function(symbol)))
+    if found is None:
+        raise HetagentError(f"cannot read the calling convention of @{symbol} from {module.lookup_function(symbol)!r}")
+    return len(found.group(1))
+
+
+class _BindOnCall:
+    """A kernel runner's entry point: the arrays past the entry's arity are the weights, bound as parameters
+    (the context is built again only when other weight arrays are passed)."""
+
+    def __init__(self, device: IreeDevice, artifact, symbol: str, arity: int):
+        self.device, self.artifact, self.symbol, self.arity = device, artifact, symbol, arity
+        self._bound: tuple | None = None
+
+    def __call__(self, *arrays):
+        inputs, weights = arrays[: self.arity], arrays[self.arity :]
+        if self._bound is None or len(self._bound[0]) != len(weights) or any(
+                a is not b for a, b in zip(self._bound[0], weights)):
+            parameters = self.device._index([np.asarray(w) for w in weights]) if weights else None
+            self._bound = (weights, self.device._entry([self.artifact], self.symbol, parameters))
+        return self._bound[1](*inputs)
 
 
 def kernel_runner(artifact: str | Path, symbol: str, device: str, *, driver_name: str = "local-sync"):
