@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hetagent.hardware.machine_load import load_warning
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "core"))
 
@@ -167,9 +169,9 @@ def main() -> None:
             print(f"  {variant:18s} batch 1 {f['step_ms_p50'][1]:7.3f} ms ({base[1] / f['step_ms_p50'][1]:.2f}x), "
                   f"batch 16 {f['step_ms_p50'][16]:7.3f} ms ({base[16] / f['step_ms_p50'][16]:.2f}x) -> batch16/batch1 "
                   f"{f['batch16_over_batch1']:.2f}x (from minima {f['batch16_over_batch1_min']:.2f}x)   (target >= 4x)")
-    if max(figures["load_average"], figures["load_average_end"]) > 0.5 * cores:
-        print(f"warning: load average {figures['load_average']:.1f} -> {figures['load_average_end']:.1f} on {cores} "
-              "cores: wall times are not representative")
+    warning = load_warning(figures["load_average"], figures["load_average_end"], "wall times")
+    if warning:
+        print(f"warning: {warning}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from hetagent.hardware.machine_load import load_warning
+
 AGENT = """"agent.graph"() ({
   %q = "input.query"() : () -> !agent.text
   %a = "llm.call"(%q) {model = "MODEL", input_tokens = 64 : i64, output_tokens = TOKENS : i64, name = "answer"}
@@ -199,9 +201,9 @@ def main() -> None:
     print(f"orchestration overhead per op, p50: {figures['overhead_us_p50']:.0f} µs   (target <= 100 µs); "
           f"idle round trip of a trivial op, both legs: {figures['idle_round_trip_us_p50']:.0f} µs")
     print(f"decode throughput batch 16 / batch 1: {figures['batch16_over_batch1']:.1f}x   (target >= 4x)")
-    if max(figures["load_average_start"], figures["load_average_end"]) > 0.5 * CORES:
-        print(f"warning: load average {figures['load_average_start']:.1f} -> {figures['load_average_end']:.1f} on "
-              f"{CORES} cores: other processes competed, the figures are not representative")
+    warning = load_warning(figures["load_average_start"], figures["load_average_end"], "the figures")
+    if warning:
+        print(f"warning: {warning}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hetagent.hardware.machine_load import load_warning
+
 ROOT = Path(__file__).resolve().parent.parent
 CORES = len(os.sched_getaffinity(0))
 NAME = "bench-llama"
@@ -196,9 +198,9 @@ def main() -> None:
     print(f"prefill of {PROMPT_TOKENS} tokens: hetagent {ours['prefill_s'] * 1e3:.0f} ms, llama.cpp "
           f"{theirs['prefill_s'] * 1e3:.0f} ms = {figures['prefill_speed_vs_llamacpp']:.2f}x (target >= 0.8x)")
     print(f"same model: llama.cpp's last-position logits vs transformers', max relative error {logit_error:.1e}")
-    if max(load_start, figures["load_average_end"]) > 0.5 * CORES:
-        print(f"warning: load average {load_start:.1f} -> {figures['load_average_end']:.1f} on {CORES} cores: other "
-              f"processes competed, the figures are not representative")
+    warning = load_warning(load_start, figures["load_average_end"], "the figures")
+    if warning:
+        print(f"warning: {warning}")
 
 
 if __name__ == "__main__":
