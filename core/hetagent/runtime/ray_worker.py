@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import multiprocessing
 import os
 import socket
 import threading
@@ -24,6 +23,7 @@ import numpy as np
 from hetagent.backend.registry import Registry
 from hetagent.backend import kv_format
 from hetagent.backend.executor import Call
+from hetagent.runtime.channel import channel_pair
 from hetagent.runtime.worker import WorkerSpec, run_worker
 
 
@@ -45,7 +45,7 @@ class WorkerActor:
         """`device`: the device to find on this node (None: the host CPU, always there); `backends`, `versions`:
         the driver's."""
         self.run_id = spec.context.run_id
-        self.conn, loop_end = multiprocessing.Pipe()
+        self.conn, loop_end = channel_pair()
         self.waiting: dict[int, concurrent.futures.Future] = {}  # task -> its result message
         self.started: concurrent.futures.Future = concurrent.futures.Future()  # ("ready",) or ("broken", why)
         problem = _node_problem(device, backend, backends, versions)

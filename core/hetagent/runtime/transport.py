@@ -21,6 +21,7 @@ import selectors
 from typing import Any, Protocol
 
 from hetagent.backend.executor import Call
+from hetagent.runtime.channel import Channel, channel_pair
 from hetagent.runtime.layout import WorkerPlan
 from hetagent.runtime.worker import WorkerSpec, worker_main
 
@@ -83,12 +84,12 @@ class Waker:
 class _Process:
     __slots__ = ("conn", "process", "gone")
 
-    def __init__(self, conn, process):
+    def __init__(self, conn: Channel, process):
         self.conn, self.process, self.gone = conn, process, False
 
 
 class ProcessTransport:
-    """A worker process per worker on this node, spoken to through a pipe."""
+    """A worker process per worker on this node, spoken to through a channel (`channel.py`: two pipes)."""
 
     streams_tokens = True
 
@@ -100,7 +101,7 @@ class ProcessTransport:
         self._waker = Waker(self._selector)
 
     def spawn(self, plan: WorkerPlan, spec: WorkerSpec) -> _Process:
-        conn, child = self._mp.Pipe()
+        conn, child = channel_pair()
         process = self._mp.Process(target=worker_main, args=(child, spec), name=f"hetagent-{plan.name}", daemon=True)
         process.start()
         child.close()
@@ -131,14 +132,16 @@ class ProcessTransport:
             if handle.gone:
                 continue
             if key.fileobj is handle.conn:
-                # one message per readiness: the selector is level-triggered, so more waiting wake the next select
+                # one read: every complete message it holds (a partly read one stays buffered until the rest comes)
                 try:
                     events.append((handle, handle.conn.recv()))
+                    while handle.conn.pending():
+                        events.append((handle, handle.conn.recv()))
                 except (EOFError, OSError):
                     continue  # the process ended; its sentinel reports it
             elif not handle.process.is_alive():
                 try:
-                    while handle.conn.poll():  # what it said before it died comes first
+                    while True:  # what it said before it died comes first; its end is closed, so this ends
                         events.append((handle, handle.conn.recv()))
                 except (EOFError, OSError):
                     pass

@@ -6,7 +6,8 @@ one step of every executor with joined sequences, then run the most urgent one-s
 compatible calls queued behind it (same op and kernel, up to the executor's batch). Results go back as
 `("done", task, values, token_times, queue_s, run_s, kv_s)` or `("failed", task, message, (), queue_s, run_s, 0.0)`: the
 `Outcome` taken apart, because the engine unpickles every result on the critical path, usually with its caches
-cold from the worker's kernels, and each class in a message costs it tens of µs there.
+cold from the worker's kernels, and each class in a message costs it tens of µs there; `token_times` goes as one
+`array("d")` rather than a float object per token.
 
 `("cancel", tasks)` drops those calls (the router no longer wants them: their request was cancelled): a queued one
 at once, a joined stepped one where its executor can let it go (`leave`); each dropped call is answered
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+from array import array
 import importlib
 import itertools
 import os
@@ -120,8 +122,8 @@ def run_worker(conn, spec: WorkerSpec) -> None:
             conn.send(("failed", call.task, f"{type(result).__name__}: {result}", (), started - queued, now - started,
                        0.0))
         else:
-            conn.send(("done", call.task, result.values, result.token_times, started - queued, now - started,
-                       result.kv_s))
+            conn.send(("done", call.task, result.values, array("d", result.token_times), started - queued,
+                       now - started, result.kv_s))
 
     def cancel(tasks: tuple[int, ...]) -> None:
         wanted = set(tasks)
@@ -141,7 +143,7 @@ def run_worker(conn, spec: WorkerSpec) -> None:
     inbox.register(conn, selectors.EVENT_READ)
     while True:
         busy = len(queue) > 0 or any(e.active() for e in stepped)
-        while inbox.select(0 if busy else None):
+        while conn.pending() or inbox.select(0 if busy else None):
             message = conn.recv()
             if message[0] == "stop":
                 return
