@@ -6,6 +6,7 @@ import pickle
 import selectors
 import struct
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -81,3 +82,18 @@ def test_an_end_passes_to_a_spawned_process_and_its_death_reads_as_end_of_stream
     process.join(30)
     with pytest.raises(EOFError):
         mine.recv()
+
+
+def test_a_never_blocking_end_keeps_what_the_pipe_cannot_take_until_flushed_in_order():
+    a, b = channel_pair()
+    a.never_block()
+    big = "x" * (3 << 20)  # more than the pipe holds
+    assert a.send(("big", big)) is False  # nobody reads yet: it returns at once, the rest kept
+    assert a.send(("after",)) is False  # behind it
+    got = []
+    reader = threading.Thread(target=lambda: got.extend([b.recv(), b.recv()]))
+    reader.start()
+    while not a.flush():  # as the transport does when the selector finds room
+        time.sleep(0.001)
+    reader.join(30)
+    assert got == [("big", big), ("after",)]

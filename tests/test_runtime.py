@@ -157,6 +157,39 @@ def test_a_pool_scales_up_and_down_without_loss(registry, cache_dir, agent_files
     assert busy == {"host-cpu:0", "host-cpu:0#1"}
 
 
+def test_sending_to_a_worker_that_reads_nothing_never_blocks_the_router(registry, cache_dir, agent_files):
+    """The router serves every worker: a call larger than the pipe holds, sent to a worker that is not reading
+    (stopped here; elsewhere busy sending the router a large result), must not block it. The channel keeps what
+    the pipe cannot take and the transport writes it once the worker reads again."""
+    import signal
+
+    from hetagent.backend.executor import Call
+    from hetagent.runtime.engine import LocalEngine
+
+    prepared = _prepare(agent_files["calculator"], registry, cache_dir)
+    node = next(n for n in prepared.program.nodes() if n.op == "data.transform")
+    texts = [f"call {i}: mail me at a{i}@example.com " * 60_000 for i in range(4)]  # ~2 MiB each; a pipe holds 1
+    with LocalEngine(prepared.program, prepared.workers, _options(cache_dir),
+                     kernels_of=prepared.kernels_of) as engine:
+        transport, handle = engine.transport, engine.workers[0].handle
+        calls = [Call(100 + i, -1, node.op, node.label, node.attrs, (text,), node.kernel, float("inf"), 0,
+                      sent=time.monotonic()) for i, text in enumerate(texts)]
+        os.kill(handle.process.pid, signal.SIGSTOP)
+        try:
+            sender = threading.Thread(target=lambda: [transport.send(handle, call) for call in calls], daemon=True)
+            sender.start()
+            sender.join(30)
+            blocked = sender.is_alive()
+        finally:
+            os.kill(handle.process.pid, signal.SIGCONT)
+        assert not blocked, "the router blocked sending to a worker that was not reading"
+        answers = {}
+        while len(answers) < len(calls):
+            answers.update({m[1]: m[2][0] for _, m in transport.poll(5.0) if m[0] == "done"})
+    assert [answers[100 + i] for i in range(4)] == [t.replace(f"a{i}@example.com", "[EMAIL]")
+                                                   for i, t in enumerate(texts)]
+
+
 def test_kv_format_round_trip():
     from hetagent.backend import kv_format
 

@@ -9,12 +9,17 @@ message in two reads, and its duplex `Pipe` is a Unix socket.
 
 A frame is a 4-byte big-endian length, then the pickle. Reads are buffered: `recv` returns the next message,
 reading once when no complete one is buffered (so it blocks only while a message is partly written);
-`pending` says whether one is buffered, which a selector on the pipe cannot see. A channel pickles for
-`multiprocessing`'s spawn (its descriptors passed to the child), like a `Connection`.
+`pending` says whether one is buffered, which a selector on the pipe cannot see. Sends block until the pipe has
+taken the message, except on an end made `never_block()` (the router's: it serves every worker, and a router
+blocked on one worker's full pipe while that worker blocks on the router's would wait for ever): there what the
+pipe cannot take now stays in the channel, `send` says so, and `flush` writes more once the pipe is writable.
+A channel pickles for `multiprocessing`'s spawn (its descriptors passed to the child), like a `Connection`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pickle
 import struct
@@ -23,26 +28,51 @@ from multiprocessing import reduction
 
 _LENGTH = struct.Struct("!I")
 _READ = 1 << 16  # bytes per read: most messages are far smaller; a larger one takes several
+# Each pipe holds this much unread (the most Linux allows an unprivileged process by default; a pipe's own
+# default is 64 KiB): fewer results wait in the channel for the router to drain the pipe.
+_PIPE_BYTES = 1 << 20
 
 
 class Channel:
     """One end: reads messages from `inbox` (a pipe's read descriptor), writes them to `outbox` (another's write
     descriptor). `fileno()` is the inbox, for selectors."""
 
-    __slots__ = ("_inbox", "_outbox", "_buffer")
+    __slots__ = ("_inbox", "_outbox", "_buffer", "_unsent")
 
     def __init__(self, inbox: int, outbox: int):
         self._inbox, self._outbox = inbox, outbox
-        self._buffer = bytearray()
+        self._buffer = bytearray()  # read, not yet returned
+        self._unsent = bytearray()  # sent, not yet taken by the pipe (a `never_block` end)
 
     def fileno(self) -> int:
         return self._inbox
 
-    def send(self, message) -> None:
+    @property
+    def outbox(self) -> int:
+        """The descriptor sends go to: a selector's to watch for room when `send` could not write everything."""
+        return self._outbox
+
+    def never_block(self) -> None:
+        """Make `send` return at once whatever the pipe can take; the rest waits for `flush`."""
+        os.set_blocking(self._outbox, False)
+
+    def send(self, message) -> bool:
+        """Send a message; whether the pipe took all of it (always, unless `never_block`)."""
         payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-        view = memoryview(_LENGTH.pack(len(payload)) + payload)
-        while view:  # a write to a pipe may be partial once the message outgrows the pipe's buffer
-            view = view[os.write(self._outbox, view):]
+        self._unsent += _LENGTH.pack(len(payload))
+        self._unsent += payload
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Write what waits to be sent, as much as the pipe takes now on a `never_block` end; whether all went."""
+        unsent = self._unsent
+        while unsent:  # a write may be partial once a message outgrows what the pipe holds
+            try:
+                written = os.write(self._outbox, unsent)
+            except BlockingIOError:
+                return False
+            del unsent[:written]
+        return True
 
     def pending(self) -> bool:
         """Whether a complete message is buffered (read already, not yet returned)."""
@@ -82,4 +112,7 @@ def channel_pair() -> tuple[Channel, Channel]:
     """Two connected ends: what one sends, the other receives."""
     a_in, b_out = os.pipe()
     b_in, a_out = os.pipe()
+    for fd in (b_out, a_out):
+        with contextlib.suppress(OSError):  # a lower system limit: the pipe keeps its default size
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
     return Channel(a_in, a_out), Channel(b_in, b_out)

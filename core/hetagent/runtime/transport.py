@@ -82,10 +82,11 @@ class Waker:
 
 
 class _Process:
-    __slots__ = ("conn", "process", "gone")
+    __slots__ = ("conn", "process", "gone", "full")
 
     def __init__(self, conn: Channel, process):
         self.conn, self.process, self.gone = conn, process, False
+        self.full = False  # its pipe took less than we sent: the selector watches it for room
 
 
 class ProcessTransport:
@@ -102,6 +103,7 @@ class ProcessTransport:
 
     def spawn(self, plan: WorkerPlan, spec: WorkerSpec) -> _Process:
         conn, child = channel_pair()
+        conn.never_block()  # `send` must not block: the router serves every worker
         process = self._mp.Process(target=worker_main, args=(child, spec), name=f"hetagent-{plan.name}", daemon=True)
         process.start()
         child.close()
@@ -111,16 +113,18 @@ class ProcessTransport:
         return handle
 
     def send(self, handle: _Process, call: Call) -> None:
-        try:
-            handle.conn.send(("call", call))
-        except OSError:
-            pass  # the worker is dead: its sentinel fires and `poll` reports it lost
+        self._send(handle, ("call", call))
 
     def cancel(self, handle: _Process, tasks: tuple[int, ...]) -> None:
+        self._send(handle, ("cancel", tasks))
+
+    def _send(self, handle: _Process, message: tuple) -> None:
         try:
-            handle.conn.send(("cancel", tasks))
+            if not handle.conn.send(message) and not handle.full:  # `poll` writes the rest once there is room
+                handle.full = True
+                self._selector.register(handle.conn.outbox, selectors.EVENT_WRITE, handle)
         except OSError:
-            pass
+            pass  # the worker is dead: its sentinel fires and `poll` reports it lost
 
     def poll(self, timeout: float) -> list[tuple[_Process, tuple]]:
         events = []
@@ -139,6 +143,12 @@ class ProcessTransport:
                         events.append((handle, handle.conn.recv()))
                 except (EOFError, OSError):
                     continue  # the process ended; its sentinel reports it
+            elif key.fd == handle.conn.outbox:  # room in a pipe that was full
+                try:
+                    if handle.conn.flush():
+                        self._unwatch(handle)
+                except OSError:
+                    self._unwatch(handle)  # the process ended; its sentinel reports it
             elif not handle.process.is_alive():
                 try:
                     while True:  # what it said before it died comes first; its end is closed, so this ends
@@ -177,8 +187,14 @@ class ProcessTransport:
         self._selector.close()
         self._waker.close()
 
+    def _unwatch(self, handle: _Process) -> None:
+        if handle.full:
+            handle.full = False
+            self._selector.unregister(handle.conn.outbox)
+
     def _forget(self, handle: _Process) -> None:
         handle.gone = True
+        self._unwatch(handle)
         self._selector.unregister(handle.conn)
         self._selector.unregister(handle.process.sentinel)
         handle.conn.close()
