@@ -357,7 +357,8 @@ class Engine:
         predicted = self._predicted_e2e(inflight) if self.options.admission == "sla" and inflight else None
         if predicted is not None and predicted * 1000 > ADMIT_SLA_SHARE * sla_ms:
             return Rejection("sla", f"rejected by admission control: predicted end-to-end {predicted * 1000:.0f} ms "
-                                    f"exceeds the SLA of {sla_ms:.0f} ms ({inflight} requests in flight)")
+                                    f"exceeds {ADMIT_SLA_SHARE:.0%} of the SLA of {sla_ms:.0f} ms, the most it admits "
+                                    f"({inflight} requests in flight)")
         return None
 
     def cancel(self, request: int, reason: str = "cancelled by the caller") -> None:
@@ -374,17 +375,10 @@ class Engine:
         self._end(live)
 
     def _predicted_e2e(self, inflight: int) -> float | None:
-        """A new request's end-to-end time by Little's law: behind `inflight` others it ends after about
-        (inflight + 1) / departure rate. The rate is measured at the present load, so batching and queueing are in
-        it once (a running mean times a load factor counts the queue twice and turns away requests that would
-        make it). Until three requests have ended within RATE_WINDOW_S: the running mean of end-to-end times."""
         horizon = time.monotonic() - RATE_WINDOW_S
         while self._departures and self._departures[0] < horizon:
             self._departures.popleft()
-        span = self._departures[-1] - self._departures[0] if len(self._departures) >= 3 else 0.0
-        if span > 0:
-            return (inflight + 1) * span / (len(self._departures) - 1)
-        return self._e2e_mean
+        return predict_e2e(inflight, self._departures, self._e2e_mean)
 
     def execute(self, node: Node, inputs: list[tuple]) -> list[tuple]:
         """Run one op on each input tuple, outside any request graph (`hetagent index`, benchmarks); the values
@@ -657,6 +651,20 @@ class LocalEngine(Engine):
     def __init__(self, program: Program, workers: list[WorkerPlan], options: EngineOptions,
                  kernels_of: Callable[[WorkerPlan], tuple] | None = None):
         super().__init__(program, workers, options, kernels_of, transport=ProcessTransport())
+
+
+def predict_e2e(inflight: int, departures, mean_e2e: float | None) -> float | None:
+    """A new request's end-to-end time, arriving behind `inflight` others: (inflight + 1) / μ, its expected time
+    in a single server of capacity μ (M/M/1) that it finds holding `inflight` requests. μ is what the
+    requests that ended (`departures`, their end times, oldest first) show: their rate λ plus 1 / their mean
+    end-to-end time T, since T = 1 / (μ - λ). Saturated, T is long and μ is the departure rate itself; below
+    capacity, requests depart at the rate they arrive, and the rate alone would take that for the capacity and
+    predict (inflight + 1) arrival gaps for a request that takes about T. Until three requests have ended: T."""
+    span = departures[-1] - departures[0] if len(departures) >= 3 else 0.0
+    if span <= 0:
+        return mean_e2e
+    capacity = (len(departures) - 1) / span + (1 / mean_e2e if mean_e2e else 0.0)
+    return (inflight + 1) / capacity
 
 
 def _pool_of(worker: str) -> str:
