@@ -94,10 +94,8 @@ class Channel:
 
     def close(self) -> None:
         for fd in (self._inbox, self._outbox):
-            try:
+            with contextlib.suppress(OSError):  # closed already
                 os.close(fd)
-            except OSError:
-                pass
 
     def __reduce__(self):
         # passed to a spawned process: its descriptors are duplicated into the child, as a Connection's are

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-from array import array
 import importlib
 import itertools
 import os
@@ -33,6 +32,7 @@ import selectors
 import signal
 import time
 import traceback
+from array import array
 from dataclasses import dataclass
 
 from hetagent.backend.executor import Call, WorkerContext
