@@ -128,19 +128,6 @@ def test_admission_predicts_from_capacity_not_from_the_arrival_rate():
     assert predict_e2e(3, 0.0, None) is None  # nothing has ended yet
 
 
-def test_the_time_average_of_requests_in_flight_starts_from_the_first_count():
-    from hetagent.runtime.engine import TimeAverage
-
-    inflight = TimeAverage(5.0)
-    assert inflight.mean() == 0.0
-    inflight.set(3)  # a burst as the run starts: not averaged with the idle time before it
-    assert inflight.mean() == pytest.approx(3.0)
-    time.sleep(0.05)
-    inflight.set(1)
-    time.sleep(0.05)
-    assert 1.0 < inflight.mean() < 3.0
-
-
 def test_admission_control_rejects_clearly_and_loses_nothing(registry, cache_dir, agent_files):
     prepared = _prepare(agent_files["calculator"], registry, cache_dir)
     result = _run(prepared, registry, cache_dir, _requests(3), max_inflight=1)

@@ -210,7 +210,7 @@ class Engine:
         self.plans = {plan.name: plan for plan in workers}  # worker plans by name: one pool of replicas each
         self._tasks = itertools.count()
         self._e2e_mean: float | None = None
-        self._inflight = TimeAverage(LOAD_WINDOW_S)  # requests in flight, averaged over time
+        self._inflight = _TimeAverage(LOAD_WINDOW_S)  # requests in flight, averaged over time
         self._direct: dict[int, tuple | str] = {}  # results of `execute` calls (values, or the error), by task
         self._prompts = prefix_routing.SentPrompts()  # what each worker's prefix cache likely holds
         self.on_finish: Callable[[RequestRecord], None] = lambda record: None
@@ -660,30 +660,19 @@ def predict_e2e(inflight: int, mean_inflight: float, mean_e2e: float | None) -> 
     return None if mean_e2e is None else mean_e2e * (inflight + 1) / (mean_inflight + 1)
 
 
-class TimeAverage:
-    """The time-weighted mean of a count over about the last `window` seconds (older time weighs exponentially
-    less), counted from the first `set`: a run's first seconds are not averaged with an idle past."""
+class _TimeAverage:
+    """The time-weighted mean of a count over about the last `window` seconds (exponentially decaying)."""
 
     def __init__(self, window: float):
-        self.window = window
-        self._count, self._since = 0, None  # None: never set, no past to average
-        self._area = self._time = 0.0  # the decayed integrals of count·dt and dt
+        self.window, self._mean, self._count, self._since = window, 0.0, 0, time.monotonic()
 
     def set(self, count: int) -> None:
         now = time.monotonic()
-        self._area, self._time = self._integrals(now)
-        self._count, self._since = count, now
+        self._mean, self._count, self._since = self.mean(now), count, now
 
-    def mean(self) -> float:
-        area, span = self._integrals(time.monotonic())
-        return area / span if span > 0 else float(self._count)
-
-    def _integrals(self, now: float) -> tuple[float, float]:
-        if self._since is None:
-            return 0.0, 0.0
-        decay = math.exp(-(now - self._since) / self.window)
-        held = self.window * (1 - decay)  # the decayed length of the interval the current count has held
-        return self._area * decay + self._count * held, self._time * decay + held
+    def mean(self, now: float | None = None) -> float:
+        elapsed = (time.monotonic() if now is None else now) - self._since
+        return self._count + (self._mean - self._count) * math.exp(-elapsed / self.window)
 
 
 def _pool_of(worker: str) -> str:
