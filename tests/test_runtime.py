@@ -119,13 +119,15 @@ def test_a_tool_timeout_fails_only_its_request(registry, cache_dir, agent_files)
 def test_admission_predicts_from_capacity_not_from_the_arrival_rate():
     from hetagent.runtime.engine import predict_e2e
 
-    # below capacity: requests take 0.8 s and, arriving at 1/s, find 0.8 others on average; one that finds 2 in
-    # flight takes about 1.3 s, not the 3 s of three departure gaps (which turned away requests that met their SLA)
-    assert predict_e2e(2, 0.8, 0.8) == pytest.approx(0.8 * 3 / 1.8)
-    assert predict_e2e(0, 0.8, 0.8) < 0.8  # one that finds the node empty: a service time, no queueing
-    # saturated (M/M/1 at capacity 1/s): requests take 10 s finding 9 on average; one finding 19 takes twice that
-    assert predict_e2e(19, 9.0, 10.0) == pytest.approx(20.0)
-    assert predict_e2e(3, 0.0, None) is None  # nothing has ended yet
+    # below capacity: requests end 1 s apart (as they arrive) and take 0.8 s each; one that finds 2 in flight
+    # takes about 1.2 s, not the 3 s of three departure gaps (which turned away requests that met their SLA)
+    gaps = [0.0, 1.0, 2.0, 3.0]
+    assert predict_e2e(2, gaps, 0.8) == pytest.approx(3 / (1.0 + 1 / 0.8))
+    assert predict_e2e(0, gaps, 0.8) < 0.8  # one that finds the node empty: a service time, no queueing
+    # saturated: requests take far longer than the gaps between them, and the departure rate is the capacity
+    assert predict_e2e(9, gaps, 1000.0) == pytest.approx(10 / (1.0 + 1e-3))
+    assert predict_e2e(3, [0.0, 1.0], 0.8) == 0.8  # fewer than three ended: the running mean
+    assert predict_e2e(3, [], None) is None
 
 
 def test_admission_control_rejects_clearly_and_loses_nothing(registry, cache_dir, agent_files):

@@ -26,9 +26,9 @@ Readers outside the engine (the server) use `snapshot()`, `take_ops()` and the c
 from __future__ import annotations
 
 import itertools
-import math
 import time
 import warnings
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -46,7 +46,7 @@ from hetagent.runtime.transport import ProcessTransport, Transport
 from hetagent.runtime.worker import WorkerSpec
 
 START_TIMEOUT_S = 180.0
-LOAD_WINDOW_S = 5.0  # admission averages the requests in flight over about this long
+RATE_WINDOW_S = 5.0  # admission measures the departure rate over the requests that ended this recently
 # Admission admits a request predicted to take at most this share of its SLA: the prediction is a mean, and a
 # request admitted right at the SLA misses it about half the time.
 ADMIT_SLA_SHARE = 0.7
@@ -210,7 +210,7 @@ class Engine:
         self.plans = {plan.name: plan for plan in workers}  # worker plans by name: one pool of replicas each
         self._tasks = itertools.count()
         self._e2e_mean: float | None = None
-        self._inflight = _TimeAverage(LOAD_WINDOW_S)  # requests in flight, averaged over time
+        self._departures: deque[float] = deque()  # when requests ended, the last RATE_WINDOW_S
         self._direct: dict[int, tuple | str] = {}  # results of `execute` calls (values, or the error), by task
         self._prompts = prefix_routing.SentPrompts()  # what each worker's prefix cache likely holds
         self.on_finish: Callable[[RequestRecord], None] = lambda record: None
@@ -344,7 +344,6 @@ class Engine:
             return record
         live = _Live(request, record, _Frame(self.program.body, (), None, None))
         self.live[request.id] = live
-        self._inflight.set(len(self.live))
         self._advance(live, live.top)
         return record
 
@@ -376,7 +375,10 @@ class Engine:
         self._end(live)
 
     def _predicted_e2e(self, inflight: int) -> float | None:
-        return predict_e2e(inflight, self._inflight.mean(), self._e2e_mean)
+        horizon = time.monotonic() - RATE_WINDOW_S
+        while self._departures and self._departures[0] < horizon:
+            self._departures.popleft()
+        return predict_e2e(inflight, self._departures, self._e2e_mean)
 
     def execute(self, node: Node, inputs: list[tuple]) -> list[tuple]:
         """Run one op on each input tuple, outside any request graph (`hetagent index`, benchmarks); the values
@@ -631,8 +633,9 @@ class Engine:
         self._end(live)
 
     def _end(self, live: _Live) -> None:
+        if live.record.status != "cancelled":  # its time in the engine says nothing of the rate requests are served
+            self._departures.append(live.record.end)
         self.live.pop(live.request.id, None)
-        self._inflight.set(len(self.live))
         self._release(live)
         self.on_finish(live.record)
 
@@ -650,29 +653,18 @@ class LocalEngine(Engine):
         super().__init__(program, workers, options, kernels_of, transport=ProcessTransport())
 
 
-def predict_e2e(inflight: int, mean_inflight: float, mean_e2e: float | None) -> float | None:
-    """A new request's end-to-end time, finding `inflight` others: the recent mean end-to-end time T, scaled by
-    (inflight + 1) / (L + 1) where L is the mean number an arrival found (the time-averaged requests in flight).
-    In a single server of capacity μ (M/M/1) a request that finds k takes (k + 1) / μ and the mean is
-    (L + 1) / μ, so this is that model with μ measured as (L + 1) / T. Saturated, it turns away what the queue
-    cannot absorb; below capacity it predicts about T, where (k + 1) / the departure rate (the arrival rate
-    there, not the capacity) turned away requests that met their SLA. None until a request has ended."""
-    return None if mean_e2e is None else mean_e2e * (inflight + 1) / (mean_inflight + 1)
-
-
-class _TimeAverage:
-    """The time-weighted mean of a count over about the last `window` seconds (exponentially decaying)."""
-
-    def __init__(self, window: float):
-        self.window, self._mean, self._count, self._since = window, 0.0, 0, time.monotonic()
-
-    def set(self, count: int) -> None:
-        now = time.monotonic()
-        self._mean, self._count, self._since = self.mean(now), count, now
-
-    def mean(self, now: float | None = None) -> float:
-        elapsed = (time.monotonic() if now is None else now) - self._since
-        return self._count + (self._mean - self._count) * math.exp(-elapsed / self.window)
+def predict_e2e(inflight: int, departures, mean_e2e: float | None) -> float | None:
+    """A new request's end-to-end time, arriving behind `inflight` others: (inflight + 1) / μ, its expected time
+    in a single server of capacity μ (M/M/1) that it finds holding `inflight` requests. μ is what the
+    requests that ended (`departures`, their end times, oldest first) show: their rate λ plus 1 / their mean
+    end-to-end time T, since T = 1 / (μ - λ). Saturated, T is long and μ is the departure rate itself; below
+    capacity, requests depart at the rate they arrive, and the rate alone would take that for the capacity and
+    predict (inflight + 1) arrival gaps for a request that takes about T. Until three requests have ended: T."""
+    span = departures[-1] - departures[0] if len(departures) >= 3 else 0.0
+    if span <= 0:
+        return mean_e2e
+    capacity = (len(departures) - 1) / span + (1 / mean_e2e if mean_e2e else 0.0)
+    return (inflight + 1) / capacity
 
 
 def _pool_of(worker: str) -> str:
