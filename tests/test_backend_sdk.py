@@ -90,6 +90,16 @@ def test_the_cpu_executor_is_the_same_layer_on_local_task(fake_runtime):
     assert not any(c[0] == "driver" for c in fake_runtime.calls)
 
 
+def test_a_cpu_worker_pinned_to_one_core_runs_kernels_inline_on_local_sync(fake_runtime):
+    """One core has no room for a task system: its worker thread would only take turns with the caller."""
+    from hetagent_cpu.executors import LLMExecutor
+
+    executor = LLMExecutor(context(device="host-cpu", cores=(1,)))
+    assert executor.device.driver is DRIVERS["local-sync"]
+    assert ("config", "local-sync", None) in fake_runtime.calls
+    assert not any(c[0] == "flags" for c in fake_runtime.calls)
+
+
 def test_unknown_hal_driver_is_an_error():
     from hetagent.backend import llm
 

@@ -33,9 +33,12 @@ def test_the_sustainable_rate_is_the_largest_feasible_one_within_the_bisection()
     assert host.sustainable_rate(lambda r: "plan", high=50.0) == 50.0
 
 
-def test_the_sla_is_the_agents_where_the_fastest_plan_meets_it_else_headroom_times_the_critical_path():
+def test_the_sla_is_the_agents_where_the_fastest_plan_meets_it_with_headroom_else_headroom_times_the_path():
+    sla, rule = host.derive_sla(0.9, 3.0)
+    assert sla == 3.0 and "agent's SLA of 3000 ms" in rule and "900 ms" in rule
+    # a critical path inside the agent's SLA but without the headroom: the run would queue past it
     sla, rule = host.derive_sla(1.2, 3.0)
-    assert sla == 3.0 and "agent's SLA of 3000 ms" in rule and "1200 ms" in rule
+    assert sla == pytest.approx(1.2 * host.HEADROOM) and "out of this host's reach" in rule
     sla, rule = host.derive_sla(5.0, 3.0)
     assert sla == pytest.approx(5.0 * host.HEADROOM)
     assert f"{host.HEADROOM:g} x the fastest plan's critical path (5000 ms)" in rule and "out of this host's reach" in rule

@@ -33,10 +33,13 @@ class Driver:
     name: str
     pinned: bool  # a worker owns one of several devices (GPUs); False: the host's task system
     threads_per_core: bool = False  # size the task system from the worker's pinned cores (host drivers)
+    # the driver a worker pinned to a single core runs instead: a task system there only hands each dispatch to a
+    # thread on that same core and wakes the caller back, so the two take turns (decode steps twice as slow)
+    one_core: str | None = None
 
 
 DRIVERS = {
-    "local-task": Driver("local-task", pinned=False, threads_per_core=True),
+    "local-task": Driver("local-task", pinned=False, threads_per_core=True, one_core="local-sync"),
     "local-sync": Driver("local-sync", pinned=False),
     "cuda": Driver("cuda", pinned=True),
     "hip": Driver("hip", pinned=True),
@@ -74,6 +77,8 @@ class IreeDevice(KernelDevice):
         super().__init__(context)
         self._rt = rt
         self.driver = driver(driver_name)
+        if self.driver.one_core and len(context.cores) == 1:
+            self.driver = driver(self.driver.one_core)
         if self.driver.threads_per_core:
             # one task-system worker per core this worker is pinned to: IREE would otherwise size its pool from
             # every core of the machine. IREE resets its threads' affinity; `worker_main` pins them afterwards.
@@ -84,7 +89,7 @@ class IreeDevice(KernelDevice):
                                   index=context.device_index, uuid=context.device_uuid)
             self.config = rt.Config(device=hal.create_device(entry["device_id"]))
         else:
-            self.config = rt.Config(driver_name)
+            self.config = rt.Config(self.driver.name)
         self._bound: set[str] = set()  # kernels that bind their weights as parameters
         self._parameters: dict[tuple[str, str], object] = {}  # (model, dtype) -> its ParameterIndex
         self.preload()

@@ -30,15 +30,15 @@ _CARDS = (
     # The speech stand-ins (hetagent_cpu.speech), as the planner sees them: stacks of their width with no attention
     # worth counting (one head; their MLP blocks carry the work). Small next to any fixed per-call cost.
     ModelCard(
-        name="tiny-stt", kind="stt", hidden_size=256, intermediate_size=256, num_layers=2, num_heads=1,
+        name="tiny-stt", kind="stt", hidden_size=256, intermediate_size=1024, num_layers=2, num_heads=1,
         num_kv_heads=1, vocab_size=256, max_position=2048, gated_mlp=False, bias=True, encoder_layers=2,
         encoder_positions=50, default_dtype="fp32",
-        source="hetagent_cpu.speech tiny-stt: 80 bands -> two residual MLP blocks of width 256 -> byte logits",
+        source="hetagent_cpu.speech tiny-stt: 80 bands -> two residual MLP blocks 256 -> 1024 -> 256 -> byte logits",
     ),
     ModelCard(
-        name="tiny-tts", kind="tts", hidden_size=128, intermediate_size=128, num_layers=2, num_heads=1,
+        name="tiny-tts", kind="tts", hidden_size=128, intermediate_size=512, num_layers=2, num_heads=1,
         num_kv_heads=1, vocab_size=256, max_position=2048, gated_mlp=False, bias=True, default_dtype="fp32",
-        source="hetagent_cpu.speech tiny-tts: byte embeddings of width 128 -> two residual MLP blocks -> 160 samples",
+        source="hetagent_cpu.speech tiny-tts: byte embeddings -> two MLP blocks 128 -> 512 -> 128 -> 160 samples",
     ),
     # A ~620 MB (fp32) Llama-architecture decoder with random weights: big enough that a decode step streams its
     # weights from DRAM rather than cache (benchmarks/bench_runtime.py's memory-bandwidth figure).

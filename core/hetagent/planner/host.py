@@ -6,8 +6,8 @@ name of the worker that will run it), a profile derived from the host's with `co
 bandwidth and TDP scaled by k/N (N: the host's cores) — its curves are the host calibration's, scaled the same way.
 Each class holds one device (`max_count = 1`), priced at k × the price book's per-core price of the host CPU.
 
-`plan_host` first fixes the SLA the run holds itself to, before anything runs: the agent's own SLA where a plan
-meets it on this host, else the fastest plan's critical path (at a trickle of requests) times `HEADROOM`. Then it
+`plan_host` first fixes the SLA the run holds itself to, before anything runs: the agent's own SLA where the fastest
+plan's critical path (at a trickle of requests) times `HEADROOM` meets it on this host, else that product. Then it
 finds the highest request rate whose plan still meets that SLA with every partition's load under the utilisation
 cap (bisection over the rate; the planner sizes the load and picks the batch, never larger than the rate fills),
 and plans at that rate. Each op's placement names its partition (`Placement.partition`), which `runtime.layout`
@@ -192,15 +192,17 @@ def plan_host(agent: str | Path, *, registry, count: int, cores: int, pricebook:
 
 
 def derive_sla(fastest_s: float, agent_sla_s: float | None) -> tuple[float, str]:
-    """The SLA a run holds itself to, and how it was derived: the agent's own where the fastest plan meets it on
-    this host, else `HEADROOM` times the fastest plan's critical path."""
-    if agent_sla_s is not None and fastest_s <= agent_sla_s:
-        return agent_sla_s, (f"the agent's SLA of {agent_sla_s * 1000:.0f} ms: the fastest plan's critical path "
-                             f"({fastest_s * 1000:.0f} ms) meets it on this host")
-    why = (f"the agent's SLA of {agent_sla_s * 1000:.0f} ms is out of this host's reach" if agent_sla_s
-           else "the agent states no SLA")
-    return fastest_s * HEADROOM, (f"{HEADROOM:g} x the fastest plan's critical path ({fastest_s * 1000:.0f} ms): "
-                                  f"{why}")
+    """The SLA a run holds itself to, and how it was derived: the agent's own where the fastest plan's critical
+    path, with `HEADROOM`, meets it on this host, else `HEADROOM` times that critical path. A critical path that
+    only just fits the agent's SLA leaves no room for queueing at the planned rate: the run would miss it."""
+    needed = fastest_s * HEADROOM
+    path = f"the fastest plan's critical path ({fastest_s * 1000:.0f} ms)"
+    if agent_sla_s is not None and needed <= agent_sla_s:
+        return agent_sla_s, (f"the agent's SLA of {agent_sla_s * 1000:.0f} ms: {HEADROOM:g} x {path} "
+                             f"= {needed * 1000:.0f} ms meets it on this host")
+    why = (f"the agent's SLA of {agent_sla_s * 1000:.0f} ms is out of this host's reach with that headroom"
+           if agent_sla_s else "the agent states no SLA")
+    return needed, f"{HEADROOM:g} x {path}: {why}"
 
 
 def sustainable_rate(feasible, *, low: float = MIN_RATE, high: float = 1e3, steps: int = RATE_STEPS) -> float | None:
