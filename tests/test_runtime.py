@@ -204,6 +204,20 @@ def test_sending_to_a_worker_that_reads_nothing_never_blocks_the_router(registry
                                                    for i, t in enumerate(texts)]
 
 
+def test_a_worker_that_dies_while_starting_is_an_error_at_once_not_a_wait(registry, cache_dir, agent_files):
+    """A worker process that exits before it is ready (here its executor factory exits the interpreter) would
+    only die again if restarted: the engine says so at once, naming it, instead of waiting out START_TIMEOUT_S."""
+    from hetagent.errors import HetagentError
+    from hetagent.runtime.engine import LocalEngine
+
+    prepared = _prepare(agent_files["calculator"], registry, cache_dir)
+    dying = [replace(w, factories={op: "sys:exit" for op in w.factories}) for w in prepared.workers]
+    start = time.monotonic()
+    with pytest.raises(HetagentError, match=f"worker {dying[0].name} .*exited while starting"):
+        LocalEngine(prepared.program, dying, _options(cache_dir), kernels_of=prepared.kernels_of)
+    assert time.monotonic() - start < 60
+
+
 def test_kv_format_round_trip():
     from hetagent.backend import kv_format
 

@@ -596,6 +596,9 @@ class Engine:
 
     def _lost(self, worker: _Worker) -> None:
         """A worker died: restart it and send its in-flight calls again (or fail them past max_attempts)."""
+        if not worker.ready:  # it died starting (an import, a backend, a device): a restart would die the same way
+            raise HetagentError(f"worker {worker.plan.name} ({worker.plan.device}) exited while starting, before it "
+                                "was ready: its error, if it printed one, is above on stderr")
         orphans = list(worker.tasks.values())
         worker.tasks.clear()
         del self._of_handle[worker.handle]
