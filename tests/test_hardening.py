@@ -455,8 +455,8 @@ def test_segments_of_dead_runs_are_swept_and_live_ones_kept(tmp_path):
     created = []
     try:
         for run in (dead, live):
-            shm = kv_format._create(f"{run}-kv-1-{'0' * 12}", 64)
-            created.append(shm.name)
+            shm, name = kv_format._create(f"{run}-kv-1-{'0' * 12}", 64)
+            created.append(name)
             shm.close()
         removed = segments.sweep()
         assert created[0] in removed and created[1] not in removed

@@ -3,18 +3,21 @@
 One cache is one contiguous buffer: a 128-byte little-endian header, then one chunk per layer, each chunk K then
 V as [kv_heads, tokens, head_dim] row-major in the cache's dtype, every chunk starting on a 64-byte boundary.
 Only the `tokens` filled slots travel, so the reader may hold the cache at any capacity >= tokens. On one node
-the buffer lives in POSIX shared memory (`multiprocessing.shared_memory`), named by the writer; the engine
-unlinks it once the request no longer needs it. Across nodes (RayEngine) the same buffer, as bytes, travels
-through the Ray object store and is put back into a segment on the reader's node.
+the buffer lives in POSIX shared memory (`shm_open`, as `multiprocessing.shared_memory` does), named by the
+writer; the engine unlinks it once the request no longer needs it. Across nodes (RayEngine) the same buffer, as
+bytes, travels through the Ray object store and is put back into a segment on the reader's node.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 import secrets
 import struct
 from dataclasses import dataclass
-from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path
+
+import _posixshmem  # CPython's POSIX shared memory: what multiprocessing.shared_memory is built on
 
 import numpy as np
 
@@ -74,11 +77,24 @@ class KVHandle:
     store_s: float = 0.0  # device -> host -> this layout in shared memory
 
 
-def _untracked(segment: shared_memory.SharedMemory) -> shared_memory.SharedMemory:
-    # Python < 3.13 tracks every attached segment and unlinks it when the attaching process exits; the engine
-    # owns the lifetime instead (a worker dying must not destroy a cache that a retry still needs).
-    resource_tracker.unregister(segment._name, "shared_memory")
-    return segment
+def _open(segment: str, size: int | None = None) -> mmap.mmap:
+    """Segment `segment` mapped, created with `size` bytes when given (an existing name: FileExistsError). Not
+    registered with multiprocessing's resource tracker, as `SharedMemory` (Python < 3.13) would: the tracker unlinks
+    a segment when the process that attached it exits, but the engine owns the lifetime (a worker dying must not
+    destroy a cache that a retry still needs), and each register and unregister is a message to the tracker
+    process — unlinking a request's caches took the router 0.75 ms each."""
+    flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if size is not None else 0)
+    fd = _posixshmem.shm_open("/" + segment, flags, mode=0o600)
+    try:
+        if size is not None:
+            os.ftruncate(fd, size)
+        return mmap.mmap(fd, size if size is not None else os.fstat(fd).st_size)
+    except BaseException:
+        if size is not None:
+            _posixshmem.shm_unlink("/" + segment)
+        raise
+    finally:
+        os.close(fd)
 
 
 def segment_name(run_id: str, task: int) -> str:
@@ -87,11 +103,11 @@ def segment_name(run_id: str, task: int) -> str:
     return f"{run_id}-kv-{task}-{secrets.token_hex(6)}"
 
 
-def _create(segment: str, size: int) -> shared_memory.SharedMemory:
-    """A new segment named `segment`, or, if that name is taken, a fresh name of the same task."""
+def _create(segment: str, size: int) -> tuple[mmap.mmap, str]:
+    """A new segment named `segment`, or, if that name is taken, a fresh name of the same task; and its name."""
     for attempt in range(4):
         try:
-            return _untracked(shared_memory.SharedMemory(name=segment, create=True, size=size))
+            return _open(segment, size), segment
         except FileExistsError:
             if attempt == 3:
                 raise
@@ -109,29 +125,29 @@ def write(kv: np.ndarray, length: int, *, model: str, dtype: str, segment: str, 
     """Write slots [0, length) of sequence `batch_index` of a kernel cache kv[L, 2, B, Hkv, S, D]."""
     layers, _, _, heads, _, dim = kv.shape
     header = KVHeader(model, dtype, layers, heads, dim, length)
-    shm = _create(segment, header.total_bytes)
+    shm, segment = _create(segment, header.total_bytes)
     try:
-        shm.buf[:HEADER_BYTES] = header.pack()
+        shm[:HEADER_BYTES] = header.pack()
         for layer in range(layers):
-            chunk = np.ndarray((2, heads, length, dim), dtype=kv.dtype, buffer=shm.buf,
+            chunk = np.ndarray((2, heads, length, dim), dtype=kv.dtype, buffer=shm,
                                offset=HEADER_BYTES + layer * header.chunk_bytes)
             chunk[...] = kv[layer, :, batch_index, :, :length, :]
     finally:
         shm.close()
-    return KVHandle(shm.name, header, device)
+    return KVHandle(segment, header, device)
 
 
 def read_into(handle: KVHandle, kv: np.ndarray, batch_index: int = 0) -> KVHeader:
     """Copy a shared cache into sequence `batch_index` of kv[L, 2, B, Hkv, S, D]; slots past it are left as is."""
-    shm = _untracked(shared_memory.SharedMemory(name=handle.segment))
+    shm = _open(handle.segment)
     try:
-        header = KVHeader.unpack(shm.buf)
+        header = KVHeader.unpack(shm)
         layers, _, _, heads, capacity, dim = kv.shape
         if (header.layers, header.kv_heads, header.head_dim) != (layers, heads, dim) or header.tokens > capacity:
             raise ValueError(f"KV cache of {header.model} ({header.layers} layers, {header.kv_heads} kv heads, "
                              f"{header.tokens} tokens) does not fit a cache of shape {list(kv.shape)}")
         for layer in range(layers):
-            chunk = np.ndarray((2, heads, header.tokens, dim), dtype=NUMPY_DTYPES[header.dtype], buffer=shm.buf,
+            chunk = np.ndarray((2, heads, header.tokens, dim), dtype=NUMPY_DTYPES[header.dtype], buffer=shm,
                                offset=HEADER_BYTES + layer * header.chunk_bytes)
             kv[layer, :, batch_index, :, :header.tokens, :] = chunk
         return header
@@ -141,9 +157,9 @@ def read_into(handle: KVHandle, kv: np.ndarray, batch_index: int = 0) -> KVHeade
 
 def read_buffer(handle: KVHandle) -> bytes:
     """The whole cache as one buffer (header and chunks): what crosses nodes through the Ray object store."""
-    shm = _untracked(shared_memory.SharedMemory(name=handle.segment))
+    shm = _open(handle.segment)
     try:
-        return bytes(shm.buf[:handle.header.total_bytes])
+        return shm[:handle.header.total_bytes]
     finally:
         shm.close()
 
@@ -153,19 +169,17 @@ def write_buffer(buffer, segment: str) -> KVHandle:
     header = KVHeader.unpack(buffer)
     if len(buffer) < header.total_bytes:
         raise ValueError(f"KV buffer of {len(buffer)} bytes is shorter than its header says ({header.total_bytes})")
-    shm = _create(segment, header.total_bytes)
+    shm, segment = _create(segment, header.total_bytes)
     try:
-        shm.buf[:header.total_bytes] = memoryview(buffer)[:header.total_bytes]
+        shm[:header.total_bytes] = memoryview(buffer)[:header.total_bytes]
     finally:
         shm.close()
-    return KVHandle(shm.name, header)
+    return KVHandle(segment, header)
 
 
 def unlink(segment: str) -> None:
     """Free a segment; one already gone is fine (a retried prefill may have replaced it)."""
     try:
-        shm = shared_memory.SharedMemory(name=segment)
+        _posixshmem.shm_unlink("/" + segment)
     except FileNotFoundError:
-        return
-    shm.close()
-    shm.unlink()  # attaching registered it with the tracker, unlinking unregisters it: balanced
+        pass
