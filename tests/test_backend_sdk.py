@@ -48,7 +48,9 @@ class FakeRuntime:
         self.calls.append(("driver", name))
         return types.SimpleNamespace(query_available_devices=lambda: GPUS,
                                      create_device=lambda device_id: self.calls.append(("device", device_id)) or
-                                     f"hal-device-{device_id}")
+                                     f"hal-device-{device_id}",
+                                     create_default_device=lambda allocators: self.calls.append(
+                                         ("default device", name, allocators)) or f"hal-{name}")
 
     def Config(self, driver_name=None, device=None):  # noqa: N802 (IREE's name)
         self.calls.append(("config", driver_name, device))
@@ -78,6 +80,7 @@ def test_gpu_executors_are_the_shared_layer_pinned_to_their_device(fake_runtime,
     assert ("driver", driver) in fake_runtime.calls and ("device", 2) in fake_runtime.calls
     assert ("config", None, "hal-device-2") in fake_runtime.calls
     assert not any(c[0] == "flags" for c in fake_runtime.calls)  # the task-system flag is for host drivers
+    assert not any(c[0] == "default device" for c in fake_runtime.calls)
 
 
 def test_the_cpu_executor_is_the_same_layer_on_local_task(fake_runtime):
@@ -85,9 +88,10 @@ def test_the_cpu_executor_is_the_same_layer_on_local_task(fake_runtime):
 
     executor = LLMExecutor(context(device="host-cpu", cores=(0, 1)))
     assert executor.device.driver is DRIVERS["local-task"]
-    assert ("config", "local-task", None) in fake_runtime.calls
+    # the host's own device, its freed blocks cached for the next step (no page faults on fresh transients)
+    assert ("default device", "local-task", ["caching"]) in fake_runtime.calls
+    assert ("config", None, "hal-local-task") in fake_runtime.calls
     assert ("flags", ("--task_topology_group_count=2",)) in fake_runtime.calls
-    assert not any(c[0] == "driver" for c in fake_runtime.calls)
 
 
 def test_a_cpu_worker_pinned_to_one_core_runs_kernels_inline_on_local_sync(fake_runtime):
@@ -96,7 +100,7 @@ def test_a_cpu_worker_pinned_to_one_core_runs_kernels_inline_on_local_sync(fake_
 
     executor = LLMExecutor(context(device="host-cpu", cores=(1,)))
     assert executor.device.driver is DRIVERS["local-sync"]
-    assert ("config", "local-sync", None) in fake_runtime.calls
+    assert ("config", None, "hal-local-sync") in fake_runtime.calls
     assert not any(c[0] == "flags" for c in fake_runtime.calls)
 
 
