@@ -209,12 +209,12 @@ def prefill(model: ModelCard, w: Weights, tokens, lengths, capacity: int):
 
 
 def decode(model: ModelCard, w: Weights, token, positions, kv):
-    """One step: the token at `positions` (one per sequence) attends over the cache's earlier slots and itself; the
-    cache comes back with the step's K and V written at `positions`.
+    """One step: the token at `positions` (one per sequence, each below the capacity) attends over the cache's
+    earlier slots and itself; the cache comes back with the step's K and V written at `positions`.
 
-    The cache is written once, by one select over all of it after the last layer: writing each layer's row into its
-    cache before attending, then stacking the layers, compiled (IREE) to a copy 8x slower than a plain one at batch
-    16 (11.7 vs 1.4 ms at capacity 512), the larger part of the step."""
+    The step's rows are written once, after the last layer, by one scatter of B·L·2·Hkv rows: writing each layer's
+    row into its cache with a select before attending, then stacking the layers, compiled (IREE) to a copy of the
+    whole cache 8x slower than a plain one at batch 16 (11.7 vs 1.4 ms at capacity 512), most of the step."""
     capacity = kv.shape[4]
     h = w["model.embed_tokens.weight"][token][:, None]  # [B, 1, H]
     cos, sin = _rotary(model, positions[:, None, None], h.dtype)  # [B, 1, 1, D]: broadcast over heads
