@@ -10,6 +10,7 @@ import pytest
 
 from hetagent.backend import DetectedDevice, Detection, Registry
 from hetagent.backend.executor import WorkerContext
+from hetagent.backend import iree as host_iree
 from hetagent.backend.iree import DRIVERS, IreeDevice, select_device
 from hetagent.plan import Placement
 from hetagent.errors import HetagentError
@@ -61,6 +62,7 @@ class FakeRuntime:
 def fake_runtime(monkeypatch):
     fake = FakeRuntime()
     monkeypatch.setattr(iree, "runtime", fake, raising=False)
+    monkeypatch.setattr(host_iree, "_HOST_DEVICES", {})  # the process's real host devices stay out of it
     monkeypatch.setitem(__import__("sys").modules, "iree.runtime", fake)
     return fake
 
@@ -92,6 +94,15 @@ def test_the_cpu_executor_is_the_same_layer_on_local_task(fake_runtime):
     assert ("default device", "local-task", ["caching"]) in fake_runtime.calls
     assert ("config", None, "hal-local-task") in fake_runtime.calls
     assert ("flags", ("--task_topology_group_count=2",)) in fake_runtime.calls
+
+
+def test_executors_of_a_process_share_its_host_device(fake_runtime):
+    """One device per host driver and task-system size, kept for the process (`backend.iree._host_device`)."""
+    from hetagent_cpu.executors import LLMExecutor
+
+    first, second = LLMExecutor(context(device="host-cpu")), LLMExecutor(context(device="host-cpu", worker="w2"))
+    assert first.device.config.device is second.device.config.device == "hal-local-task"
+    assert [c for c in fake_runtime.calls if c[0] == "default device"] == [("default device", "local-task", ["caching"])]
 
 
 def test_a_cpu_worker_pinned_to_one_core_runs_kernels_inline_on_local_sync(fake_runtime):

@@ -50,6 +50,27 @@ DRIVERS = {
 }
 
 
+# (driver, task-system groups) -> the process's host device: see `_host_device`
+_HOST_DEVICES: dict[tuple[str, int], object] = {}
+
+
+def _host_device(rt, host: Driver, cores: int):
+    """The process's IREE device for a host driver, created once per task-system size and held here, by the
+    module, until the interpreter ends. A buffer from a layered allocator ("caching") outliving its device crashes
+    the process when it is freed, and an `iree.runtime.DeviceArray` that is its device's last owner frees the device
+    first (SIGSEGV at exit, seen in every worker when each executor owned its device); a device held here outlives
+    the arrays of the executors that share it."""
+    groups = max(1, cores) if host.threads_per_core else 0
+    if (host.name, groups) not in _HOST_DEVICES:
+        if groups:
+            # one task-system worker per core this worker is pinned to: IREE would otherwise size its pool from
+            # every core of the machine. IREE resets its threads' affinity; `worker_main` pins them afterwards.
+            rt.flags.parse_flags(f"--task_topology_group_count={groups}")
+        device = rt.get_driver(host.name).create_default_device(allocators=list(host.allocators))
+        _HOST_DEVICES[host.name, groups] = device
+    return _HOST_DEVICES[host.name, groups]
+
+
 def driver(name: str) -> Driver:
     if name not in DRIVERS:
         raise HetagentError(f"IREE HAL driver {name!r} is not one hetagent runs; known: {', '.join(DRIVERS)}")
@@ -83,18 +104,13 @@ class IreeDevice(KernelDevice):
         self.driver = driver(driver_name)
         if self.driver.one_core and len(context.cores) == 1:
             self.driver = driver(self.driver.one_core)
-        if self.driver.threads_per_core:
-            # one task-system worker per core this worker is pinned to: IREE would otherwise size its pool from
-            # every core of the machine. IREE resets its threads' affinity; `worker_main` pins them afterwards.
-            rt.flags.parse_flags(f"--task_topology_group_count={max(1, len(context.cores))}")
         if self.driver.pinned:
             hal = rt.get_driver(driver_name)
             entry = select_device(hal.query_available_devices(), driver_name=driver_name,
                                   index=context.device_index, uuid=context.device_uuid)
             self.config = rt.Config(device=hal.create_device(entry["device_id"]))
         else:
-            host = rt.get_driver(self.driver.name).create_default_device(allocators=list(self.driver.allocators))
-            self.config = rt.Config(device=host)
+            self.config = rt.Config(device=_host_device(rt, self.driver, len(context.cores)))
         self._bound: set[str] = set()  # kernels that bind their weights as parameters
         self._parameters: dict[tuple[str, str], object] = {}  # (model, dtype) -> its ParameterIndex
         self.preload()

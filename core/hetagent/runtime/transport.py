@@ -18,6 +18,8 @@ import contextlib
 import multiprocessing
 import os
 import selectors
+import signal
+import warnings
 from typing import Any, Protocol
 
 from hetagent.backend.executor import Call
@@ -172,6 +174,11 @@ class ProcessTransport:
             if handle.process.is_alive():
                 handle.process.kill()
                 handle.process.join(timeout=STOP_WAIT_S)  # gone before its run's segments are removed
+            elif handle.process.exitcode:  # its results are in, but a crash on the way out is a bug to see
+                code = handle.process.exitcode
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+                warnings.warn(f"worker process {handle.process.name} ended with {how} after it was stopped",
+                              stacklevel=2)
             self._forget(handle)
 
     def kill(self, handle: _Process) -> None:
