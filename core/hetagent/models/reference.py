@@ -129,29 +129,23 @@ def _heads(x, count: int, head_dim: int):
     return x.view(batch, length, count, head_dim).transpose(1, 2)
 
 
-def _attend(model: ModelCard, q, k, v, allowed, own=None):
-    """Grouped-query attention of q [B,H,T,D] over k, v [B,Hkv,S,D] where `allowed` [B or 1, 1, T, S] lets it, and,
-    given `own` (this step's keys and values [B,Hkv,T,D]), causally over those too, as T more columns: a caller
-    with a cache attends over it and the step's own keys without writing them into the cache first (`decode`).
+def _attend(model: ModelCard, q, k, v, allowed):
+    """Grouped-query attention of q [B,H,T,D] over k, v [B,Hkv,S,D] where `allowed` [B or 1, 1, T, S] lets it.
 
     Query head h reads kv head h // group (HF's repeat_kv); the group's query heads are stacked as rows of one
     matmul against their kv head instead of repeating k and v per query head: the compiled kernel then reads the
-    cache once, not `group` times through a materialised copy (most of a decode step's attention time)."""
+    cache once, not `group` times through a materialised copy (most of a decode step's attention time).
+
+    Matmuls and a softmax, not `scaled_dot_product_attention`: IREE (3.13) lowers that to its fused attention op,
+    whose CPU code measured 14 % faster for tiny-llama's batch-16 decode but 5x slower for one sequence of
+    bench-llama's shape (4 kv heads of 64, 576 slots) and 10x slower over a 512-token prompt."""
     batch, _, length, dim = q.shape
     group = model.num_heads // model.num_kv_heads
-    scale, lowest = model.head_size ** -0.5, torch.finfo(q.dtype).min
     q = q.reshape(batch, model.num_kv_heads, group * length, dim)
-    scores = ((q @ k.transpose(-1, -2)) * scale).view(batch, model.num_kv_heads, group, length, -1)  # [B,Hkv,G,T,S]
-    scores = torch.where(allowed[:, :, None], scores, lowest)
-    if own is not None:
-        own_scores = ((q @ own[0].transpose(-1, -2)) * scale).view(batch, model.num_kv_heads, group, length, length)
-        causal = torch.ones(length, length, dtype=torch.bool).tril()
-        scores = torch.cat((scores, torch.where(causal, own_scores, lowest)), dim=-1)
+    scores = ((q @ k.transpose(-1, -2)) * model.head_size ** -0.5).view(batch, model.num_kv_heads, group, length, -1)
+    scores = torch.where(allowed[:, :, None], scores, torch.finfo(q.dtype).min)  # [B, Hkv, G, T, S]
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    cached = k.shape[2]
-    out = probs[..., :cached].reshape(batch, model.num_kv_heads, group * length, cached) @ v  # [B, Hkv, G·T, D]
-    if own is not None:
-        out = out + probs[..., cached:].reshape(batch, model.num_kv_heads, group * length, length) @ own[1]
+    out = probs.view(batch, model.num_kv_heads, group * length, -1) @ v  # [B, Hkv, G·T, D]
     return out.view(batch, model.num_heads, length, dim).transpose(1, 2).reshape(batch, length, model.num_heads * dim)
 
 
@@ -210,29 +204,28 @@ def prefill(model: ModelCard, w: Weights, tokens, lengths, capacity: int):
 
 def decode(model: ModelCard, w: Weights, token, positions, kv):
     """One step: the token at `positions` (one per sequence, each below the capacity) attends over the cache's
-    earlier slots and itself; the cache comes back with the step's K and V written at `positions`.
+    slots up to its own; the cache comes back with the step's K and V written at `positions`.
 
-    The step's rows are written once, after the last layer, by one scatter of B·L·2·Hkv rows: writing each layer's
-    row into its cache with a select before attending, then stacking the layers, compiled (IREE) to a copy of the
-    whole cache 8x slower than a plain one at batch 16 (11.7 vs 1.4 ms at capacity 512), most of the step."""
-    capacity = kv.shape[4]
+    Each layer first writes its step's rows into the cache, one scatter of B·2·Hkv rows of D, then attends over
+    slots <= positions. (Writing the rows with a select per layer, then stacking the layers, compiled (IREE) to a
+    copy of the whole cache 8x slower than a plain one at batch 16: most of the step.)"""
+    layers, _, batch, heads, capacity, dim = kv.shape
     h = w["model.embed_tokens.weight"][token][:, None]  # [B, 1, H]
     cos, sin = _rotary(model, positions[:, None, None], h.dtype)  # [B, 1, 1, D]: broadcast over heads
-    slots = torch.arange(capacity)[None, :]
-    earlier = (slots < positions[:, None])[:, None, None, :]  # [B, 1, 1, S]
-    rows = []
+    allowed = (torch.arange(capacity)[None, :] <= positions[:, None])[:, None, None, :]  # [B, 1, 1, S]
+    # the cache as rows of D, one per (layer, k/v, sequence, head, slot): layer 0's rows of the step at `positions`
+    per_layer = 2 * batch * heads * capacity
+    rows = (torch.arange(2 * batch * heads).view(2, batch, heads) * capacity + positions[None, :, None]).reshape(-1)
+    cache = kv.reshape(-1, dim)
     for i in range(model.num_layers):
         def attend(q, k, v, i=i):
-            return _attend(model, q, kv[i, 0], kv[i, 1], earlier, own=(k, v))
+            nonlocal cache
+            cache = torch.index_put(cache, (rows + i * per_layer,), torch.stack((k, v)).reshape(-1, dim))
+            layer = cache.view(kv.shape)[i]
+            return _attend(model, q, layer[0], layer[1], allowed)
 
-        h, k, v = _layer(model, w, i, h, cos, sin, attend)
-        rows.append(torch.stack((k, v)))  # [2, B, Hkv, 1, D]
-    layers, _, batch, heads, _, dim = kv.shape
-    # the cache as rows of D, one per (layer, k/v, sequence, head, slot): the step's rows go to slot `positions`
-    bases = torch.arange(layers * 2 * batch * heads).view(layers, 2, batch, heads) * capacity
-    index = (bases + positions[None, None, :, None]).reshape(-1)
-    written = torch.index_put(kv.reshape(-1, dim), (index,), torch.stack(rows).reshape(-1, dim))
-    return _logits(model, w, h)[:, 0], written.view(kv.shape)
+        h, _, _ = _layer(model, w, i, h, cos, sin, attend)
+    return _logits(model, w, h)[:, 0], cache.view(kv.shape)
 
 
 def extend(model: ModelCard, w: Weights, tokens, lengths, starts, kv):
