@@ -58,3 +58,22 @@ def test_bad_price_books_are_explained(tmp_path, text, message):
 def test_unpriced_device_names_what_is_priced():
     with pytest.raises(HetagentError, match="no price for device 'h200-sxm'.*a100-80gb-sxm"):
         default_pricebook().usd_per_hour("h200-sxm", 700)
+
+
+def test_steal_is_read_from_proc_stat_and_warned_of(tmp_path):
+    from hetagent.hardware import machine_load
+
+    def stat(steal, total_idle):
+        path = tmp_path / f"stat{steal}"
+        path.write_text(f"cpu  1000 0 100 {total_idle} 10 0 5 {steal} 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+        return machine_load.cpu_ticks(str(path))
+
+    before, after = stat(100, 10000), stat(400, 19700)
+    assert before == (100, 1000 + 100 + 10000 + 10 + 5 + 100)
+    assert machine_load.steal_since(before, after) == pytest.approx(300 / 10000)
+    assert machine_load.cpu_ticks(str(tmp_path / "absent")) is None
+    assert machine_load.steal_since(None, after) is None
+    warning = machine_load.load_warning(0.0, 0.0, "the figures", steal=0.03)
+    assert warning == ("the hypervisor took 3% of the CPU time (steal): other guests ran on these cores; the figures "
+                       "are not representative")
+    assert machine_load.load_warning(0.0, 0.0, "the figures", steal=0.01) is None

@@ -328,8 +328,9 @@ def test_a_host_planned_run_runs_each_op_where_the_plan_put_it(cli, cache_dir, a
     assert summary["usd_per_request"] is not None and planned["predicted_usd_per_request"] > 0
     # the load the run shared the machine with, and a warning when it was not quiet
     assert summary["load_average_start"] >= 0 and summary["load_average_end"] >= 0
-    assert (summary["load_warning"] is None) == (max(summary["load_average_start"], summary["load_average_end"])
-                                                  <= 0.5 * len(usable_cores()))
+    busy = max(summary["load_average_start"], summary["load_average_end"]) > 0.5 * len(usable_cores())
+    stolen = summary["steal"] is not None and summary["steal"] > 0.02
+    assert (summary["load_warning"] is None) == (not busy and not stolen)
     # every run checks the cost model: predicted vs measured per LLM op kind on the host
     check = {c["kind"]: c for c in report["cost_check"]}
     assert set(check) == {"llm.prefill", "llm.decode"}

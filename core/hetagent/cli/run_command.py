@@ -277,7 +277,8 @@ def _print_report(agent: str, result, args) -> None:
         ("orchestration overhead p50", f"{_num(s['overhead_us_p50'])} µs per op"),
         ("prefix cache", _prefix_cache(s["prefix_cache"])),
         ("$/request", f"{s['usd_per_request']:.3g}" if s["usd_per_request"] is not None else s["price_note"]),
-        ("load average", f"{s['load_average_start']:.1f} -> {s['load_average_end']:.1f} on {cores()} cores"),
+        ("load average", f"{s['load_average_start']:.1f} -> {s['load_average_end']:.1f} on {cores()} cores"
+                         + (f", {s['steal']:.1%} of CPU time stolen" if s["steal"] is not None else "")),
     ]
     print_table(f"{result.agent}: summary ({s['wall_s']:.1f} s)", ["", ""], rows)
     if s["load_warning"]:

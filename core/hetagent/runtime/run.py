@@ -16,7 +16,7 @@ from typing import Callable
 from hetagent.agent.loader import load_agent
 from hetagent.agent.source import stem
 from hetagent.compiler.cache import CompileCache, digest
-from hetagent.hardware.machine_load import load_average, load_warning
+from hetagent.hardware.machine_load import cpu_ticks, load_average, load_warning, steal_since
 from hetagent.compiler.driver import CompiledAgent, compile_agent
 from hetagent.backend.registry import Registry
 from hetagent.compiler.place import present_devices
@@ -174,11 +174,11 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
                       kernels_of=prepared.kernels_of) as engine:
         if on_finish:
             engine.on_finish = on_finish
-        start, load_start = time.monotonic(), load_average()
+        start, load_start, ticks_start = time.monotonic(), load_average(), cpu_ticks()
         records = engine.run(requests, on_tick=(lambda: engine_hook(engine)) if engine_hook else None)
         wall = time.monotonic() - start
         ops = list(engine.ops)
-    load_end = load_average()
+    load_end, steal = load_average(), steal_since(ticks_start)
     from hetagent.cost import RooflineModel
 
     usd_per_hour, note = report.fleet_usd_per_hour(prepared.workers, registry, pricebook or default_pricebook())
@@ -186,7 +186,8 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
         agent=prepared.program.name,
         summary={**report.summary(records, ops, wall, usd_per_hour, note), "load_average_start": load_start,
                  "load_average_end": load_end,
-                 "load_warning": load_warning(load_start, load_end, "the times and the SLA attainment")},
+                 "steal": steal,
+                 "load_warning": load_warning(load_start, load_end, "the times and the SLA attainment", steal)},
         ops=report.op_rows(ops),
         requests=report.request_rows(records),
         records=records,
