@@ -170,6 +170,13 @@ def test_top_k_and_top_p_restrict_the_draw():
     assert text.sample(logits, 0.0, 7, 0, vocab=4, banned=()) == 0
 
 
+def test_greedy_picks_each_rows_best_allowed_id_as_sample_does():
+    rows = np.array([[0.1, 0.9, 0.3, 5.0], [2.0, 0.5, 0.7, 0.0], [0.2, 0.1, 0.4, 0.3]], dtype=np.float32)
+    # id 3 is past the vocabulary and id 0 is banned: neither is picked however likely
+    assert text.greedy(rows, vocab=3, banned=(0,)).tolist() == [1, 2, 2]
+    assert [text.sample(row, 0.0, 7, 0, vocab=3, banned=(0,)) for row in rows] == [1, 2, 2]
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 def _copy(model_dir, tmp_path, name="my-llama3"):

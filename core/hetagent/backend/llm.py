@@ -119,9 +119,17 @@ class _DecodeBatch:
         logits, self.kv = self.function(tokens, positions, self.kv, *self.weights)
         logits = self.device.to_host(logits)
         now = time.monotonic()
+        # the greedy slots in one argmax; one kernel runs one model, so its slots share one tokenizer
+        greedy = [slot for slot, s in self.slots.items() if s.sampling.temperature <= 0]
+        picked = {}
+        if greedy:
+            tokenizer = self.slots[greedy[0]].tokenizer
+            picked = dict(zip(greedy, text.greedy(logits[greedy], vocab=tokenizer.vocab,
+                                                  banned=tokenizer.banned).tolist()))
         finished = []
         for slot, s in list(self.slots.items()):
-            s.token = draw(logits[slot], s.sampling, s.tokenizer, s.seed, len(s.tokens))
+            s.token = picked[slot] if slot in picked else draw(logits[slot], s.sampling, s.tokenizer, s.seed,
+                                                               len(s.tokens))
             s.tokens.append(s.token)
             s.times.append(now)
             s.position += 1

@@ -71,13 +71,21 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> str | None:
     return text[: min(hits)] if hits else None
 
 
+def greedy(logits: np.ndarray, *, vocab: int = VOCAB_USED, banned: tuple[int, ...] = (PAD, BOS)) -> np.ndarray:
+    """The most likely id of each row of `logits` [..., V] among those below `vocab`, never those `banned`: one
+    argmax over a whole batch (16 calls of `sample` took 0.2 ms of a 3-4 ms batch-16 decode step)."""
+    allowed = np.asarray(logits[..., :vocab], dtype=np.float64).copy()
+    allowed[..., list(banned)] = -np.inf
+    return np.argmax(allowed, axis=-1)
+
+
 def sample(logits: np.ndarray, temperature: float, seed: int, step: int, *, top_p: float | None = None,
            top_k: int | None = None, vocab: int = VOCAB_USED, banned: tuple[int, ...] = (PAD, BOS)) -> int:
     """One token from one row of logits: ids below `vocab` (the tokenizer's), never those `banned`."""
+    if temperature <= 0:
+        return int(greedy(logits, vocab=vocab, banned=banned))
     allowed = np.asarray(logits[:vocab], dtype=np.float64).copy()
     allowed[list(banned)] = -np.inf
-    if temperature <= 0:
-        return int(np.argmax(allowed))
     scaled = (allowed - allowed.max()) / temperature
     if top_k and 0 < top_k < len(scaled):
         scaled[scaled < np.partition(scaled, -top_k)[-top_k]] = -np.inf
