@@ -176,7 +176,7 @@ class ProcessTransport:
                 handle.process.join(timeout=STOP_WAIT_S)  # gone before its run's segments are removed
             elif handle.process.exitcode:  # its results are in, but a crash on the way out is a bug to see
                 code = handle.process.exitcode
-                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+                how = f"signal {signal.strsignal(-code) or -code}" if code < 0 else f"exit status {code}"
                 warnings.warn(f"worker process {handle.process.name} ended with {how} after it was stopped",
                               stacklevel=2)
             self._forget(handle)
