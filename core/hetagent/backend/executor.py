@@ -61,6 +61,7 @@ class Outcome:
     values: tuple  # one per op result
     token_times: tuple[float, ...] = ()  # time.monotonic() of each token produced (LLM ops)
     kv_s: float = 0.0  # time spent moving KV caches between the device and the exchange layout (report)
+    finish_reason: str | None = None  # llm.decode: why generation ended, "stop" or "length"
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ OpenAI parameters), else as the model's generation config and the server's tempe
   came from the cache (`cached`).
 - decode: sequences join a kernel's batch slots between steps (their cache read from shared memory into the
   slot and uploaded: host -> device, timed) and leave when they reach their token budget (the IR's output_tokens, capped by the request's max_tokens), an
-  end-of-sequence id, a stop string (the text ends before it) or the cache's capacity; the text is a
-  `text.Generated` carrying its finish reason; `progress` tells
-  the tokens a sequence has so far (streamed answers).
+  end-of-sequence id, a stop string (the text ends before it) or the cache's capacity; the text is a `str`, the
+  outcome's `finish_reason` says why it ended; `progress` tells the tokens a sequence has so far (streamed
+  answers).
 - embed: a batch of texts -> unit-length embeddings (a Llama decoder's, or a BERT encoder's: its tokenizer adds
   [CLS] ... [SEP]; text longer than the kernel's prompt capacity keeps its head).
 """
@@ -68,10 +68,10 @@ class _Sequence:
             self.finish_reason = "stop"
         return self.finish_reason == "stop"
 
-    def result(self) -> text.Generated:
+    def outcome(self) -> Outcome:
         decoded = self.tokenizer.decode(self.tokens)
         cut = text.cut_at_stop(decoded, self.sampling.stop) if self.sampling.stop else None
-        return text.Generated(decoded if cut is None else cut, self.finish_reason)
+        return Outcome((decoded if cut is None else cut,), tuple(self.times), self.kv_load_s, self.finish_reason)
 
 
 def sampling_of(call: Call, context: WorkerContext, tokenizer: ByteTokenizer) -> text.Sampling:
@@ -282,7 +282,7 @@ class LLMExecutor:
         sequence = _Sequence(call, slot, start["position"], start["token"], [start["token"]], budget,
                              text.stream_seed(call.seed, call.label), sampling, tokenizer)
         if sequence.ended() or budget <= 0:
-            self.done.append((call, Outcome((sequence.result(),))))
+            self.done.append((call, sequence.outcome()))
             return
         try:
             batch.join(sequence, handle)
@@ -293,8 +293,7 @@ class LLMExecutor:
         finished, self.done = self.done, []
         for batch in self.batches.values():
             if batch.slots:
-                finished += [(s.call, Outcome((s.result(),), tuple(s.times), s.kv_load_s))
-                             for s in batch.step()]
+                finished += [(s.call, s.outcome()) for s in batch.step()]
         return finished
 
     def progress(self, call: Call) -> list[int]:

@@ -51,20 +51,6 @@ class Sampling:
                         stop=self.stop or defaults.stop)
 
 
-class Generated(str):
-    """A decode's text, carrying why generation ended: "stop" (end of sequence or a stop string) or "length"."""
-
-    finish_reason: str = "length"
-
-    def __new__(cls, text: str, finish_reason: str):
-        value = super().__new__(cls, text)
-        value.finish_reason = finish_reason
-        return value
-
-    def __reduce__(self):  # plain pickling would drop the attribute
-        return Generated, (str(self), self.finish_reason)
-
-
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> str | None:
     """`text` up to the first stop string in it, or None when none occurs."""
     hits = [i for i in (text.find(s) for s in stop if s) if i >= 0]

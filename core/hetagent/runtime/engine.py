@@ -537,7 +537,7 @@ class Engine:
         if kind == "tokens":
             self._tokens(worker, message[1])
             return
-        _, task_id, result, token_times, queue_s, run_s, kv_s = message  # result: the values, or the error
+        _, task_id, result, token_times, queue_s, run_s, kv_s, finish_reason = message  # result: values, or the error
         task = worker.tasks.pop(task_id, None)
         if task is None:
             return
@@ -563,7 +563,7 @@ class Engine:
         if not ok:
             self._fail(live, f"'{node.label}' ({node.op}) failed on {worker.plan.name}: {result}")
             return
-        self._account(live, worker, node, result, token_times)
+        self._account(live, worker, node, result, memoryview(token_times).cast("d"), finish_reason)
         self._complete(live, task.frame, node, result)
 
     def _tokens(self, worker: _Worker, report: tuple) -> None:
@@ -579,7 +579,8 @@ class Engine:
                 live.streamed += len(fresh)
                 self.on_tokens(live.request.id, fresh)
 
-    def _account(self, live: _Live, worker: _Worker, node: Node, values: tuple, token_times: tuple) -> None:
+    def _account(self, live: _Live, worker: _Worker, node: Node, values: tuple, token_times: memoryview,
+                 finish_reason: str | None) -> None:
         if node.op in ("llm.prefill", "llm.decode"):
             live.kv_home = worker.plan.name
         if node.op == "llm.prefill":
@@ -592,7 +593,7 @@ class Engine:
             live.record.gaps += [b - a for a, b in zip(token_times, token_times[1:])]
             live.record.tokens.setdefault(node.label, []).append(values[0])
             if node.index == self._answer_decode:
-                live.record.finish_reason = getattr(values[0], "finish_reason", "stop")
+                live.record.finish_reason = finish_reason or "stop"
 
     def _lost(self, worker: _Worker) -> None:
         """A worker died: restart it and send its in-flight calls again (or fail them past max_attempts)."""

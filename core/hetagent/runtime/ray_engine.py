@@ -183,7 +183,7 @@ class RayTransport:
                 return handle, ("broken", f"could not start on Ray: {exc}")
             return handle, ("lost",)
         except ray.exceptions.RayTaskError as exc:  # a bug in the actor's transport: fails that call only
-            message = ("failed", task, f"{type(exc).__name__}: {exc}", (), 0.0, 0.0, 0.0)
+            message = ("failed", task, f"{type(exc).__name__}: {exc}", b"", 0.0, 0.0, 0.0, None)
         if kv is not None and message[0] == "done":
             message = (*message[:2], (replace(message[2][0], ref=kv), *message[2][1:]), *message[3:])
         return handle, message

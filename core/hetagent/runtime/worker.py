@@ -4,10 +4,14 @@ The engine sends `("call", Call)` messages; the worker keeps them in an earliest
 loops: take every message waiting, join queued stepped calls (decode) while their executor has free slots, run
 one step of every executor with joined sequences, then run the most urgent one-shot call together with the
 compatible calls queued behind it (same op and kernel, up to the executor's batch). Results go back as
-`("done", task, values, token_times, queue_s, run_s, kv_s)` or `("failed", task, message, (), queue_s, run_s, 0.0)`: the
-`Outcome` taken apart, because the engine unpickles every result on the critical path, usually with its caches
-cold from the worker's kernels, and each class in a message costs it tens of µs there; `token_times` goes as one
-`array("d")` rather than a float object per token.
+`("done", task, values, token_times, queue_s, run_s, kv_s, finish_reason)` or
+`("failed", task, message, b"", queue_s, run_s, 0.0, None)`: the `Outcome` taken apart into builtins, with
+`token_times` as the bytes of native float64s. Every result crosses on the critical path with both processes'
+caches cold from the worker's kernels, and there each class in a message costs the pickler and the unpickler
+40-90 µs apiece (its reduce and reconstruction code, run cold), where a message of builtins costs 35-55 µs in
+all: a decode's result with its times as an `array("d")` and its text as a `str` subclass carrying the finish
+reason took 150 µs to pickle and 160 µs to unpickle there, 45 and 55 µs as now (`spec/runtime.md`, "Worker
+messages").
 
 `("cancel", tasks)` drops those calls (the router no longer wants them: their request was cancelled): a queued one
 at once, a joined stepped one where its executor can let it go (`leave`); each dropped call is answered
@@ -124,11 +128,11 @@ def run_worker(conn, spec: WorkerSpec) -> None:
     def send_result(call: Call, result, queued: float, started: float) -> None:
         now = time.monotonic()
         if isinstance(result, Exception):
-            conn.send(("failed", call.task, f"{type(result).__name__}: {result}", (), started - queued, now - started,
-                       0.0))
+            conn.send(("failed", call.task, f"{type(result).__name__}: {result}", b"", started - queued,
+                       now - started, 0.0, None))
         else:
-            conn.send(("done", call.task, result.values, array("d", result.token_times), started - queued,
-                       now - started, result.kv_s))
+            conn.send(("done", call.task, result.values, array("d", result.token_times).tobytes(), started - queued,
+                       now - started, result.kv_s, result.finish_reason))
 
     def cancel(tasks: tuple[int, ...]) -> None:
         wanted = set(tasks)
@@ -141,7 +145,7 @@ def run_worker(conn, spec: WorkerSpec) -> None:
                 streaming.pop(task, None)
                 dropped.append(call)
         for call in dropped:
-            conn.send(("failed", call.task, "cancelled", (), 0.0, 0.0, 0.0))
+            conn.send(("failed", call.task, "cancelled", b"", 0.0, 0.0, 0.0, None))
 
     # registered once: `conn.poll` builds a selector per call, and the loop checks for messages every decode step
     inbox = selectors.DefaultSelector()
