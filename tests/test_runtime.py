@@ -141,6 +141,38 @@ def test_admission_control_rejects_clearly_and_loses_nothing(registry, cache_dir
     assert result.summary["sla_attainment"] == pytest.approx(1 / 3)
 
 
+def test_results_cross_as_builtins_but_for_a_prefills_kv_handle(registry, cache_dir, agent_files, monkeypatch):
+    """Every result the router unpickles is built from builtins (`worker.py`: each class costs the unpickler tens
+    of µs with its caches cold from the kernels), except the KV handle a prefill returns; a decode's finish reason
+    travels in the message and reaches the request record."""
+    import io
+    import pickle
+
+    from hetagent.runtime import channel
+
+    classes: dict[str, set] = {}
+
+    class Recording(pickle.Unpickler):
+        def find_class(self, module, name):
+            self.found.add(f"{module}.{name}")
+            return super().find_class(module, name)
+
+    def loads(data):
+        unpickler = Recording(io.BytesIO(bytes(data)))
+        unpickler.found = set()
+        message = unpickler.load()
+        classes.setdefault(message[0], set()).update(unpickler.found)
+        return message
+
+    monkeypatch.setattr(channel, "pickle", type("Pickle", (), {"loads": staticmethod(loads),
+                                                               "dumps": staticmethod(pickle.dumps),
+                                                               "HIGHEST_PROTOCOL": pickle.HIGHEST_PROTOCOL}))
+    result = _run(_prepare(agent_files["calculator"], registry, cache_dir), registry, cache_dir, _requests(2))
+    assert [r.status for r in result.records] == ["ok"] * 2, [r.error for r in result.records]
+    assert classes.get("done") == {"hetagent.backend.kv_format.KVHandle", "hetagent.backend.kv_format.KVHeader"}
+    assert all(r.finish_reason in ("stop", "length") and r.completion_tokens for r in result.records)
+
+
 def test_sequences_joining_a_decode_batch_between_steps(registry, cache_dir, agent_files):
     from hetagent.plan import Plan
     from hetagent.compiler.cache import CompileCache
