@@ -6,7 +6,8 @@ one step of every executor with joined sequences, then run the most urgent one-s
 compatible calls queued behind it (same op and kernel, up to the executor's batch). Results go back as
 `("done", task, values, token_times, queue_s, run_s, kv_s, finish_reason)` or
 `("failed", task, message, b"", queue_s, run_s, 0.0, None)`: the `Outcome` taken apart into builtins, with
-`token_times` as the bytes of native float64s. Every result crosses on the critical path with both processes'
+`token_times` as the bytes of native float64s (the values are the op's own: a decode's text is a `str`, a prefill's
+first value its `KVHandle`). Every result crosses on the critical path with both processes'
 caches cold from the worker's kernels, and there each class in a message costs the pickler and the unpickler
 40-90 µs apiece (its reduce and reconstruction code, run cold), where a message of builtins costs 35-55 µs in
 all: a decode's result with its times as an `array("d")` and its text as a `str` subclass carrying the finish
