@@ -106,7 +106,7 @@ def test_cpu_build_manifest(cpu_build):
     assert functions == ["decode", "embed", "extend", "prefill"]
     for entry in manifest["kernels"]:
         assert (out / entry["artifact"]["file"]).stat().st_size == entry["artifact"]["bytes"] > 0
-        assert entry["pipeline"]["stages"] == ["weights-as-parameters", "torch-to-linalg", "iree-llvm-cpu"]
+        assert entry["pipeline"]["stages"] == ["decode-in-place", "weights-as-parameters", "torch-to-linalg", "drop-tensor-aliases", "iree-llvm-cpu"]
         assert entry["pipeline"]["target_options"]["target_cpu"]
     ops = {o["name"] or o["op"]: o for o in manifest["ops"]}
     assert ops["answer.prefill"]["kernel"] == "tiny_llama_prefill_fp32_b1_t64_s128"
@@ -321,3 +321,32 @@ def test_a_model_directory_with_a_missing_or_mismatched_tensor(cached_cli, agent
     save_file(dict(tiny_weights), str(directory / "model.safetensors"))
     loaded = reference.load_weights(TINY, directory)
     assert all(torch.equal(loaded[n], tiny_weights[n]) for n in tiny_weights)
+
+
+def test_decode_writes_its_cache_in_place_rather_than_copying_it():
+    """The cpu pipeline's decode scatters the step's rows into the cache it is given (`decode_in_place`): IREE's
+    stream program then copies no cache-sized block, where with the store's alias kept it copies the whole cache."""
+    import dataclasses
+    import re
+
+    from hetagent.backend.functions import ModelFunction
+    from hetagent.compiler.export import _export_to_module
+    from hetagent.compiler.pipelines import run_pipeline
+    from hetagent.ir.context import new_context
+    from hetagent_cpu import detect, lowering
+
+    fn = ModelFunction("tiny-llama", "decode", "fp32", 2, capacity=128)
+    model = card(fn.model)
+    cache_bytes = model.num_layers * 2 * fn.batch * model.num_kv_heads * fn.capacity * model.head_size * 4
+    pipeline = lowering.pipeline(detect.PROFILE, detect.cpu_info().arch)
+
+    def copied(stages) -> list[int]:
+        stages = [dataclasses.replace(s, action=s.action + " --compile-to=stream") if s.kind == "iree" else s
+                  for s in stages]
+        stream = run_pipeline(dataclasses.replace(pipeline, stages=tuple(stages)),
+                              _export_to_module(fn, new_context()), "test").decode()
+        return [int(n) for n in re.findall(r"stream\.cmd\.copy .*, %c(\d+) :", stream)]
+
+    assert max(copied(pipeline.stages), default=0) < cache_bytes
+    kept_alias = [s for s in pipeline.stages if s != lowering.DROP_TENSOR_ALIASES]
+    assert cache_bytes in copied(kept_alias)  # what the check would see if the decode copied its cache

@@ -17,6 +17,7 @@ from iree.compiler import ir
 from hetagent.errors import HetagentError, UnsupportedError
 from hetagent.models.card import ModelCard
 from hetagent.models.catalog import card
+from hetagent.models.weight_names import weight_shapes
 
 FUNCTION_ATTR = "hetagent.function"
 # IREE parameters: weight i of a kernel's signature is key "i" of this scope (`weights_as_parameters`)
@@ -143,9 +144,9 @@ def weights_as_parameters(module: ir.Module) -> ir.Module:
         return module
     fn = kernel_function(module)
     (func,) = kernels
-    inputs = len(fn.signature(card(fn.model))["inputs"])
     signature = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
     types, results = [str(t) for t in signature.inputs], [str(t) for t in signature.results]
+    inputs = len(types) - len(weight_shapes(card(fn.model)))  # the weights come last (an in-place decode has one more input)
     weights = [_builtin_tensor(t) for t in signature.inputs[inputs:]]
     with module.context:
         func.attributes["sym_name"] = ir.StringAttr.get(f"{fn.symbol}_with_weights")
@@ -162,8 +163,106 @@ def weights_as_parameters(module: ir.Module) -> ir.Module:
     lines.append(f"  %r:{len(results)} = func.call @{fn.symbol}_with_weights({', '.join(operands)}) : "
                  f"({', '.join(types)}) -> ({', '.join(results)})")
     lines.append(f"  return {', '.join(f'%r#{i}' for i in range(len(results)))} : {', '.join(results)}\n}}")
+    return _with_entry(module, func, lines, fn.symbol)
+
+
+def _with_entry(module: ir.Module, kernel: ir.Operation, lines: list[str], symbol: str) -> ir.Module:
+    """`module` with the ops in `lines` (a new entry point @symbol calling `kernel`, renamed) put before its own;
+    the entry takes over the kernel's attributes (its `hetagent.function`, its reflection)."""
+    from hetagent.ir.module import functions
+
+    text = "\n".join(["module {", *lines, *(str(op) for op in module.body.operations), "}"])
     with module.context:
-        entry = ir.Module.parse("module {\n" + "\n".join(lines) + "\n" + str(func) + "\n}")
-        entry.body.operations[len(weights)].attributes[FUNCTION_ATTR] = func.attributes[FUNCTION_ATTR]
-    del entry.body.operations[-1].attributes[FUNCTION_ATTR]
+        wrapped = ir.Module.parse(text)
+        found = functions(wrapped)
+        entry, kernel = found[symbol], found[kernel.attributes["sym_name"].value]
+        for attribute in (FUNCTION_ATTR, "iree.reflection"):
+            if attribute in kernel.attributes:
+                entry.attributes[attribute] = kernel.attributes[attribute]
+                del kernel.attributes[attribute]
+    return wrapped
+
+
+# in a decode entry's reflection: the index of the input it writes in place, passed again after it (`decode_in_place`)
+IN_PLACE_REFLECTION = "hetagent.in_place"
+
+
+def decode_in_place(module: ir.Module) -> ir.Module:
+    """A decode kernel module whose entry writes the step's rows into the KV cache it is given, rather than
+    returning a new cache: IREE otherwise copies the whole cache on every step (14 MB for bench-llama, as long
+    as the rest of a batch-1 step's attention).
+
+    The entry becomes `(token, positions, kv, store, [weights]) -> logits`: `store` is a mutable tensor (torch
+    dialect `!torch.tensor`) overwritten with the reference function's new cache, which writes the step's rows
+    into `store` with one scatter and reads only `kv` elsewhere (`hetagent.models.reference.decode`). The runtime
+    passes the same buffer as both (`hetagent.backend.iree`); no read of `kv` touches a row the scatter writes,
+    so the scatter may run in place while other dispatches read. The entry's reflection says which input is
+    written (`IN_PLACE_REFLECTION`). Any other module is returned as it is; run before `weights_as_parameters`
+    and, after `torch-to-iree`, `drop_tensor_aliases`."""
+    from hetagent.ir.module import functions
+
+    kernels = [op for op in functions(module).values() if FUNCTION_ATTR in op.attributes]
+    if not kernels or kernel_function(module).function != "decode":
+        return module
+    (func,) = kernels
+    fn = kernel_function(module)
+    names = [name for name, _, _ in fn.signature(card(fn.model))["inputs"]]
+    kv = names.index("kv")
+    block = func.regions[0].blocks[0]
+    scatters = [op for op in block.operations if op.operation.name == "torch.aten.index_put"
+                and _defined_from(op.operands[0], block.arguments[kv])]
+    if len(scatters) != 1:
+        raise HetagentError(f"@{func.attributes['sym_name'].value}: expected one scatter into the KV cache (a "
+                            f"torch.aten.index_put on a reshape of argument {kv}), found {len(scatters)}")
+    signature = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
+    types, results = [str(t) for t in signature.inputs], [str(t) for t in signature.results]
+    with module.context, ir.Location.unknown():
+        store = block.add_argument(signature.inputs[kv], ir.Location.unknown())
+        scatters[0].operands[0].owner.operands[0] = store  # the reshape feeding the scatter now reads `store`
+        func.attributes["function_type"] = ir.TypeAttr.get(ir.FunctionType.get(
+            [*signature.inputs, signature.inputs[kv]], list(signature.results)))
+        symbol = func.attributes["sym_name"].value
+        func.attributes["sym_name"] = ir.StringAttr.get(f"{symbol}_pure")
+        func.attributes["sym_visibility"] = ir.StringAttr.get("private")  # IREE inlines it into the entry
+    mutable = types[kv].replace("!torch.vtensor", "!torch.tensor")
+    arguments = [f"%a{i}: {t}" for i, t in enumerate(types)]
+    arguments.insert(kv + 1, f"%store: {mutable}")
+    lines = [
+        f"func.func @{symbol}({', '.join(arguments)}) -> {results[0]} {{",
+        f"  %s = torch.copy.to_vtensor %store : {types[kv]}",
+        f"  %r:2 = func.call @{symbol}_pure({', '.join(f'%a{i}' for i in range(len(types)))}, %s) : "
+        f"({', '.join(types + [types[kv]])}) -> ({', '.join(results)})",
+        f"  torch.overwrite.tensor.contents %r#1 overwrites %store : {types[kv]}, {mutable}",
+        f"  return %r#0 : {results[0]}",
+        "}",
+    ]
+    entry = _with_entry(module, func, lines, symbol)
+    with module.context:
+        functions(entry)[symbol].attributes["iree.reflection"] = ir.DictAttr.get(
+            {IN_PLACE_REFLECTION: ir.StringAttr.get(str(kv))})
     return entry
+
+
+def _defined_from(value: ir.Value, argument: ir.Value) -> bool:
+    """Whether `value` is `argument` seen through one reshape or view."""
+    owner = value.owner
+    return (not isinstance(owner, ir.Block) and owner.operation.name in ("torch.aten.reshape", "torch.aten.view")
+            and owner.operands[0] == argument)
+
+
+def drop_tensor_aliases(module: ir.Module) -> ir.Module:
+    """Remove `hal.tensor.alias` ops (after `torch-to-iree`): an in-place decode entry's store needs none, since
+    the scatter into the imported `store` already writes its buffer, and IREE (3.13) given the alias computes the
+    new cache into a transient and copies it over: the whole-cache copy `decode_in_place` removes."""
+    aliases = []
+
+    def visit(op):
+        if op.name == "hal.tensor.alias":
+            aliases.append(op)
+        return ir.WalkResult.ADVANCE
+
+    module.operation.walk(visit)
+    for op in aliases:
+        op.results[0].replace_all_uses_with(op.operands[0])
+        op.erase()
+    return module

@@ -22,7 +22,7 @@ import numpy as np
 
 from hetagent.backend.devices import KernelDevice, device_runner, runner_context
 from hetagent.backend.executor import KernelRef, WorkerContext
-from hetagent.backend.functions import PARAMETER_SCOPE, ModelFunction
+from hetagent.backend.functions import IN_PLACE_REFLECTION, PARAMETER_SCOPE, ModelFunction
 from hetagent.errors import HetagentError
 
 
@@ -120,7 +120,7 @@ class IreeDevice(KernelDevice):
         IREE parameters (`hetagent.backend.functions.weights_as_parameters`): they are bound here, from host
         arrays, and the module's initializer (packing them for data-tiled matmuls) runs once, now."""
         artifact = self._rt.VmModule.copy_buffer(self.config.vm_instance, Path(kernel.artifact).read_bytes())
-        arity = entry_arity(artifact, kernel.symbol)
+        arity = entry_arity(artifact, kernel.symbol) - (in_place_input(artifact, kernel.symbol) is not None)
         if not kernel.function:  # a kernel runner's: the caller passes every array, weights last
             return _BindOnCall(self, artifact, kernel.symbol, arity)
         inputs = len(ModelFunction(**kernel.function).signature(self.card(kernel))["inputs"])
@@ -147,10 +147,13 @@ class IreeDevice(KernelDevice):
         return index
 
     def _entry(self, modules: list, symbol: str, parameters=None):
+        """The entry point as a function of the kernel's signature: inputs (then weights, unless bound)."""
+        written = in_place_input(modules[-1], symbol)
         if parameters is not None:
             provider = parameters.create_provider(scope=PARAMETER_SCOPE)
             modules = [self._rt.create_io_parameters_module(self.config.vm_instance, provider), *modules]
-        return self._rt.SystemContext(vm_modules=modules, config=self.config).modules.module[symbol]
+        entry = self._rt.SystemContext(vm_modules=modules, config=self.config).modules.module[symbol]
+        return entry if written is None else _InPlace(self, entry, written)
 
     def upload(self, array: np.ndarray):
         return self._rt.asdevicearray(self.config.device, array)
@@ -167,6 +170,28 @@ def entry_arity(module, symbol: str) -> int:
     if found is None:
         raise HetagentError(f"cannot read the calling convention of @{symbol} from {module.lookup_function(symbol)!r}")
     return len(found.group(1))
+
+
+def in_place_input(module, symbol: str) -> int | None:
+    """Which input the entry point writes in place (`functions.decode_in_place`), from its reflection; None if none."""
+    index = module.lookup_function(symbol).reflection.get(IN_PLACE_REFLECTION)
+    return None if index is None else int(index)
+
+
+class _InPlace:
+    """An entry point that writes input `index` in place (a decode's KV cache): called as the kernel's signature
+    says, it passes that input's device buffer twice (as read, and as the store the step's rows are written to)
+    and returns the entry's result followed by that buffer, the updated cache."""
+
+    def __init__(self, device: IreeDevice, entry, index: int):
+        self.device, self.entry, self.index = device, entry, index
+
+    def __call__(self, *arrays):
+        arrays = list(arrays)
+        if isinstance(arrays[self.index], np.ndarray):  # written on the device: the caller gets that buffer back
+            arrays[self.index] = self.device.upload(arrays[self.index])
+        written = arrays[self.index]
+        return self.entry(*arrays[: self.index + 1], written, *arrays[self.index + 1 :]), written
 
 
 class _BindOnCall:

@@ -3,7 +3,8 @@
 Three pure functions of (weights, inputs), one per granular op the compiler exports and the runtime runs:
 
     prefill(tokens[B,T], lengths[B])          -> logits[B,V] at each prompt's last token, kv[L,2,B,Hkv,S,D]
-    decode(token[B], positions[B], kv)        -> logits[B,V] for the next token, kv with position `pos` written
+    decode(token[B], positions[B], kv[, store]) -> logits[B,V] for the next token, kv (or store) with slot
+                                                  `positions` written
     extend(tokens[B,C], lengths[B], starts[B], kv) -> logits[B,V] at each chunk's last real token, kv with
                                                   slots [start, start + length) written (a prefill that resumes
                                                   over a cached prefix: the prefix cache's kernel)
@@ -202,30 +203,51 @@ def prefill(model: ModelCard, w: Weights, tokens, lengths, capacity: int):
     return _logits(model, w, h_last)[:, 0], kv
 
 
-def decode(model: ModelCard, w: Weights, token, positions, kv):
-    """One step: the token at `positions` (one per sequence, each below the capacity) attends over the cache's
-    slots up to its own; the cache comes back with the step's K and V written at `positions`.
+def _attend_step(model: ModelCard, q, k, v, layer, before):
+    """One decode step's attention: q [B,H,1,D] over the cache `layer` [2,B,Hkv,S,D]'s slots where `before`
+    [B,1,1,S] (those strictly before each position) and over the step's own k, v [B,Hkv,1,D], one softmax (fp32)
+    across both. The cache is only read, never at a sequence's own slot, so the step's rows can be written into it
+    after (or while) every layer attends: see `decode`."""
+    batch, heads, _, dim = q.shape
+    scale = model.head_size ** -0.5
+    q = q.reshape(batch, model.num_kv_heads, heads // model.num_kv_heads, dim)  # [B, Hkv, G, D]: see `_attend`
+    scores = torch.where(before, (q @ layer[0].transpose(-1, -2)) * scale, torch.finfo(q.dtype).min).float()
+    own = ((q @ k.transpose(-1, -2)) * scale).float()  # [B, Hkv, G, 1]
+    top = torch.maximum(scores.amax(dim=-1, keepdim=True), own)
+    weights, own = torch.exp(scores - top), torch.exp(own - top)
+    total = weights.sum(dim=-1, keepdim=True) + own
+    out = (weights / total).to(q.dtype) @ layer[1] + (own / total).to(q.dtype) * v  # [B, Hkv, G, D]
+    return out.reshape(batch, 1, heads * dim)
 
-    Each layer first writes its step's rows into the cache, one scatter of B·2·Hkv rows of D, then attends over
-    slots <= positions. (Writing the rows with a select per layer, then stacking the layers, compiled (IREE) to a
-    copy of the whole cache 8x slower than a plain one at batch 16: most of the step.)"""
+
+def decode(model: ModelCard, w: Weights, token, positions, kv, store=None):
+    """One step: the token at `positions` (one per sequence, each below the capacity) attends over the cache's
+    slots before its own and over itself; returns the logits and `store` (default: `kv`) with the step's K and V
+    written at `positions`.
+
+    Every layer only reads `kv`, and the step's rows of all layers are written by one scatter at the end, into
+    `store`: an IREE backend passes the same device buffer as both and gets the cache updated in place, since no
+    read of `kv` touches a slot the scatter writes (`hetagent.backend.functions.decode_in_place`). Returning a
+    fresh cache instead costs a copy of all of it on every step, which for a 14 MB cache was as long as the rest of
+    a batch-1 step's attention. (Writing the rows with a select per layer, then stacking the layers, compiled to a
+    copy 8x slower than a plain one.)"""
     layers, _, batch, heads, capacity, dim = kv.shape
+    store = kv if store is None else store
     h = w["model.embed_tokens.weight"][token][:, None]  # [B, 1, H]
     cos, sin = _rotary(model, positions[:, None, None], h.dtype)  # [B, 1, 1, D]: broadcast over heads
-    allowed = (torch.arange(capacity)[None, :] <= positions[:, None])[:, None, None, :]  # [B, 1, 1, S]
-    # the cache as rows of D, one per (layer, k/v, sequence, head, slot): layer 0's rows of the step at `positions`
-    per_layer = 2 * batch * heads * capacity
-    rows = (torch.arange(2 * batch * heads).view(2, batch, heads) * capacity + positions[None, :, None]).reshape(-1)
-    cache = kv.reshape(-1, dim)
+    before = (torch.arange(capacity)[None, :] < positions[:, None])[:, None, None, :]  # [B, 1, 1, S]
+    steps = []
     for i in range(model.num_layers):
         def attend(q, k, v, i=i):
-            nonlocal cache
-            cache = torch.index_put(cache, (rows + i * per_layer,), torch.stack((k, v)).reshape(-1, dim))
-            layer = cache.view(kv.shape)[i]
-            return _attend(model, q, layer[0], layer[1], allowed)
+            steps.append(torch.stack((k, v)))  # [2, B, Hkv, 1, D]
+            return _attend_step(model, q, k, v, kv[i], before)
 
         h, _, _ = _layer(model, w, i, h, cos, sin, attend)
-    return _logits(model, w, h)[:, 0], cache.view(kv.shape)
+    # the cache as rows of D, one per (layer, k/v, sequence, head, slot): the step's row of each
+    rows = (torch.arange(layers * 2 * batch * heads).view(layers, 2, batch, heads) * capacity
+            + positions[None, None, :, None]).reshape(-1)
+    written = torch.index_put(store.reshape(-1, dim), (rows,), torch.stack(steps).reshape(-1, dim))
+    return _logits(model, w, h)[:, 0], written.view(kv.shape)
 
 
 def extend(model: ModelCard, w: Weights, tokens, lengths, starts, kv):

@@ -16,10 +16,17 @@ BACKEND = "cpu"
 # Weights as IREE parameter globals (bound when the artifact is loaded), so that data tiling packs each weight once,
 # in the module's initializer, rather than on every call as it must for a weight passed as an argument.
 WEIGHTS_AS_PARAMETERS = Stage("weights-as-parameters", "python", "hetagent.backend.functions:weights_as_parameters")
+# A decode kernel writes the step's rows into the KV cache it is given instead of returning a copy of all of it.
+DECODE_IN_PLACE = Stage("decode-in-place", "python", "hetagent.backend.functions:decode_in_place")
 # torch dialect (from torch.export) -> linalg on tensors, IREE's input form; already-linalg kernels pass through.
 TORCH_TO_LINALG = Stage("torch-to-linalg", "mlir", "builtin.module(torch-to-iree)")
+DROP_TENSOR_ALIASES = Stage("drop-tensor-aliases", "python", "hetagent.backend.functions:drop_tensor_aliases")
 # Data tiling with the CPU microkernels: matmuls run as mmt4d on packed operands (benchmarks/bench_decode_kernels.py).
 DATA_TILING = "--iree-opt-data-tiling --iree-llvmcpu-enable-ukernels=all"
+# IREE 3.13's aggressive fusion puts a decode's score against its own key (a contraction) into the max over the
+# cache's scores, a dispatch whose store it then refuses to compile ("map_store ... restricted to workgroup
+# distributed contexts"); without it, decode steps measured the same.
+NO_AGGRESSIVE_FUSION = "--iree-dispatch-creation-enable-aggressive-fusion=false"
 # The stack limit: a row reduction over a width that is no power of two (BERT's LayerNorm over 384, fused with the
 # embedding gather) keeps a 24-row tile on the stack, 37 KB against IREE's 32 KiB default; the task system's
 # workers have room for 64 KiB.
@@ -28,7 +35,7 @@ COMPILE = Stage(
     "iree",
     "--iree-hal-target-device=local --iree-hal-local-target-device-backends=llvm-cpu "
     "--iree-llvmcpu-target-cpu={target_cpu} --iree-opt-level=O3 --iree-llvmcpu-stack-allocation-limit=65536 "
-    + DATA_TILING,
+    + NO_AGGRESSIVE_FUSION + " " + DATA_TILING,
 )
 
 
@@ -36,7 +43,7 @@ def pipeline(device: str, target_cpu: str) -> LoweringPipeline:
     return LoweringPipeline(
         backend=BACKEND,
         device_kind=device,
-        stages=(WEIGHTS_AS_PARAMETERS, TORCH_TO_LINALG, COMPILE),
+        stages=(DECODE_IN_PLACE, WEIGHTS_AS_PARAMETERS, TORCH_TO_LINALG, DROP_TENSOR_ALIASES, COMPILE),
         target_options={"target_cpu": target_cpu},
     )
 
