@@ -72,10 +72,11 @@ def main() -> None:
     print(f"cache hit, in process:                                  {hit:6.3f} s   (target <= 0.5 s)")
     print(f"cache hit, `hetagent compile` in a fresh process:       {cli_hit:6.3f} s   (Python start and imports included)")
 
-    import iree.runtime as rt
-    import numpy as np
     import torch
 
+    from hetagent.backend.devices import runner_context
+    from hetagent.backend.executor import KernelRef
+    from hetagent.backend.iree import IreeDevice
     from hetagent.models import card, reference
 
     decode = next(k for k in manifest["kernels"] if k["function"]["function"] == "decode")
@@ -86,12 +87,12 @@ def main() -> None:
     with torch.inference_mode():  # first: IREE's task-system threads must not compete with torch's
         rows = [("torch eager", per_call(lambda: reference.decode(model, weights, token, position, kv), args.calls))]
     for driver in ("local-task", "local-sync"):
-        config = rt.Config(driver)
-        module = rt.VmModule.copy_buffer(config.vm_instance, (work / "cold" / decode["artifact"]["file"]).read_bytes())
-        function = rt.SystemContext(vm_modules=[module], config=config).modules.module[decode["symbol"]]
-        arguments = [rt.asdevicearray(config.device, x.numpy()) for x in (token, position, kv)]
-        arguments += [rt.asdevicearray(config.device, weights[n].numpy()) for n in decode["signature"]["weights"]]
-        rows.append((f"IREE {driver}", per_call(lambda: np.asarray(function(*arguments)[0]), args.calls)))
+        # as a worker calls it: weights bound as parameters once, the cache resident (and written in place)
+        device = IreeDevice(runner_context("host-cpu"), driver)
+        function = device.function(KernelRef(decode["symbol"], str(work / "cold" / decode["artifact"]["file"]), {}, ()))
+        arguments = [device.upload(x.numpy()) for x in (token, position, kv)]
+        arguments += [weights[n].numpy() for n in decode["signature"]["weights"]]
+        rows.append((f"IREE {driver}", per_call(lambda: device.to_host(function(*arguments)[0]), args.calls)))
     print(f"decode step of {decode['symbol']} (batch 1, KV capacity {decode['function']['capacity']}), per call:")
     for name, seconds in rows:
         print(f"  {name:<16} {seconds * 1e6:9.0f} µs")

@@ -12,7 +12,10 @@ in up to four variants, called with resident weights in alternating rounds so al
 - `parameters`: the function's weights are IREE parameter globals (`hetagent.backend.functions.
   weights_as_parameters`), bound at load from host buffers (`iree.runtime.ParameterIndex`). A computation on a
   global only (the packing) is hoisted into the module's initializer: it runs once, at load.
-  `parameters+tiling` is what the host-cpu pipeline builds (`hetagent_cpu.lowering`).
+  `parameters+tiling` is what the host-cpu pipeline builds (`hetagent_cpu.lowering`);
+- `+copy`: without the pipeline's `decode-in-place` and `drop-tensor-aliases` stages: the kernel returns a new KV
+  cache, which IREE fills by copying the whole cache every step, rather than writing the step's rows into the one
+  it is given.
 
 Two clocks: the calling thread's CPU time on IREE's `local-sync` driver (the kernel's own work, which other
 processes on a shared machine barely move) and wall time on `local-task` with as many threads as this process
@@ -40,20 +43,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "core"))
 
 BATCHES = (1, 16)
-VARIANTS = ("arguments", "arguments+tiling", "parameters", "parameters+tiling")
+VARIANTS = ("arguments", "arguments+tiling", "parameters", "parameters+tiling", "parameters+tiling+copy")
 
 
 def variant_pipeline(pipeline, variant: str):
-    """The host-cpu pipeline with or without its weights-as-parameters stage and its data-tiling flags."""
+    """The host-cpu pipeline with or without its weights-as-parameters stage, its data-tiling flags and its
+    in-place decode."""
     from hetagent_cpu import lowering
 
     stages = []
     for stage in pipeline.stages:
         if stage.name == lowering.WEIGHTS_AS_PARAMETERS.name and not variant.startswith("parameters"):
             continue
+        if stage in (lowering.DECODE_IN_PLACE, lowering.DROP_TENSOR_ALIASES) and variant.endswith("+copy"):
+            continue
         if stage.kind == "iree":
             action = stage.action.replace(" " + lowering.DATA_TILING, "")
-            tiling = " " + lowering.DATA_TILING if variant.endswith("+tiling") else ""
+            tiling = " " + lowering.DATA_TILING if "+tiling" in variant else ""
             stage = dataclasses.replace(stage, action=action + tiling)
         stages.append(stage)
     return dataclasses.replace(pipeline, stages=tuple(stages))
@@ -88,6 +94,11 @@ def build(model: str, batch: int, capacity: int, variant: str) -> tuple[bytes, s
     return artifact, fn.symbol
 
 
+def logits_of(results) -> np.ndarray:
+    """A decode entry's logits on the host: its first result, or its only one (in place, the cache is an input)."""
+    return (results[0] if isinstance(results, (tuple, list)) else results).to_host()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-llama")
@@ -102,6 +113,7 @@ def main() -> None:
     import iree.runtime as rt
 
     from hetagent.backend.functions import PARAMETER_SCOPE
+    from hetagent.backend.iree import in_place_input
     from hetagent.models import card, reference
 
     cores = len(os.sched_getaffinity(0))
@@ -126,14 +138,16 @@ def main() -> None:
             start = time.perf_counter()
             function = rt.SystemContext(vm_modules=modules, config=config).modules.module[symbol]
             load_s[driver, variant, batch] = time.perf_counter() - start  # the initializer: packing, if any
-            kv = np.zeros((model.num_layers, 2, batch, model.num_kv_heads, args.capacity, model.head_size), np.float32)
+            kv = rt.asdevicearray(config.device, np.zeros(
+                (model.num_layers, 2, batch, model.num_kv_heads, args.capacity, model.head_size), np.float32))
             token, positions = np.full(batch, 5, np.int64), np.full(batch, args.capacity // 2, np.int64)
-            call_args = (token, positions, rt.asdevicearray(config.device, kv)) + (() if parameters else tuple(weights))
+            store = () if in_place_input(modules[-1], symbol) is None else (kv,)  # the cache, written in place
+            call_args = (token, positions, kv, *store) + (() if parameters else tuple(weights))
             kernels[driver, variant, batch] = (function, call_args)
     errors = {}
     for (driver, variant, batch), (function, call_args) in kernels.items():
-        reference_logits = kernels[driver, variants[0], batch][0](*kernels[driver, variants[0], batch][1])[0].to_host()
-        logits = function(*call_args)[0].to_host()
+        reference_logits = logits_of(kernels[driver, variants[0], batch][0](*kernels[driver, variants[0], batch][1]))
+        logits = logits_of(function(*call_args))
         errors[variant] = max(errors.get(variant, 0.0), float(np.abs(logits - reference_logits).max()))
     times = {key: [] for key in kernels}
     rounds = 10
@@ -144,8 +158,7 @@ def main() -> None:
                 function(*call_args)
             for _ in range(max(1, args.steps // rounds)):
                 start = clock()
-                logits, _kv = function(*call_args)
-                logits.to_host()
+                logits_of(function(*call_args))
                 times[driver, variant, batch].append(clock() - start)
     figures = {"model": args.model, "capacity": args.capacity, "cores": cores, "load_average": os.getloadavg()[0]}
     for driver in clocks:
