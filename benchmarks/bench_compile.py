@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 # The default tiny agent: token counts left to the compiler's defaults (prompt 512, 256 generated tokens).
@@ -88,7 +89,7 @@ def main() -> None:
         rows = [("torch eager", per_call(lambda: reference.decode(model, weights, token, position, kv), args.calls))]
     for driver in ("local-task", "local-sync"):
         # as a worker calls it: weights bound as parameters once, the cache resident (and written in place)
-        device = IreeDevice(runner_context("host-cpu"), driver)
+        device = IreeDevice(replace(runner_context("host-cpu"), cores=tuple(sorted(os.sched_getaffinity(0)))), driver)
         function = device.function(KernelRef(decode["symbol"], str(work / "cold" / decode["artifact"]["file"]), {}, ()))
         arguments = [device.upload(x.numpy()) for x in (token, position, kv)]
         arguments += [weights[n].numpy() for n in decode["signature"]["weights"]]
