@@ -323,14 +323,16 @@ def test_a_model_directory_with_a_missing_or_mismatched_tensor(cached_cli, agent
     assert all(torch.equal(loaded[n], tiny_weights[n]) for n in tiny_weights)
 
 
-def test_decode_writes_its_cache_in_place_rather_than_copying_it():
+def test_decode_writes_its_cache_in_place_rather_than_copying_it(tmp_path):
     """The cpu pipeline's decode scatters the step's rows into the cache it is given (`decode_in_place`): IREE's
     stream program then copies no cache-sized block, where with the store's alias kept it copies the whole cache."""
     import dataclasses
     import re
 
+    from iree.compiler import ir
+
     from hetagent.backend.functions import ModelFunction
-    from hetagent.compiler.export import _export_to_module
+    from hetagent.compiler.export import import_function
     from hetagent.compiler.pipelines import run_pipeline
     from hetagent.ir.context import new_context
     from hetagent_cpu import detect, lowering
@@ -343,8 +345,10 @@ def test_decode_writes_its_cache_in_place_rather_than_copying_it():
     def copied(stages) -> list[int]:
         stages = [dataclasses.replace(s, action=s.action + " --compile-to=stream") if s.kind == "iree" else s
                   for s in stages]
-        stream = run_pipeline(dataclasses.replace(pipeline, stages=tuple(stages)),
-                              _export_to_module(fn, new_context()), "test").decode()
+        with new_context() as context, ir.Location.unknown(context):
+            module = ir.Module.create()
+        import_function(fn, module, CompileCache(tmp_path))
+        stream = run_pipeline(dataclasses.replace(pipeline, stages=tuple(stages)), module, "test").decode()
         return [int(n) for n in re.findall(r"stream\.cmd\.copy .*, %c(\d+) :", stream)]
 
     assert max(copied(pipeline.stages), default=0) < cache_bytes
