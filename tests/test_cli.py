@@ -32,7 +32,7 @@ def test_plugins_lists_the_four_backends(cli):
     rows = {r["name"]: r for r in json.loads(out)}
     assert set(rows) == BACKENDS
     for row in rows.values():
-        assert row["status"] == "ok" and row["plugin_api"] == "2.1" and row["version"]
+        assert row["status"] == "ok" and row["plugin_api"] == "2.2" and row["version"]
 
 
 def test_plugins_table(cli):

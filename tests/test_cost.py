@@ -1,5 +1,6 @@
 """The roofline cost model: curves, fitting, extrapolation, TP and transfers, memory fit, calibration, CLI."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -95,6 +96,50 @@ def test_fit_finds_the_per_row_term_of_row_wise_kernels():
     assert one_row > 1.5 * spread
     # a kernel that is not row-wise (rows = 0) has no row term
     assert toy.kernel_time("toy", Kernel("norm", "norm", 0.0, 2 * 8192 * 2), "fp16").seconds == pytest.approx(spread)
+
+
+def test_a_pass_that_stays_in_the_cache_is_timed_with_the_cache_curves(tmp_path):
+    """GEMVs timed cold (streaming from memory) and warm (`Kernel.cached`: in the last-level cache) fit two curves;
+    a decode step whose kernels move no more than half the cache is timed with the warm one, a larger one with the
+    cold one, and the calibration keeps both through its JSON form."""
+    from hetagent.cost.phases import RESIDENT_SHARE, phase_time
+
+    peak, memory, cache, fixed = 1.0, 30.0, 120.0, 3e-6
+    measurements = []
+    for k in (512, 1024, 2048, 4096):
+        for n in (k, 3 * k):
+            cold = matmul("proj", 1, k, n, 4, 1)
+            measurements.append(Measurement(cold, "fp32", fixed + cold.bytes / (0.9 * memory * 1e9)))
+            measurements.append(Measurement(dataclasses.replace(cold, cached=True), "fp32",
+                                            fixed + cold.bytes / (0.8 * cache * 1e9)))
+    for m in (256, 1024, 4096):  # prefill GEMMs, compute-bound
+        gemm = matmul("mm", m, 2048, 2048, 4, 1)
+        measurements.append(Measurement(gemm, "fp32", fixed + gemm.flops / (0.7 * peak * 1e12)))
+    calibration = fit_calibration("toy", "cpu", measurements, peak_tflops={"fp32": peak}, memory_bandwidth_gbs=memory,
+                                  link_gbs=None, source="synthetic", cache_bytes=64e6)
+    assert calibration.cache_bytes == 64e6 and calibration.cache_gbs == pytest.approx(0.8 * cache, rel=0.01)
+    assert calibration.curve("gemv@cache") is not None and calibration.memory_bandwidth_gbs == memory
+    calibration.save(tmp_path / "c.json")
+    assert Calibration.load(tmp_path / "c.json") == calibration
+    profile = dataclasses.replace(_toy_profile(peak, memory), kind="cpu", peak_tflops={"fp32": peak})
+    stranger = dataclasses.replace(profile, name="stranger")
+    toy = RooflineModel([profile, stranger], calibrations=[calibration])
+    assert toy.cache_bytes("toy") == 64e6
+    for m in measurements:  # each regime predicts its own measurements
+        assert toy.kernel_time("toy", m.kernel, "fp32").seconds == pytest.approx(m.seconds, rel=0.1)
+    small = [matmul("proj", 1, 1024, 1024, 4, 4)]  # 16 MB: within half the cache
+    large = [matmul("proj", 1, 4096, 4096, 4, 4)]  # 268 MB: streams from memory every step
+    assert sum(k.total_bytes for k in small) <= RESIDENT_SHARE * 64e6 < sum(k.total_bytes for k in large)
+    warm = toy.kernel_time("toy", dataclasses.replace(small[0], cached=True), "fp32").seconds * 4
+    assert phase_time(toy, "toy", small, "fp32", 1).seconds == pytest.approx(warm)
+    assert phase_time(toy, "toy", large, "fp32", 1).seconds == pytest.approx(
+        toy.kernel_time("toy", large[0], "fp32").seconds * 4)
+    # a device that only borrows the curves (extrapolated) has no cache of its measuring: it streams every pass
+    assert toy.cache_bytes("stranger") == 0.0
+    assert phase_time(toy, "stranger", small, "fp32", 1).seconds == pytest.approx(
+        toy.kernel_time("stranger", small[0], "fp32").seconds * 4)
+    assert toy.kernel_time("stranger", dataclasses.replace(small[0], cached=True), "fp32").seconds == \
+        pytest.approx(toy.kernel_time("stranger", small[0], "fp32").seconds)
 
 
 def _toy_profile(peak, bandwidth):
@@ -216,8 +261,11 @@ def test_calibrate_cpu_stores_curves_per_host_and_estimates_use_them(cli, tmp_pa
     report = json.loads(out)
     path = Path(report["path"])
     assert path.is_file() and path.is_relative_to(tmp_path / "cache")
-    assert {c["op_class"] for c in report["calibration"]["curves"]} >= {"gemm", "gemv", "norm", "add"}
+    assert {c["op_class"] for c in report["calibration"]["curves"]} >= {"gemm", "gemv", "norm", "add", "gemv@cache"}
     assert all(c["measured_s"] > 0 for c in report["checks"])
+    # the last-level cache as the OS reports it, and the rate GEMVs reached in it (above the one from memory)
+    assert report["calibration"]["cache_bytes"] > 0
+    assert report["calibration"]["cache_gbs"] > 0
     code, out, err = cli("--backends", "cpu", "estimate", "gemm", "--device", "host-cpu", "--m", "256", "--k", "256",
                          "--n", "256", "--dtype", "fp32", "--json")
     assert code == 0, err
@@ -287,3 +335,16 @@ def test_gemms_cross_the_ridge_smoothly_other_kernels_keep_max():
     assert combine("matmul", 1.0, 1.0) == pytest.approx(2 ** (1 / TRANSITION_P))  # at the ridge, both terms cost
     assert combine("matmul", 1.0, 0.01) == pytest.approx(1.0, rel=1e-3)  # far from it, the roofline
     assert combine("matvec", 1.0, 1.0) == combine("norm", 0.0, 1.0) == 1.0
+
+
+def test_a_calibration_run_with_cached_kernels_must_say_how_large_the_cache_is():
+    from hetagent.backend import CalibrationRun
+    from hetagent.errors import RecordError
+
+    gemv = matmul("proj", 1, 1024, 1024, 4, 1)
+    run = CalibrationRun("cpu", "host-cpu", "cpu", "fp32", (Measurement(gemv, "fp32", 1e-4),
+                                                            Measurement(dataclasses.replace(gemv, cached=True), "fp32", 4e-5)),
+                         (), "test")
+    with pytest.raises(RecordError, match="need the cache's size"):
+        run.validate()
+    dataclasses.replace(run, cache_bytes=32e6).validate()

@@ -115,10 +115,13 @@ def test_a_calibration_made_under_load_is_redone(tmp_path):
     path = tmp_path / "host.json"
     assert host.stale_calibration(path) is None  # none yet: made, not redone
 
-    def saved(**recorded):
-        Calibration("host-cpu", "cpu", {"fp32": 0.1}, 50.0, None, {}, (), "test", host=recorded).save(path)
+    def saved(cache_gbs=120.0, **recorded):
+        Calibration("host-cpu", "cpu", {"fp32": 0.1}, 50.0, None, {}, (), "test", host=recorded,
+                    cache_bytes=32e6 if cache_gbs else 0.0, cache_gbs=cache_gbs).save(path)
         return host.stale_calibration(path)
 
     assert saved(load_average=0.2, usable_cores=2) is None
     assert saved(load_average=3.2, usable_cores=2) == "the cached one was made under load average 3.2 on 2 cores"
     assert saved() == "the cached one recorded no load"
+    # one from before calibrations timed kernels in the cache would time a small model's decode as a large one's
+    assert "no curves for models that stay in the cache" in saved(0.0, load_average=0.2, usable_cores=2)

@@ -364,11 +364,11 @@ def test_a_host_planned_run_runs_each_op_where_the_plan_put_it(cli, cache_dir, a
     stolen = summary["steal"] is not None and summary["steal"] > 0.02
     assert (summary["load_warning"] is None) == (not busy and not stolen)
     # every run checks the cost model: predicted vs measured per LLM op kind on the host
-    check = {c["kind"]: c for c in report["cost_check"]}
-    assert set(check) == {"llm.prefill", "llm.decode"}
-    assert check["llm.prefill"]["per"] == "call" and check["llm.decode"]["per"] == "token"
-    for row in check.values():
-        assert row["device"] == "host-cpu" and row["samples"] >= 1
+    # on the partition each op ran on: a class of that worker's cores, not the whole host
+    assert {c["kind"] for c in report["cost_check"]} == {"llm.prefill", "llm.decode"}
+    for row in report["cost_check"]:
+        assert row["per"] == ("call" if row["kind"] == "llm.prefill" else "token")
+        assert row["device"] in {"host-cpu:0", "host-cpu:1"} and row["samples"] >= 1
         assert row["measured_ms_p50"] > 0 and row["predicted_ms"] > 0
         assert row["error"] == pytest.approx(row["predicted_ms"] / row["measured_ms_p50"] - 1)
 

@@ -26,7 +26,7 @@ from hetagent.hardware.device import DeviceProfile
 
 PROJECT = "hetagent"
 # MAJOR changes break backends (a mismatch is skipped at load); MINOR adds optional hooks or fields.
-PLUGIN_API_VERSION = "2.1"
+PLUGIN_API_VERSION = "2.2"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

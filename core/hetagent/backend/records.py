@@ -271,6 +271,9 @@ class CalibrationRun:
     checks: tuple[PassMeasurement, ...]
     source: str  # how it was measured ("hetagent calibrate --backend cpu on <host>")
     host: Mapping[str, Any] = field(default_factory=dict)  # which machine, when, library versions
+    # the device's last-level cache in bytes, where measurements include kernels timed with their operands in it
+    # (`Kernel.cached`); 0: none were
+    cache_bytes: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "measurements", tuple(self.measurements))
@@ -285,6 +288,10 @@ class CalibrationRun:
             problems.append("a calibration needs at least one measurement")
         if any(not (m.seconds > 0) for m in self.measurements) or any(not (c.seconds > 0) for c in self.checks):
             problems.append("every measured time must be > 0 seconds")
+        if not (self.cache_bytes >= 0):
+            problems.append(f"cache_bytes {self.cache_bytes!r} must be >= 0")
+        if self.cache_bytes == 0 and any(m.kernel.cached for m in self.measurements):
+            problems.append("measurements of cached kernels need the cache's size (cache_bytes)")
         _check(problems, f"calibration run {self.backend}/{self.device}")
 
 

@@ -42,6 +42,15 @@ CURVES_OF_KIND: dict[str, tuple[str | None, str]] = {
 FALLBACK_CLASS = {"attention": "gemm", "gemv": "gemm_memory", "gemm_memory": "gemv"}
 # Kernel kind -> link curve: collectives over the scale-up link, transfers between two devices.
 LINK_CLASS_OF_KIND = {"allreduce": "allreduce", "transfer": "p2p"}
+# The memory classes whose kernels a calibration also times with their operands in the last-level cache (a decode
+# step of a model small enough to stay there): their curves of that regime are named `cached_class(op_class)`
+# and are fractions of `Calibration.cache_gbs`. The other memory classes are small kernels, timed warm anyway.
+CACHED_CLASSES = ("gemv", "gemm_memory")
+
+
+def cached_class(op_class: str) -> str:
+    """The name of `op_class`'s curve (and floor) measured with the operands in the last-level cache."""
+    return f"{op_class}@cache"
 
 
 # A multi-row GEMM does not switch from memory-bound to compute-bound at the ridge point: near it, neither the
@@ -79,6 +88,9 @@ class Calibration:
     host: Mapping[str, Any] = field(default_factory=dict)  # host calibrations: which machine, when, how
     # per memory class of row-wise kernels: the rate one row streams at (GB/s), where the fit found it binding
     row_gbs: Mapping[str, float] = field(default_factory=dict)
+    # the last-level cache: its size, and the rate its `cached_class` curves are fractions of (0: not measured)
+    cache_bytes: float = 0.0
+    cache_gbs: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "peak_tflops", dict(self.peak_tflops))
@@ -104,6 +116,8 @@ class Calibration:
             "link_gbs": self.link_gbs,
             "fixed_s": self.fixed_s,
             "row_gbs": self.row_gbs,
+            "cache_bytes": self.cache_bytes,
+            "cache_gbs": self.cache_gbs,
             "source": self.source,
             "host": self.host,
             "curves": [
@@ -125,6 +139,8 @@ class Calibration:
                 link_gbs=None if data["link_gbs"] is None else float(data["link_gbs"]),
                 fixed_s={k: float(v) for k, v in data["fixed_s"].items()},
                 row_gbs={k: float(v) for k, v in (data.get("row_gbs") or {}).items()},
+                cache_bytes=float(data.get("cache_bytes") or 0.0),
+                cache_gbs=float(data.get("cache_gbs") or 0.0),
                 curves=tuple(
                     EfficiencyCurve(c["op_class"], c["dtype"], tuple(tuple(p) for p in c["points"]), c["source"])
                     for c in data["curves"]

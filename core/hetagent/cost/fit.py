@@ -15,6 +15,10 @@ which term binds, and which term binds depends on the curves being fitted: we st
 (peak / bandwidth) and alternate between assigning samples and refitting both curves until the assignment
 settles. A curve is the per-bin median of its samples over equal-width bins of log-size, so it follows the
 typical kernel, not the outliers. Collectives are fitted the same way against the link bandwidth.
+
+Kernels measured with their operands in the last-level cache (`Kernel.cached`: GEMVs and decode GEMMs timed warm)
+are fitted apart, the same way, against the best rate they reached (`Calibration.cache_gbs`): their memory curves
+and floors are those of `curves.cached_class`; cold kernels alone set everything else.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ import math
 from typing import Iterable, Mapping, Sequence
 
 from hetagent.backend.records import Measurement
-from hetagent.cost.curves import CURVES_OF_KIND, LINK_CLASS_OF_KIND, TRANSITION_P, Calibration, floor_class
+from hetagent.cost.curves import (
+    CURVES_OF_KIND,
+    LINK_CLASS_OF_KIND,
+    TRANSITION_P,
+    Calibration,
+    cached_class,
+    floor_class,
+)
 from hetagent.hardware.device import EfficiencyCurve
 from hetagent.models.kernels import Kernel
 
@@ -55,9 +66,12 @@ def fit_calibration(
     link_gbs: float | None,
     source: str,
     host: Mapping[str, object] | None = None,
+    cache_bytes: float = 0.0,
 ) -> Calibration:
     import numpy as np
 
+    cached = [m for m in measurements if m.kernel.cached]
+    measurements = [m for m in measurements if not m.kernel.cached]
     links = [m for m in measurements if m.kernel.kind in LINK_CLASS_OF_KIND]
     # matrix-vector products are memory-bound everywhere (about 1 FLOP per byte): fitted like elementwise kernels
     memory_only = [m for m in measurements if m.kernel.kind == "matvec" or m.kernel.kind in CURVES_OF_KIND and CURVES_OF_KIND[m.kernel.kind][0] is None]
@@ -104,6 +118,12 @@ def fit_calibration(
     curves = curves_of_memory + [_curve(op, dtype, *sample, source, np) for (op, dtype), sample in samples.items()]
     if matmuls:
         curves += _fit_matmuls(matmuls, fixed["gemm_memory"], peak_tflops, bandwidth, source, np)
+    cache_gbs = 0.0
+    if cached and cache_bytes:
+        cache_gbs = max(m.kernel.bytes / m.seconds for m in cached) / 1e9
+        cached_curves, cached_fixed = _fit_cached(cached, curves, peak_tflops, cache_gbs * 1e9, source, np)
+        curves += cached_curves
+        fixed.update(cached_fixed)
     return Calibration(
         device=device,
         kind=kind,
@@ -115,7 +135,35 @@ def fit_calibration(
         source=source,
         host=host or {},
         row_gbs=row_gbs,
+        cache_bytes=cache_bytes if cache_gbs else 0.0,
+        cache_gbs=float(f"{cache_gbs:.4g}"),
     )
+
+
+def _fit_cached(measurements: list[Measurement], compute: list[EfficiencyCurve], peak_tflops, cache_rate: float,
+                source: str, np):
+    """The memory curves and floors of `CACHED_CLASSES` from kernels timed with their operands in the cache:
+    GEMVs as a memory class; decode GEMMs by the memory term left of each body once the cold fit's compute term
+    (`compute`: FLOPs run no faster for being in the cache) is taken out, as `_fit_matmuls` does."""
+    curves, fixed = [], {}
+    vectors = [m for m in measurements if m.kernel.kind == "matvec"]
+    if vectors:
+        curve, fixed[cached_class("gemv")], _ = _fit_memory_class(cached_class("gemv"), vectors, cache_rate, source, np)
+        curves += [curve] if curve is not None else []
+    p = TRANSITION_P
+    for dtype in sorted({m.dtype for m in measurements if m.kernel.kind == "matmul"}):
+        products = [m for m in measurements if m.kernel.kind == "matmul" and m.dtype == dtype]
+        gemm = next((c for c in compute if c.op_class == "gemm" and c.dtype == dtype), None)
+        flops = np.array([m.kernel.flops for m in products])
+        traffic = np.array([m.kernel.bytes for m in products])
+        peak = peak_tflops[dtype] * 1e12
+        compute_s = flops / (peak * _eval(gemm, flops, np)) if gemm else np.zeros_like(flops)
+        floor = fixed[cached_class("gemm_memory")] = max(float(np.min(np.array([m.seconds for m in products])
+                                                                      - np.maximum(compute_s, traffic / cache_rate))), 0.0)
+        body = np.array([m.seconds for m in products]) - floor
+        own = np.power(np.maximum(body**p - compute_s**p, (MIN_SHARE * body) ** p), 1 / p)
+        curves.append(_curve(cached_class("gemm_memory"), dtype, traffic, traffic / (cache_rate * own), source, np))
+    return curves, fixed
 
 
 def _fit_memory_class(op_class: str, members: list[Measurement], bandwidth: float, source: str, np):

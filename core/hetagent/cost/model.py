@@ -1,7 +1,7 @@
 """The `CostModel` protocol: what the planner, the estimator and the TCO study ask of any cost model.
 
 `RooflineModel` (`hetagent.cost.roofline`) is the implementation; a simulator-backed or learned model only has to
-answer the same three questions.
+answer the same four questions.
 """
 
 from __future__ import annotations
@@ -37,3 +37,7 @@ class CostModel(Protocol):
 
     def transfer_time(self, src: str, dst: str, nbytes: float) -> KernelTime:
         """Moving `nbytes` (a KV cache) from a `src` device to a `dst` device over the link between them."""
+
+    def cache_bytes(self, device: str) -> float:
+        """The last-level cache the device's cache-resident curves were measured with; 0 where it has none (every
+        pass is timed as streaming from memory)."""

@@ -2,12 +2,16 @@
 
 Times are sums over the kernels of `hetagent.models.kernels`, each timed by a `CostModel`; a decode step is
 timed at the mean context of the request (prompt + half the output), where the attention term is exactly its
-average over the output. Memory fit (`spec/cost-model.md` section 3): weights/tp + KV/tp + activations ≤ 0.9 ·
-capacity, the 10 % left for the runtime, fragmentation and the allocator.
+average over the output. A pass whose working set (the bytes its kernels move) fits in RESIDENT_SHARE of the
+device's last-level cache is timed as reading it from there (`Kernel.cached`): the next pass finds it still
+there, where a larger model's weights stream from memory every step. Memory fit (`spec/cost-model.md` section
+3): weights/tp + KV/tp + activations ≤ 0.9 · capacity, the 10 % left for the runtime, fragmentation and the
+allocator.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
@@ -17,6 +21,10 @@ from hetagent.models.card import ModelCard
 from hetagent.models.kernels import Kernel, decode_kernels, per_device, prefill_kernels
 
 USABLE_MEMORY_FRACTION = 0.9
+# The share of the last-level cache a pass's working set may fill and still be found there by the next pass: the
+# rest holds activations, the runtime's own data and whatever else shares the cache, and no replacement policy
+# keeps a working set as large as the cache.
+RESIDENT_SHARE = 0.5
 TP_DEGREES = (1, 2, 4, 8)
 
 
@@ -113,6 +121,9 @@ def memory_use(card: ModelCard, capacity_gb: float, dtype: str, tp: int, batch: 
 
 
 def phase_time(model: CostModel, device: str, kernels: list[Kernel], dtype: str, tp: int) -> PhaseTime:
+    cache = model.cache_bytes(device)
+    if cache and sum(k.total_bytes for k in kernels) <= RESIDENT_SHARE * cache:
+        kernels = [dataclasses.replace(k, cached=True) for k in kernels]
     by_bound: dict[str, float] = defaultdict(float)
     for kernel in kernels:
         timed = model.kernel_time(device, kernel, dtype, tp)

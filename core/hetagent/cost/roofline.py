@@ -31,6 +31,7 @@ from hetagent.cost.curves import (
     FALLBACK_CLASS,
     LINK_CLASS_OF_KIND,
     Calibration,
+    cached_class,
     combine,
     interpolate,
     interpolate_seconds,
@@ -82,6 +83,7 @@ class _Rescaled:
     peak_tflops: Mapping[str, float]
     bandwidth_gbs: float
     basis: str
+    own: bool = False  # the device's own calibration: the only one whose cache curves apply to it
 
     def compute_rate(self, op_class: str, dtype: str, flops: float) -> float | None:
         curve = self.calibration.curve(op_class, dtype) or self.calibration.curve(op_class)
@@ -103,6 +105,14 @@ class _Rescaled:
         if rows and row_gbs:
             rate = min(rate, rows * row_gbs * 1e9 / ratio)
         return rate
+
+    def cache_rate(self, op_class: str, nbytes: float) -> float | None:
+        """Bytes/s of a kernel of `op_class` whose operands are in the last-level cache: the device's own cache
+        curve (a cache measured on one host says nothing about another device's)."""
+        curve = self.calibration.curve(cached_class(op_class))
+        if not self.own or curve is None or not self.calibration.cache_gbs:
+            return None
+        return interpolate(curve, nbytes) * self.calibration.cache_gbs * 1e9
 
     def link_rate(self, op_class: str, nbytes: float, link_gbs: float) -> float | None:
         curve = self.calibration.curve(op_class)
@@ -212,7 +222,8 @@ class RooflineModel:
         own = self._calibrations.get(device)
         if own is not None:
             what = "calibrated on this host" if own.host else "measured"
-            chain.append(_Rescaled(own, {**profile.peak_tflops, **own.peak_tflops}, own.memory_bandwidth_gbs, what))
+            chain.append(_Rescaled(own, {**profile.peak_tflops, **own.peak_tflops}, own.memory_bandwidth_gbs, what,
+                                   own=True))
         if profile.efficiency:
             from_profile = Calibration(
                 device, profile.kind, profile.peak_tflops, profile.memory_bandwidth_gbs,
@@ -254,8 +265,14 @@ class RooflineModel:
             rate, basis = self._first(device, lambda r: r.compute_rate(compute_class, runs_as, kernel.flops),
                                       fallback=lambda r: r.compute_rate(FALLBACK_CLASS.get(compute_class, compute_class), runs_as, kernel.flops))
             compute_s = kernel.flops / rate
-        rate, memory_basis = self._first(device, lambda r: r.memory_rate(memory_class, kernel.bytes, kernel.rows),
-                                         fallback=lambda r: r.memory_rate(FALLBACK_CLASS.get(memory_class, memory_class), kernel.bytes, kernel.rows))
+        floor = memory_class
+        own = self._curves(device)[0]
+        rate = own.cache_rate(memory_class, kernel.bytes) if kernel.cached else None
+        if rate:
+            floor, memory_basis = cached_class(memory_class), f"{own.basis}, in the last-level cache"
+        else:
+            rate, memory_basis = self._first(device, lambda r: r.memory_rate(memory_class, kernel.bytes, kernel.rows),
+                                             fallback=lambda r: r.memory_rate(FALLBACK_CLASS.get(memory_class, memory_class), kernel.bytes, kernel.rows))
         memory_s = kernel.bytes / rate
         serving, _ = self.serving_efficiency(device)
         if serving is not None:
@@ -263,13 +280,17 @@ class RooflineModel:
         op_class = compute_class if compute_s > memory_s else memory_class
         body = combine(kernel.kind, compute_s, memory_s)
         basis = basis if compute_s > memory_s else memory_basis
-        fixed = self.fixed_s(device, memory_class)
+        fixed = self.fixed_s(device, floor)
         table = self._tables.get((device, op_class, dtype))
         if table is not None:  # a backend's own measurement of the binding class beats any curve
             size = kernel.flops if op_class in COMPUTE_CLASSES else kernel.bytes
             body, fixed, basis = interpolate_seconds(table.points, size), 0.0, f"table from backend {table.backend}"
         bound = "overhead" if fixed > body else ("compute" if op_class in COMPUTE_CLASSES else "memory")
         return KernelTime(fixed + body, bound, compute_s, memory_s, fixed, basis)
+
+    def cache_bytes(self, device: str) -> float:
+        own = self._curves(device)[0]
+        return own.calibration.cache_bytes if own.own and own.calibration.cache_gbs else 0.0
 
     def transfer_time(self, src: str, dst: str, nbytes: float) -> KernelTime:
         """Same device type: the two sit in one node and share the scale-up link (NVLink, Infinity Fabric).

@@ -144,6 +144,9 @@ class _Scaled:
     def transfer_time(self, src, dst, nbytes):
         return self.base.transfer_time(src, dst, nbytes)
 
+    def cache_bytes(self, device):
+        return self.base.cache_bytes(device)
+
     def kernel_time(self, device, kernel, dtype, tp=1):
         key = (device, kernel, dtype, tp)
         base = self._cache.get(key)

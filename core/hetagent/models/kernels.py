@@ -31,6 +31,8 @@ class Kernel:
     count: int = 1  # launches per forward pass (usually the number of layers)
     rows: float = 0  # a row-wise kernel (norm, rope, activation, add, embedding): the rows it works through
     # independently, one per token; a row is one thread block's work, so few rows cannot fill the device
+    cached: bool = False  # its bytes come from the last-level cache: its pass's working set stays there between
+    # passes (`hetagent.cost.phases.phase_time` decides; timed with the device's cache curves where it has them)
 
     @property
     def total_flops(self) -> float:

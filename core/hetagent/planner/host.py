@@ -63,23 +63,42 @@ def partition_name(host: str, index: int) -> str:
 
 def partition_profiles(host_profile, count: int, cores: int) -> list:
     """The `count` partition classes of the host: `cores` usable cores split as the layout splits them."""
-    total = host_profile.cores or cores
     sizes = [cores // count] * count
     sizes[-1] += cores - sum(sizes)
-    out = []
-    for index, k in enumerate(sizes):
-        share = k / total
-        out.append(dataclasses.replace(
-            host_profile, name=partition_name(host_profile.name, index),
-            display_name=f"{host_profile.display_name} ({k} of {total} cores)", cores=k,
-            peak_tflops={d: v * share for d, v in host_profile.peak_tflops.items()},
-            memory_bandwidth_gbs=host_profile.memory_bandwidth_gbs * share, tdp_w=host_profile.tdp_w * share,
-            notes=f"partition {index} of {host_profile.name}: peak, bandwidth and TDP scaled by {k}/{total}"))
-    return out
+    return [partition_profile(host_profile, partition_name(host_profile.name, index), k, cores)
+            for index, k in enumerate(sizes)]
 
 
-def partition_model(registry, profiles: list):
-    """The roofline model with the partition classes added: each takes the host calibration, scaled like its profile."""
+def partition_profile(host_profile, name: str, k: int, cores: int):
+    """A class of `k` of the host's cores (of `cores` usable when the profile does not say): peak, bandwidth and
+    TDP scaled by k over the host's cores."""
+    total = host_profile.cores or cores
+    share = k / total
+    return dataclasses.replace(
+        host_profile, name=name, display_name=f"{host_profile.display_name} ({k} of {total} cores)", cores=k,
+        peak_tflops={d: v * share for d, v in host_profile.peak_tflops.items()},
+        memory_bandwidth_gbs=host_profile.memory_bandwidth_gbs * share, tdp_w=host_profile.tdp_w * share,
+        notes=f"{name}: {host_profile.name}'s peak, bandwidth and TDP scaled by {k}/{total}")
+
+
+def worker_model(registry, workers, cores: int):
+    """The cost model a run's predictions are checked with, and the device each worker is timed as: a worker on
+    some of the host's cores is a partition class of its core count (named as the worker), the others their
+    device."""
+    host = registry.host.device if registry.host else None
+    partitions = [partition_profile(registry.profile(host), w.name, len(w.cores), cores)
+                  for w in workers if host and w.device == host and w.cores]
+    device_of = {w.name: w.device for w in workers} | {p.name: p.name for p in partitions}
+    if not partitions:
+        from hetagent.cost import RooflineModel
+
+        return RooflineModel.from_registry(registry), device_of
+    return partition_model(registry, partitions, calibrated=False), device_of
+
+
+def partition_model(registry, profiles: list, *, calibrated: bool = True):
+    """The roofline model with the partition classes added: each takes the host calibration, scaled like its
+    profile. Without one (`calibrated` False) the classes are extrapolated like any uncalibrated device."""
     from hetagent.cost import RooflineModel
     from hetagent.cost.reference import reference_calibrations
     from hetagent.cost.store import host_calibrations
@@ -87,6 +106,9 @@ def partition_model(registry, profiles: list):
     host = registry.host.device
     calibrations = [*reference_calibrations(), *host_calibrations()]
     own = next((c for c in calibrations if c.device == host), None)
+    if own is None and not calibrated:
+        return RooflineModel([*registry.device_profiles(), *profiles], tables=registry.cost_models(),
+                             calibrations=calibrations)
     if own is None:
         raise HetagentError(f"no calibration of {host} on this host: run `hetagent calibrate --backend "
                             f"{registry.host.backend} --quick`")
@@ -94,9 +116,11 @@ def partition_model(registry, profiles: list):
     derived = []
     for profile in profiles:
         share = profile.cores / (host_profile.cores or profile.cores)
+        # the last-level cache is shared: each partition gets its cores' share of it, and of its rate
         derived.append(dataclasses.replace(own, device=profile.name,
                                            peak_tflops={d: v * share for d, v in own.peak_tflops.items()},
-                                           memory_bandwidth_gbs=own.memory_bandwidth_gbs * share))
+                                           memory_bandwidth_gbs=own.memory_bandwidth_gbs * share,
+                                           cache_bytes=own.cache_bytes * share, cache_gbs=own.cache_gbs * share))
     return RooflineModel([*registry.device_profiles(), *profiles], tables=registry.cost_models(),
                          calibrations=[*calibrations, *derived])
 
@@ -147,6 +171,8 @@ def stale_calibration(path: Path) -> str | None:
         return "the cached one recorded no load"
     if not is_quiet(load, host.get("usable_cores")):
         return f"the cached one was made under load average {load:.1f} on {host.get('usable_cores')} cores"
+    if not Calibration.load(path).cache_gbs:
+        return "the cached one has no curves for models that stay in the cache (made by an older hetagent)"
     return None
 
 

@@ -21,7 +21,7 @@ the host calibration's error (`hetagent calibrate`), so every run also checks th
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -173,15 +173,19 @@ def prefix_cache(ops: list[OpRecord]) -> dict:
             "prompt_tokens": prompt, "saved_tokens": saved, "computed_tokens": prompt - saved}
 
 
-def cost_check(program, device_of: dict[int, str], ops: list[OpRecord], requests: list[RequestRecord], model) -> list[dict]:
-    """Predicted vs measured (median) seconds per (op kind, device) for the ops the cost model can time."""
+def cost_check(program, ops: list[OpRecord], requests: list[RequestRecord], model,
+               worker_device: dict[str, str]) -> list[dict]:
+    """Predicted vs measured (median) seconds per (op kind, device) for the ops the cost model can time. Each op
+    is predicted on the device its worker is timed as (`worker_device`: a worker on some of the host's cores is a
+    class of that many cores). A decode's measure is the time between tokens, which requests pool over their
+    decodes: it is checked on the worker that ran most of them."""
     from hetagent.cost.phases import phase_time
     from hetagent.models.catalog import card
     from hetagent.models.kernels import decode_kernels, prefill_kernels
 
-    def predict(node) -> float:
+    def predict(node, device: str) -> float:
         fn = node.kernel.function
-        spec, dtype, device = card(fn["model"]), fn["dtype"], device_of[node.index]
+        spec, dtype = card(fn["model"]), fn["dtype"]
         if node.op == "llm.prefill":
             kernels = prefill_kernels(spec, fn["prompt"], batch=fn["batch"], dtype=dtype)
         else:
@@ -192,20 +196,24 @@ def cost_check(program, device_of: dict[int, str], ops: list[OpRecord], requests
     by_label = {n.label: n for n in timed}
     measured: dict[tuple[str, str], list[float]] = defaultdict(list)
     predicted: dict[tuple[str, str], list[float]] = defaultdict(list)
+    decoders: Counter = Counter()
     for record in ops:
         node = by_label.get(record.label)
+        if node is None or not record.ok or record.worker not in worker_device:
+            continue
+        if node.op == "llm.decode":
+            decoders[record.worker] += 1
         # a prefill that reused a cached prefix ran another kernel (extend) over part of the prompt: not this one
-        if node is not None and node.op == "llm.prefill" and record.ok and record.worker != "engine" \
-                and not record.cached_tokens:
-            key = (node.op, device_of[node.index])
+        elif not record.cached_tokens:
+            key = (node.op, worker_device[record.worker])
             measured[key].append(record.run_s)
-            predicted[key].append(predict(node))
-    for node in (n for n in timed if n.op == "llm.decode"):
-        gaps = [g for r in requests if r.status == "ok" for g in r.gaps]
-        if gaps:
-            key = (node.op, device_of[node.index])
-            measured[key] += gaps
-            predicted[key] += [predict(node)] * len(gaps)
+            predicted[key].append(predict(node, key[1]))
+    gaps = [g for r in requests if r.status == "ok" for g in r.gaps]
+    if gaps and decoders:
+        device = worker_device[decoders.most_common(1)[0][0]]
+        for node in (n for n in timed if n.op == "llm.decode"):
+            measured["llm.decode", device] += gaps
+            predicted["llm.decode", device] += [predict(node, device)] * len(gaps)
     rows = []
     for (kind, device), values in sorted(measured.items()):
         measured_s, predicted_s = float(np.median(values)), float(np.median(predicted[(kind, device)]))

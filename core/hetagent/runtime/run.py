@@ -16,7 +16,7 @@ from typing import Callable
 from hetagent.agent.loader import load_agent
 from hetagent.agent.source import stem
 from hetagent.compiler.cache import CompileCache, digest
-from hetagent.hardware.machine_load import cpu_ticks, load_average, load_warning, steal_since
+from hetagent.hardware.machine_load import cores, cpu_ticks, load_average, load_warning, steal_since
 from hetagent.compiler.driver import CompiledAgent, compile_agent
 from hetagent.backend.registry import Registry
 from hetagent.compiler.place import present_devices
@@ -179,7 +179,9 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
         wall = time.monotonic() - start
         ops = list(engine.ops)
     load_end, steal = load_average(), steal_since(ticks_start)
-    from hetagent.cost import RooflineModel
+    from hetagent.planner.host import worker_model
+
+    model, worker_device = worker_model(registry, prepared.workers, cores())
 
     usd_per_hour, note = report.fleet_usd_per_hour(prepared.workers, registry, pricebook or default_pricebook())
     return RunResult(
@@ -197,8 +199,7 @@ def run_prepared(prepared: Prepared, requests: list[Request], *, registry: Regis
                  for w in prepared.workers],
         transfers=report.transfers(ops),
         trace=otlp_trace(options.run_id, prepared.program.name, records, ops),
-        cost_check=report.cost_check(prepared.program, prepared.device_of, ops, records,
-                                     RooflineModel.from_registry(registry)),
+        cost_check=report.cost_check(prepared.program, ops, records, model, worker_device),
     )
 
 

@@ -14,7 +14,7 @@ CPU = ("cpu",)
 
 
 class CpuBackend(Backend):
-    name, vendor, plugin_api = "cpu", "generic", "2.1"  # plugin_api: a literal, so a major mismatch shows
+    name, vendor, plugin_api = "cpu", "generic", "2.2"  # plugin_api: a literal, so a major mismatch shows
     version, summary = __version__, "Reference backend: the host CPU, plus Intel Xeon 6980P and AMD EPYC 9654 for planning"
     host_device = detect.PROFILE
     executor_specs = (

@@ -11,6 +11,6 @@ __version__ = "0.1.0"
 
 
 class CudaBackend(Backend):
-    name, vendor, plugin_api = "cuda", "nvidia", "2.1"  # plugin_api: a literal, so a major mismatch shows
+    name, vendor, plugin_api = "cuda", "nvidia", "2.2"  # plugin_api: a literal, so a major mismatch shows
     version, summary = __version__, "NVIDIA GPUs (A40, A100, H100, H200, B200, L40S, L4) through the CUDA driver"
     executor_specs = (ExecutorSpec(name, "iree-llm", MODEL_FUNCTION_OPS, ("gpu",), "hetagent_cuda.executors:LLMExecutor"),)

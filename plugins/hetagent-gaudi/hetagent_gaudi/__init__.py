@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 
 class GaudiBackend(Backend):
-    name, vendor, plugin_api = "gaudi", "intel", "2.1"  # plugin_api: a literal, so a major mismatch shows
+    name, vendor, plugin_api = "gaudi", "intel", "2.2"  # plugin_api: a literal, so a major mismatch shows
     version, summary = __version__, "Intel Gaudi 3 accelerators (OAM and PCIe) through hl-smi"
     executor_specs = (ExecutorSpec(name, "hpu-llm", MODEL_FUNCTION_OPS, ("accelerator",),
                                    "hetagent_gaudi.executors:LLMExecutor"),)

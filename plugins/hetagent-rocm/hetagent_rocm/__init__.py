@@ -11,6 +11,6 @@ __version__ = "0.1.0"
 
 
 class RocmBackend(Backend):
-    name, vendor, plugin_api = "rocm", "amd", "2.1"  # plugin_api: a literal, so a major mismatch shows
+    name, vendor, plugin_api = "rocm", "amd", "2.2"  # plugin_api: a literal, so a major mismatch shows
     version, summary = __version__, "AMD Instinct GPUs (MI300X, MI325X) through amd-smi, rocm-smi or the KFD sysfs"
     executor_specs = (ExecutorSpec(name, "iree-llm", MODEL_FUNCTION_OPS, ("gpu",), "hetagent_rocm.executors:LLMExecutor"),)
