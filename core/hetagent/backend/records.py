@@ -39,7 +39,7 @@ class BackendInfo:
 
     name: str  # backend id; equals the entry-point name ("cpu")
     version: str  # the backend distribution's version
-    plugin_api: str  # the plugin-API version the backend was written against ("2.1")
+    plugin_api: str  # the plugin-API version the backend was written against ("2.2")
     vendor: str
     summary: str = ""
     # the profile of this node's host CPU when this backend provides it: that backend is the reference, which
