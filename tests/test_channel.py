@@ -97,25 +97,3 @@ def test_a_never_blocking_end_keeps_what_the_pipe_cannot_take_until_flushed_in_o
         time.sleep(0.001)
     reader.join(30)
     assert got == [("big", big), ("after",)]
-
-
-def _tunables(end):
-    end.send(os.environ.get("GLIBC_TUNABLES"))
-
-
-def test_a_worker_process_starts_with_huge_pages_asked_for_and_the_callers_tunables_kept(monkeypatch):
-    from hetagent.runtime.transport import WORKER_GLIBC_TUNABLES, _environment
-
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
-    mine, theirs = channel_pair()
-    with _environment("GLIBC_TUNABLES", WORKER_GLIBC_TUNABLES):
-        process = multiprocessing.get_context("spawn").Process(target=_tunables, args=(theirs,), daemon=True)
-        process.start()
-    theirs.close()
-    assert mine.recv() == "glibc.malloc.hugetlb=1:glibc.malloc.arena_max=2"  # the caller's last: theirs win
-    process.join(30)
-    assert os.environ["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"  # this process's own, as it was
-    monkeypatch.delenv("GLIBC_TUNABLES")
-    with _environment("GLIBC_TUNABLES", WORKER_GLIBC_TUNABLES):
-        assert os.environ["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
-    assert "GLIBC_TUNABLES" not in os.environ

@@ -28,11 +28,6 @@ from hetagent.runtime.layout import WorkerPlan
 from hetagent.runtime.worker import WorkerSpec, worker_main
 
 STOP_WAIT_S = 5.0  # `stop`: a worker still running this long after being asked is killed
-# glibc settings of worker processes: large allocations on transparent huge pages (glibc asks with madvise, as the
-# kernel's default THP mode "madvise" wants). A decode step streams every weight, and on 4 KiB pages every 4 KiB of
-# it costs a TLB miss (a two-level walk in a VM): small-llama's IREE decode step, 4 interleaved pairs of processes,
-# p50 20.07 ms with its packed weights on 2 MiB pages against 20.32 ms without.
-WORKER_GLIBC_TUNABLES = "glibc.malloc.hugetlb=1"
 
 
 class Transport(Protocol):
@@ -96,21 +91,6 @@ class _Process:
         self.full = False  # its pipe took less than we sent: the selector watches it for room
 
 
-@contextlib.contextmanager
-def _environment(name: str, setting: str):
-    """The environment a process started within sees: `setting` added to the colon-separated variable `name`
-    (the caller's own settings of it kept, and winning)."""
-    before = os.environ.get(name)
-    os.environ[name] = setting if not before else f"{setting}:{before}"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = before
-
-
 class ProcessTransport:
     """A worker process per worker on this node, spoken to through a channel (`channel.py`: two pipes)."""
 
@@ -127,8 +107,7 @@ class ProcessTransport:
         conn, child = channel_pair()
         conn.never_block()  # `send` must not block: the router serves every worker
         process = self._mp.Process(target=worker_main, args=(child, spec), name=f"hetagent-{plan.name}", daemon=True)
-        with _environment("GLIBC_TUNABLES", WORKER_GLIBC_TUNABLES):
-            process.start()
+        process.start()
         child.close()
         handle = _Process(conn, process)
         self._selector.register(conn, selectors.EVENT_READ, handle)
