@@ -156,11 +156,11 @@ def _fit_cached(measurements: list[Measurement], compute: list[EfficiencyCurve],
         gemm = next((c for c in compute if c.op_class == "gemm" and c.dtype == dtype), None)
         flops = np.array([m.kernel.flops for m in products])
         traffic = np.array([m.kernel.bytes for m in products])
-        peak = peak_tflops[dtype] * 1e12
-        compute_s = flops / (peak * _eval(gemm, flops, np)) if gemm else np.zeros_like(flops)
-        floor = fixed[cached_class("gemm_memory")] = max(float(np.min(np.array([m.seconds for m in products])
-                                                                      - np.maximum(compute_s, traffic / cache_rate))), 0.0)
-        body = np.array([m.seconds for m in products]) - floor
+        seconds = np.array([m.seconds for m in products])
+        compute_s = flops / (peak_tflops[dtype] * 1e12 * _eval(gemm, flops, np)) if gemm else np.zeros_like(flops)
+        floor = max(float(np.min(seconds - np.maximum(compute_s, traffic / cache_rate))), 0.0)
+        fixed[cached_class("gemm_memory")] = floor
+        body = seconds - floor
         own = np.power(np.maximum(body**p - compute_s**p, (MIN_SHARE * body) ** p), 1 / p)
         curves.append(_curve(cached_class("gemm_memory"), dtype, traffic, traffic / (cache_rate * own), source, np))
     return curves, fixed
