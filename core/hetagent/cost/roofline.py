@@ -265,9 +265,10 @@ class RooflineModel:
             rate, basis = self._first(device, lambda r: r.compute_rate(compute_class, runs_as, kernel.flops),
                                       fallback=lambda r: r.compute_rate(FALLBACK_CLASS.get(compute_class, compute_class), runs_as, kernel.flops))
             compute_s = kernel.flops / rate
-        floor = memory_class
-        own = self._curves(device)[0]
-        rate = own.cache_rate(memory_class, kernel.bytes) if kernel.cached else None
+        floor, rate = memory_class, None
+        if kernel.cached:
+            own = self._curves(device)[0]
+            rate = own.cache_rate(memory_class, kernel.bytes)
         if rate:
             floor, memory_basis = cached_class(memory_class), f"{own.basis}, in the last-level cache"
         else:

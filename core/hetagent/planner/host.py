@@ -159,19 +159,20 @@ def ensure_calibration(registry, progress=None) -> str:
 
 
 def stale_calibration(path: Path) -> str | None:
-    """Why the calibration at `path` is to be redone — made while the machine was not quiet, or before
-    calibrations recorded their load — or None (absent or trusted)."""
+    """Why the calibration at `path` is to be redone — made while the machine was not quiet, before calibrations
+    recorded their load, or before they timed kernels in the cache — or None (absent or trusted)."""
     from hetagent.cost.curves import Calibration
 
     if not path.is_file():
         return None
-    host = Calibration.load(path).host
+    calibration = Calibration.load(path)
+    host = calibration.host
     load = host.get("load_average")
     if load is None:
         return "the cached one recorded no load"
     if not is_quiet(load, host.get("usable_cores")):
         return f"the cached one was made under load average {load:.1f} on {host.get('usable_cores')} cores"
-    if not Calibration.load(path).cache_gbs:
+    if not calibration.cache_gbs:
         return "the cached one has no curves for models that stay in the cache (made by an older hetagent)"
     return None
 
