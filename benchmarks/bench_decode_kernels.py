@@ -7,12 +7,14 @@ The cpu backend's decode kernels at batch 1 and batch 16, built by the host-cpu 
 in up to four variants, called with resident weights in alternating rounds so all see the same machine:
 
 - `arguments`: weights are kernel arguments, passed on every call;
-- `+tiling`: IREE data tiling with its CPU microkernels (`--iree-opt-data-tiling --iree-llvmcpu-enable-ukernels=all`):
+- `+tiling`: IREE data tiling as the host-cpu pipeline builds it (`hetagent_cpu.lowering.DATA_TILING`):
   matmuls run as mmt4d on packed operands. With weights as arguments the weights are packed again on every call;
 - `parameters`: the function's weights are IREE parameter globals (`hetagent.backend.functions.
   weights_as_parameters`), bound at load from host buffers (`iree.runtime.ParameterIndex`). A computation on a
   global only (the packing) is hoisted into the module's initializer: it runs once, at load.
   `parameters+tiling` is what the host-cpu pipeline builds (`hetagent_cpu.lowering`);
+- `+ukernels`: the mmt4d tiles run by IREE's CPU microkernels (`--iree-llvmcpu-enable-ukernels=all`) instead of
+  its generated code: at batch 1 (a tile of one row) the microkernel's software prefetches slow the weight stream;
 - `+copy`: without the pipeline's `decode-in-place` and `drop-tensor-aliases` stages: the kernel returns a new KV
   cache, which IREE fills by copying the whole cache every step, rather than writing the step's rows into the one
   it is given.
@@ -43,12 +45,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "core"))
 
 BATCHES = (1, 16)
-VARIANTS = ("arguments", "arguments+tiling", "parameters", "parameters+tiling", "parameters+tiling+copy")
+VARIANTS = ("arguments", "arguments+tiling", "parameters", "parameters+tiling", "parameters+tiling+copy",
+            "parameters+tiling+ukernels")
 
 
 def variant_pipeline(pipeline, variant: str):
-    """The host-cpu pipeline with or without its weights-as-parameters stage, its data-tiling flags and its
-    in-place decode."""
+    """The host-cpu pipeline with or without its weights-as-parameters stage, its data-tiling flags (or with the
+    microkernels) and its in-place decode."""
     from hetagent_cpu import lowering
 
     stages = []
@@ -60,6 +63,8 @@ def variant_pipeline(pipeline, variant: str):
         if stage.kind == "iree":
             action = stage.action.replace(" " + lowering.DATA_TILING, "")
             tiling = " " + lowering.DATA_TILING if "+tiling" in variant else ""
+            if variant.endswith("+ukernels"):
+                tiling = tiling.replace("--iree-llvmcpu-enable-ukernels=none", "--iree-llvmcpu-enable-ukernels=all")
             stage = dataclasses.replace(stage, action=action + tiling)
         stages.append(stage)
     return dataclasses.replace(pipeline, stages=tuple(stages))

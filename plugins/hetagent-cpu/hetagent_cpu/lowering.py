@@ -21,8 +21,12 @@ DECODE_IN_PLACE = Stage("decode-in-place", "python", "hetagent.backend.functions
 # torch dialect (from torch.export) -> linalg on tensors, IREE's input form; already-linalg kernels pass through.
 TORCH_TO_LINALG = Stage("torch-to-linalg", "mlir", "builtin.module(torch-to-iree)")
 DROP_TENSOR_ALIASES = Stage("drop-tensor-aliases", "python", "hetagent.backend.functions:drop_tensor_aliases")
-# Data tiling with the CPU microkernels: matmuls run as mmt4d on packed operands (benchmarks/bench_decode_kernels.py).
-DATA_TILING = "--iree-opt-data-tiling --iree-llvmcpu-enable-ukernels=all"
+# Data tiling: matmuls run as mmt4d on packed operands (benchmarks/bench_decode_kernels.py), lowered by IREE's own
+# codegen rather than its mmt4d microkernel. For a decode GEMV (an mmt4d tile of 1 row) the microkernel's software
+# prefetches, 512 B ahead of a stream the hardware prefetcher already follows, held one core to 14.6 GB/s where the
+# generated loop reads 18.3 (a 32000 x 1024 f32 GEMV; numpy's 1-thread sum: 17.4); small-llama's decode step on 2
+# threads 20.8 -> 19.3 ms, and prefill of 512 tokens and a batch-16 step measured the same either way.
+DATA_TILING = "--iree-opt-data-tiling --iree-llvmcpu-enable-ukernels=none"
 # IREE 3.13's aggressive fusion puts the max over a decode's cache scores (`amax`, lowered as a max with indices)
 # into one dispatch with the max against its own key's score, which it then fails to compile ("map_store ...
 # restricted to workgroup distributed contexts"). Without it decode steps measured the same (small-llama batch 1,
