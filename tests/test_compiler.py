@@ -106,7 +106,8 @@ def test_cpu_build_manifest(cpu_build):
     assert functions == ["decode", "embed", "extend", "prefill"]
     for entry in manifest["kernels"]:
         assert (out / entry["artifact"]["file"]).stat().st_size == entry["artifact"]["bytes"] > 0
-        assert entry["pipeline"]["stages"] == ["decode-in-place", "weights-as-parameters", "torch-to-linalg", "drop-tensor-aliases", "iree-llvm-cpu"]
+        assert entry["pipeline"]["stages"] == ["decode-in-place", "weights-as-parameters", "merge-projections",
+                                              "torch-to-linalg", "drop-tensor-aliases", "iree-llvm-cpu"]
         assert entry["pipeline"]["target_options"]["target_cpu"]
     ops = {o["name"] or o["op"]: o for o in manifest["ops"]}
     assert ops["answer.prefill"]["kernel"] == "tiny_llama_prefill_fp32_b1_t64_s128"
@@ -325,7 +326,8 @@ def test_a_model_directory_with_a_missing_or_mismatched_tensor(cached_cli, agent
 
 def test_decode_writes_its_cache_in_place_rather_than_copying_it(tmp_path):
     """The cpu pipeline's decode scatters the step's rows into the cache it is given (`decode_in_place`): IREE's
-    stream program then copies no cache-sized block, where with the store's alias kept it copies the whole cache."""
+    stream program then copies no cache-sized block on a call, where with the store's alias kept it copies the
+    whole cache."""
     import dataclasses
     import re
 
@@ -349,8 +351,51 @@ def test_decode_writes_its_cache_in_place_rather_than_copying_it(tmp_path):
             module = ir.Module.create()
         import_function(fn, module, CompileCache(tmp_path))
         stream = run_pipeline(dataclasses.replace(pipeline, stages=tuple(stages)), module, "test").decode()
-        return [int(n) for n in re.findall(r"stream\.cmd\.copy .*, %c(\d+) :", stream)]
+        # a call's copies: the initializer's run once, at load (`merge_projections`' weight concatenations)
+        calls = [part for part in re.split(r"\n  (?=util\.initializer|util\.func)", stream)
+                 if not part.startswith("util.initializer")]
+        return [int(n) for part in calls for n in re.findall(r"stream\.cmd\.copy .*, %c(\d+) :", part)]
 
     assert max(copied(pipeline.stages), default=0) < cache_bytes
     kept_alias = [s for s in pipeline.stages if s != lowering.DROP_TENSOR_ALIASES]
     assert cache_bytes in copied(kept_alias)  # what the check would see if the decode copied its cache
+
+
+def test_merge_projections_makes_one_matmul_of_each_inputs_projections(tmp_path):
+    """`merge_projections` turns a layer's q, k and v matmuls into one, and its MLP's gate and up into one, over
+    the weights' concatenation (a computation on parameter globals, which IREE runs at load); the down projection
+    and the LM head, each alone on its input, stay. Without parameter globals it refuses: the concatenation would
+    then run on every call."""
+    import re
+
+    from iree.compiler import ir
+
+    from hetagent.backend.functions import ModelFunction, decode_in_place, merge_projections, weights_as_parameters
+    from hetagent.compiler.export import import_function
+    from hetagent.errors import HetagentError
+    from hetagent.ir.context import new_context
+
+    fn = ModelFunction("tiny-llama", "decode", "fp32", 1, capacity=64)
+    model = card(fn.model)
+
+    def exported() -> ir.Module:
+        with new_context() as context, ir.Location.unknown(context):
+            module = ir.Module.create()
+        import_function(fn, module, CompileCache(tmp_path))
+        return decode_in_place(module)
+
+    def matmul_widths(module) -> list[int]:  # the output width of each `x @ W.T`
+        return [int(n) for n in re.findall(r"torch\.aten\.matmul .*-> !torch\.vtensor<\[1,1,(\d+)\],f32>", str(module))]
+
+    before = matmul_widths(exported())
+    merged = merge_projections(weights_as_parameters(exported()))
+    after = matmul_widths(merged)
+    qkv = (model.num_heads + 2 * model.num_kv_heads) * model.head_size
+    layer = [model.hidden_size, model.num_kv_heads * model.head_size, model.num_kv_heads * model.head_size,
+             model.hidden_size, model.intermediate_size, model.intermediate_size, model.hidden_size]
+    assert before == layer * model.num_layers + [model.vocab_size]
+    assert after == [qkv, model.hidden_size, 2 * model.intermediate_size, model.hidden_size] * model.num_layers + [
+        model.vocab_size]
+    merged.operation.verify()
+    with pytest.raises(HetagentError, match="weights-as-parameters"):
+        merge_projections(exported())

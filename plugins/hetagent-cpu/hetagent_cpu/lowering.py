@@ -16,6 +16,8 @@ BACKEND = "cpu"
 # Weights as IREE parameter globals (bound when the artifact is loaded), so that data tiling packs each weight once,
 # in the module's initializer, rather than on every call as it must for a weight passed as an argument.
 WEIGHTS_AS_PARAMETERS = Stage("weights-as-parameters", "python", "hetagent.backend.functions:weights_as_parameters")
+# One matmul for the projections of one input (q, k, v; gate and up) by the weights' concatenation, computed at load.
+MERGE_PROJECTIONS = Stage("merge-projections", "python", "hetagent.backend.functions:merge_projections")
 # A decode kernel writes the step's rows into the KV cache it is given instead of returning a copy of all of it.
 DECODE_IN_PLACE = Stage("decode-in-place", "python", "hetagent.backend.functions:decode_in_place")
 # torch dialect (from torch.export) -> linalg on tensors, IREE's input form; already-linalg kernels pass through.
@@ -48,7 +50,7 @@ def pipeline(device: str, target_cpu: str) -> LoweringPipeline:
     return LoweringPipeline(
         backend=BACKEND,
         device_kind=device,
-        stages=(DECODE_IN_PLACE, WEIGHTS_AS_PARAMETERS, TORCH_TO_LINALG, DROP_TENSOR_ALIASES, COMPILE),
+        stages=(DECODE_IN_PLACE, WEIGHTS_AS_PARAMETERS, MERGE_PROJECTIONS, TORCH_TO_LINALG, DROP_TENSOR_ALIASES, COMPILE),
         target_options={"target_cpu": target_cpu},
     )
 
