@@ -211,12 +211,20 @@ def _attend_step(model: ModelCard, q, k, v, layer, before):
     batch, heads, _, dim = q.shape
     scale = model.head_size ** -0.5
     q = q.reshape(batch, model.num_kv_heads, heads // model.num_kv_heads, dim)  # [B, Hkv, G, D]: see `_attend`
-    scores = torch.where(before, (q @ layer[0].transpose(-1, -2)) * scale, torch.finfo(q.dtype).min).float()
+    keys, values = layer[0], layer[1]
+    if torch.compiler.is_exporting():
+        # Traced for a compiler, the cache's slots from each position on are zeroed (their weights are 0 either
+        # way): IREE's cpu backend then packs each layer's K and V for its matmuls straight from the cache, where
+        # a plain slice of it was first copied whole (small-llama decode step -4 %). Run eagerly, the select would
+        # be one more pass over the cache (the torch baseline of benchmarks/bench_runtime.py: +8 % per step).
+        slots = before.view(batch, 1, -1, 1)  # [B, 1, S, 1]
+        keys, values = torch.where(slots, keys, 0.0), torch.where(slots, values, 0.0)
+    scores = torch.where(before, (q @ keys.transpose(-1, -2)) * scale, torch.finfo(q.dtype).min).float()
     own = ((q @ k.transpose(-1, -2)) * scale).float()  # [B, Hkv, G, 1]
     top = torch.maximum(scores.amax(dim=-1, keepdim=True), own)
     weights, own = torch.exp(scores - top), torch.exp(own - top)
     total = weights.sum(dim=-1, keepdim=True) + own
-    out = (weights / total).to(q.dtype) @ layer[1] + (own / total).to(q.dtype) * v  # [B, Hkv, G, D]
+    out = (weights / total).to(q.dtype) @ values + (own / total).to(q.dtype) * v  # [B, Hkv, G, D]
     return out.reshape(batch, 1, heads * dim)
 
 
