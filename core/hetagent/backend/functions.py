@@ -125,9 +125,12 @@ def export_program(fn: ModelFunction):
         return torch.export.export(Function(), tuple(args))
 
 
+_VTENSOR = re.compile(r"!torch\.vtensor<\[([0-9,]*)\],(\w+)>")  # a torch-dialect value tensor type: shape, dtype
+
+
 def _builtin_tensor(vtensor: ir.Type) -> str:
     """`!torch.vtensor<[32000,768],f32>` -> `tensor<32000x768xf32>`."""
-    shape, dtype = re.fullmatch(r"!torch\.vtensor<\[([0-9,]*)\],(\w+)>", str(vtensor)).groups()
+    shape, dtype = _VTENSOR.fullmatch(str(vtensor)).groups()
     return f"tensor<{shape.replace(',', 'x')}x{dtype}>"
 
 
@@ -252,7 +255,7 @@ def _defined_from(value: ir.Value, argument: ir.Value) -> bool:
 
 def _vtensor(value: ir.Value) -> tuple[list[int], str] | None:
     """A value's `!torch.vtensor<[1,1,768],f32>` type as ([1, 1, 768], "f32"); None for any other type."""
-    found = re.fullmatch(r"!torch\.vtensor<\[([0-9,]*)\],(\w+)>", str(value.type))
+    found = _VTENSOR.fullmatch(str(value.type))
     return ([int(d) for d in found[1].split(",") if d], found[2]) if found else None
 
 
