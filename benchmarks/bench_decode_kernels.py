@@ -11,7 +11,8 @@ in up to four variants, called with resident weights in alternating rounds so al
   matmuls run as mmt4d on packed operands. With weights as arguments the weights are packed again on every call;
 - `parameters`: the function's weights are IREE parameter globals (`hetagent.backend.functions.
   weights_as_parameters`), bound at load from host buffers (`iree.runtime.ParameterIndex`). A computation on a
-  global only (the packing) is hoisted into the module's initializer: it runs once, at load.
+  global only (the packing; `merge_projections`' concatenation of a layer's q/k/v and gate/up weights, which the
+  `parameters` variants include) is hoisted into the module's initializer: it runs once, at load.
   `parameters+tiling` is what the host-cpu pipeline builds (`hetagent_cpu.lowering`);
 - `+ukernels`: the mmt4d tiles run by IREE's CPU microkernels (`--iree-llvmcpu-enable-ukernels=all`) instead of
   its generated code: at batch 1 (a tile of one row) the microkernel's software prefetches slow the weight stream;
@@ -50,14 +51,14 @@ VARIANTS = ("arguments", "arguments+tiling", "parameters", "parameters+tiling", 
 
 
 def variant_pipeline(pipeline, variant: str):
-    """The host-cpu pipeline with or without its weights-as-parameters stage, its data-tiling flags (or with the
-    microkernels) and its in-place decode."""
+    """The host-cpu pipeline with or without its weights-as-parameters stage (and merge-projections, which needs
+    it), its data-tiling flags (or with the microkernels) and its in-place decode."""
     from hetagent_cpu import lowering
 
     stages = []
     for stage in pipeline.stages:
-        if stage.name == lowering.WEIGHTS_AS_PARAMETERS.name and not variant.startswith("parameters"):
-            continue
+        if stage in (lowering.WEIGHTS_AS_PARAMETERS, lowering.MERGE_PROJECTIONS) and not variant.startswith("parameters"):
+            continue  # merging projections concatenates weights: once at load for parameters, per call for arguments
         if stage in (lowering.DECODE_IN_PLACE, lowering.DROP_TENSOR_ALIASES) and variant.endswith("+copy"):
             continue
         if stage.kind == "iree":
