@@ -69,11 +69,18 @@ class ModelFunction:
         return {"inputs": inputs, "outputs": outputs}
 
 
+def _model_functions(module: ir.Module) -> list[ir.Operation]:
+    """The module's func.func ops that carry a model function (`FUNCTION_ATTR`)."""
+    from hetagent.ir.module import functions
+
+    return [op for op in functions(module).values() if FUNCTION_ATTR in op.attributes]
+
+
 def kernel_function(module: ir.Module) -> ModelFunction:
     """The one model function a clean kernel module holds; a module with none or several is declined."""
     from hetagent.ir.module import functions
 
-    kernels = [op for op in functions(module).values() if FUNCTION_ATTR in op.attributes]
+    kernels = _model_functions(module)
     if len(kernels) != 1:
         names = ", ".join(functions(module)) or "none"
         raise UnsupportedError(  # a declined kernel, not a broken one
@@ -140,9 +147,7 @@ def weights_as_parameters(module: ir.Module) -> ir.Module:
     which the runtime binds when it loads the artifact (`hetagent.backend.iree`). What depends on a weight only
     (data tiling's packing of it) is then hoisted into the module's initializer and runs once, at load, instead of
     on every call. A module without a model function (a hand-written kernel) is returned as it is."""
-    from hetagent.ir.module import functions
-
-    kernels = [op for op in functions(module).values() if FUNCTION_ATTR in op.attributes]
+    kernels = _model_functions(module)
     if not kernels:
         return module
     fn = kernel_function(module)
@@ -204,7 +209,7 @@ def decode_in_place(module: ir.Module) -> ir.Module:
     and, after `torch-to-iree`, `drop_tensor_aliases`."""
     from hetagent.ir.module import functions
 
-    kernels = [op for op in functions(module).values() if FUNCTION_ATTR in op.attributes]
+    kernels = _model_functions(module)
     fn = kernel_function(module) if kernels else None
     if fn is None or fn.function != "decode":
         return module
@@ -293,7 +298,7 @@ def merge_projections(module: ir.Module) -> ir.Module:
     as it is."""
     from hetagent.ir.module import functions
 
-    if not any(FUNCTION_ATTR in op.attributes for op in functions(module).values()):
+    if not _model_functions(module):
         return module
     if not any(op.operation.name == "util.global" for op in module.body.operations):
         raise HetagentError("merge-projections: the module has no parameter globals; run it after "
