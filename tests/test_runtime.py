@@ -434,3 +434,26 @@ def test_engines_are_the_router_over_a_transport():
 
     assert own(LocalEngine) == {"__init__"} and own(RayEngine) == {"__init__", "node_of"}
     assert issubclass(LocalEngine, Engine) and issubclass(RayEngine, Engine)
+
+
+def test_irees_task_workers_get_a_core_each_other_threads_the_whole_partition():
+    from hetagent.runtime.worker import _thread_cores
+
+    named = threading.Event()
+    done = threading.Event()
+
+    def worker():
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w") as comm:
+            comm.write("iree-worker-1")  # the name IREE gives its task worker 1
+        named.set()
+        done.wait(10)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert named.wait(10)
+        assert _thread_cores(str(thread.native_id), (4, 7)) == (7,)
+        assert _thread_cores(str(threading.get_native_id()), (4, 7)) == (4, 7)
+    finally:
+        done.set()
+        thread.join()

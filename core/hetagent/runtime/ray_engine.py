@@ -85,7 +85,8 @@ class RayTransport:
         self._refs: dict = {}  # pending ref -> (handle, task id or None for `ready`, KV ref)
         self._started = itertools.count()  # actor names must be unique in the cluster
         self._selector = selectors.DefaultSelector()
-        self._waker = Waker(self._selector)  # the only thing in the selector: ray.wait cannot watch a pipe
+        self._waker = Waker()  # the only thing in the selector: ray.wait cannot watch a pipe
+        self._selector.register(self._waker, selectors.EVENT_READ)
 
     # ------------------------------------------------------------------------------------------ placement
 

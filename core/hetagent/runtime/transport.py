@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import selectors
+import select
 import signal
 import warnings
 from typing import Any, Protocol
@@ -62,13 +62,15 @@ class Transport(Protocol):
 
 
 class Waker:
-    """A pipe whose read end is in a selector: `wake()` from any thread ends that selector's wait."""
+    """A pipe whose read end its owner watches (`fileno()`): `wake()` from any thread ends that wait."""
 
-    def __init__(self, selector: selectors.BaseSelector):
+    def __init__(self):
         self.r, self.w = os.pipe()
         os.set_blocking(self.r, False)
         os.set_blocking(self.w, False)
-        selector.register(self.r, selectors.EVENT_READ, None)
+
+    def fileno(self) -> int:
+        return self.r
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError):  # a full pipe: wake-ups are pending already
@@ -91,6 +93,11 @@ class _Process:
         self.full = False  # its pipe took less than we sent: the selector watches it for room
 
 
+# what a descriptor in the transport's epoll is: the router's own path back, run once per result with every cache
+# cold from the worker's kernels, is a dict lookup and a comparison (`selectors` adds a layer of Python calls)
+_WAKER, _INBOX, _OUTBOX, _SENTINEL = range(4)
+
+
 class ProcessTransport:
     """A worker process per worker on this node, spoken to through a channel (`channel.py`: two pipes)."""
 
@@ -98,10 +105,20 @@ class ProcessTransport:
 
     def __init__(self):
         self._mp = multiprocessing.get_context("spawn")  # the parent runs threads (progress bar): never fork it
-        # One selector (epoll on Linux) over every worker's pipe and process sentinel, registered once: building
-        # one per wait, as `multiprocessing.connection.wait` and `Connection.poll` do, costs tens of µs per result.
-        self._selector = selectors.DefaultSelector()
-        self._waker = Waker(self._selector)
+        # One epoll over every worker's pipe and process sentinel, registered once: building a selector per wait,
+        # as `multiprocessing.connection.wait` and `Connection.poll` do, costs tens of µs per result.
+        self._epoll = select.epoll()
+        self._watched: dict[int, tuple[int, _Process | None]] = {}  # fd -> (what it is, its worker)
+        self._waker = Waker()
+        self._watch(self._waker.r, select.EPOLLIN, _WAKER, None)
+
+    def _watch(self, fd: int, events: int, role: int, handle: _Process | None) -> None:
+        self._epoll.register(fd, events)
+        self._watched[fd] = (role, handle)
+
+    def _drop(self, fd: int) -> None:
+        self._epoll.unregister(fd)
+        del self._watched[fd]
 
     def spawn(self, plan: WorkerPlan, spec: WorkerSpec) -> _Process:
         conn, child = channel_pair()
@@ -110,8 +127,8 @@ class ProcessTransport:
         process.start()
         child.close()
         handle = _Process(conn, process)
-        self._selector.register(conn, selectors.EVENT_READ, handle)
-        self._selector.register(process.sentinel, selectors.EVENT_READ, handle)
+        self._watch(conn.fileno(), select.EPOLLIN, _INBOX, handle)
+        self._watch(process.sentinel, select.EPOLLIN, _SENTINEL, handle)
         return handle
 
     def send(self, handle: _Process, call: Call) -> None:
@@ -124,20 +141,17 @@ class ProcessTransport:
         try:
             if not handle.conn.send(message) and not handle.full:  # `poll` writes the rest once there is room
                 handle.full = True
-                self._selector.register(handle.conn.outbox, selectors.EVENT_WRITE, handle)
+                self._watch(handle.conn.outbox, select.EPOLLOUT, _OUTBOX, handle)
         except OSError:
             pass  # the worker is dead: its sentinel fires and `poll` reports it lost
 
     def poll(self, timeout: float) -> list[tuple[_Process, tuple]]:
         events = []
-        for key, _ in self._selector.select(timeout):
-            handle = key.data
-            if handle is None:  # `wake()` (bytes left over wake the next select again)
-                self._waker.clear()
-                continue
-            if handle.gone:
-                continue
-            if key.fileobj is handle.conn:
+        for fd, _ in self._epoll.poll(timeout):
+            role, handle = self._watched.get(fd, (None, None))  # None: dropped by an earlier event of this poll
+            if role == _INBOX:
+                if handle.gone:
+                    continue
                 # one read: every complete message it holds (a partly read one stays buffered until the rest comes)
                 try:
                     events.append((handle, handle.conn.recv()))
@@ -145,13 +159,15 @@ class ProcessTransport:
                         events.append((handle, handle.conn.recv()))
                 except (EOFError, OSError):
                     continue  # the process ended; its sentinel reports it
-            elif key.fd == handle.conn.outbox:  # room in a pipe that was full
+            elif role == _WAKER:  # `wake()` (bytes left over wake the next poll again)
+                self._waker.clear()
+            elif role == _OUTBOX:  # room in a pipe that was full
                 try:
                     if handle.conn.flush():
                         self._unwatch(handle)
                 except OSError:
                     self._unwatch(handle)  # the process ended; its sentinel reports it
-            elif not handle.process.is_alive():
+            elif role == _SENTINEL and not handle.gone and not handle.process.is_alive():
                 try:
                     while True:  # what it said before it died comes first; its end is closed, so this ends
                         events.append((handle, handle.conn.recv()))
@@ -191,17 +207,17 @@ class ProcessTransport:
         self._waker.wake()
 
     def close(self) -> None:
-        self._selector.close()
+        self._epoll.close()
         self._waker.close()
 
     def _unwatch(self, handle: _Process) -> None:
         if handle.full:
             handle.full = False
-            self._selector.unregister(handle.conn.outbox)
+            self._drop(handle.conn.outbox)
 
     def _forget(self, handle: _Process) -> None:
         handle.gone = True
         self._unwatch(handle)
-        self._selector.unregister(handle.conn)
-        self._selector.unregister(handle.process.sentinel)
+        self._drop(handle.conn.fileno())
+        self._drop(handle.process.sentinel)
         handle.conn.close()

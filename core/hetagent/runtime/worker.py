@@ -91,13 +91,27 @@ def _pin_threads(cores: tuple[int, ...]) -> None:
     thread pools (numpy's BLAS, IREE's task system, which resets its workers' affinity) that would otherwise run
     on the other partitions' cores. Threads started later inherit the mask. The BLAS and OpenMP pools, sized from
     the whole machine at import, shrink to the cores: two BLAS threads spinning on one core made the speech
-    stand-in's transcription 6.5x slower (144 vs 22 ms)."""
+    stand-in's transcription 6.5x slower (144 vs 22 ms).
+
+    IREE's task workers (one per core: `backend/iree.py`) get a core each: under the whole mask a worker woke its
+    sibling onto its own core whenever the other core was idle (a guest kernel takes a halted vCPU for a preempted
+    one and will not place a task there), so a tiny-llama decode step ran both workers on one core while the
+    other idled (seen with `perf sched`); one core each took the step from 450-490 to 375-400 µs."""
     from threadpoolctl import threadpool_limits
 
     for thread in os.listdir("/proc/self/task"):
-        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(thread), cores)
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(thread), _thread_cores(thread, cores))
     threadpool_limits(len(cores))
+
+
+def _thread_cores(thread: str, cores: tuple[int, ...]) -> tuple[int, ...]:
+    """The cores one thread of the worker runs on: IREE's task worker n (named `iree-worker-<n>`) the n-th core,
+    every other thread all of them."""
+    with open(f"/proc/self/task/{thread}/comm") as comm:
+        name = comm.read().strip()
+    index = name.removeprefix("iree-worker-")
+    return (cores[int(index) % len(cores)],) if index != name and index.isdigit() else cores
 
 
 def worker_main(conn, spec: WorkerSpec) -> None:
