@@ -238,6 +238,34 @@ def test_sending_to_a_worker_that_reads_nothing_never_blocks_the_router(registry
                                                    for i, t in enumerate(texts)]
 
 
+def test_workers_start_with_huge_pages_for_malloc(registry, cache_dir, agent_files, monkeypatch):
+    from hetagent.runtime.engine import LocalEngine
+    from hetagent.runtime.transport import WORKER_TUNABLES
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    prepared = _prepare(agent_files["calculator"], registry, cache_dir)
+    with LocalEngine(prepared.program, prepared.workers, _options(cache_dir),
+                     kernels_of=prepared.kernels_of) as engine:
+        with open(f"/proc/{engine.workers[0].handle.process.pid}/environ", "rb") as environ:
+            seen = dict(e.split(b"=", 1) for e in environ.read().split(b"\0") if b"=" in e).get(b"GLIBC_TUNABLES")
+        assert "GLIBC_TUNABLES" not in os.environ  # the caller's environment is left as it was
+    assert seen == WORKER_TUNABLES.encode()
+
+
+@pytest.mark.parametrize("user, started", [
+    ("glibc.malloc.arena_max=2", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"),  # the user's tunables kept
+    ("glibc.malloc.hugetlb=0", "glibc.malloc.hugetlb=0"),  # and their own huge-page choice
+])
+def test_a_users_glibc_tunables_are_kept_when_workers_start(monkeypatch, user, started):
+    # (glibc cuts the variable short in a process's own /proc environ once parsed: checked here, where it is set)
+    from hetagent.runtime.transport import _worker_environment
+
+    monkeypatch.setenv("GLIBC_TUNABLES", user)
+    with _worker_environment():
+        assert os.environ["GLIBC_TUNABLES"] == started
+    assert os.environ["GLIBC_TUNABLES"] == user
+
+
 def test_a_worker_that_dies_while_starting_is_an_error_at_once_not_a_wait(registry, cache_dir, agent_files):
     """A worker process that exits before it is ready (here its executor factory exits the interpreter) would
     only die again if restarted: the engine says so at once, naming it, instead of waiting out START_TIMEOUT_S."""

@@ -97,6 +97,30 @@ class _Process:
 # cold from the worker's kernels, is a dict lookup and a comparison (`selectors` adds a layer of Python calls)
 _WAKER, _INBOX, _OUTBOX, _SENTINEL = range(4)
 
+# A worker's malloc asks for transparent huge pages (glibc's tunable: `madvise` on its heap), which is where IREE
+# allocates the kernels' resident, packed weights. In 4 KB pages every step's weight stream missed the TLB page
+# after page (in a VM each miss a two-level walk): a small-llama decode step took 16.1-17.5 ms, in huge pages
+# 15.8-16.1. glibc reads it when the process starts; other C libraries, and hosts with THP off, ignore it.
+WORKER_TUNABLES = "glibc.malloc.hugetlb=1"
+
+
+@contextlib.contextmanager
+def _worker_environment():
+    """`WORKER_TUNABLES` in the environment while a worker process starts (spawn passes the parent's on); a
+    `GLIBC_TUNABLES` the user set keeps their tunables, and their huge-page choice where they made one."""
+    before = os.environ.get("GLIBC_TUNABLES")
+    if before is not None and "glibc.malloc.hugetlb=" in before:
+        yield
+        return
+    os.environ["GLIBC_TUNABLES"] = f"{before}:{WORKER_TUNABLES}" if before else WORKER_TUNABLES
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["GLIBC_TUNABLES"]
+        else:
+            os.environ["GLIBC_TUNABLES"] = before
+
 
 class ProcessTransport:
     """A worker process per worker on this node, spoken to through a channel (`channel.py`: two pipes)."""
@@ -124,7 +148,8 @@ class ProcessTransport:
         conn, child = channel_pair()
         conn.never_block()  # `send` must not block: the router serves every worker
         process = self._mp.Process(target=worker_main, args=(child, spec), name=f"hetagent-{plan.name}", daemon=True)
-        process.start()
+        with _worker_environment():
+            process.start()
         child.close()
         handle = _Process(conn, process)
         self._watch(conn.fileno(), select.EPOLLIN, _INBOX, handle)
