@@ -127,6 +127,19 @@ class ToolProcesses:
         self._idle: list[_Child] = [_Child() for _ in range(prestart)]
         self._lock = threading.Lock()
 
+    def wait_ready(self) -> None:
+        """Wait (up to `STARTUP_S`) until the prestarted children have started: a worker that says it is ready
+        while they still import would have them compete for its cores with its first calls (a run's first
+        prefills came back 2-4 ms late to a router that could not get a core)."""
+        with self._lock:
+            starting = [child for child in self._idle if child.ready_at is None]
+        for child in starting:
+            try:
+                while child.ready_at is None and time.monotonic() < child.started + STARTUP_S:
+                    child.pump(0.1)
+            except (EOFError, OSError, HetagentError):
+                pass  # it died starting: the call that takes it gets a fresh one
+
     def submit(self, request: dict, *, limit_s: float, what: str) -> Pending:
         with self._lock:
             child = self._idle.pop() if self._idle else None

@@ -23,7 +23,7 @@ class HostOpsExecutor(OneShotExecutor):
         super().__init__(context)
         self.tool_context = ToolContext(Path(context.corpus) if context.corpus else None)
         self.tool_calls: dict[int, tuple[Call, object]] = {}  # task -> (call, Pending or the exception at start)
-        processes()  # tool processes start with the worker, not on the first call's clock
+        processes().wait_ready()  # tool processes start with the worker, not on its first calls' clock
 
     def free_slots(self, call: Call) -> int:
         return self.max_tool_calls - len(self.tool_calls)
