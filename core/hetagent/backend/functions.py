@@ -337,7 +337,7 @@ def _merge(group: list[tuple[ir.Operation, ir.Operation]]) -> None:
         product = ir.Operation.create("torch.aten.matmul", results=[vtensor([*shape[:-1], total])],
                                       operands=[x, both]).result
         start, last, one = 0, const(len(shape) - 1), const(1)
-        for (matmul, transpose), n in zip(group, rows):
+        for (matmul, _), n in zip(group, rows):
             part = ir.Operation.create("torch.aten.slice.Tensor", results=[vtensor([*shape[:-1], n])],
                                        operands=[product, last, const(start), const(start + n), one]).result
             matmul.result.replace_all_uses_with(part)

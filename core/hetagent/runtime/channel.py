@@ -4,8 +4,9 @@ Every result crosses one on the critical path, with cold caches: the worker's ke
 their weights through them. Timed on a 2-core VM after a decode step, each Python step of the path then costs
 10-20x its warm time (unpickling a decode result: 3.5 µs warm, 50-75 µs there). So the path is kept short: one
 C-level `pickle.dumps` and one `writev` (length and pickle) to send, one `read` for every complete message
-waiting, one `pickle.loads` each, straight from the bytes read when they are one whole message (the common case). multiprocessing's `Connection` instead builds a pickler object per message and reads each
-message in two reads, and its duplex `Pipe` is a Unix socket.
+waiting, one `pickle.loads` each, straight from the bytes read when they are one whole message (the common
+case). multiprocessing's `Connection` instead builds a pickler object per message and reads each message in two
+reads, and its duplex `Pipe` is a Unix socket.
 
 A frame is a 4-byte big-endian length, then the pickle. Reads are buffered: `recv` returns the next message,
 reading once when no complete one is buffered (so it blocks only while a message is partly written);
@@ -60,7 +61,10 @@ class Channel:
         """Send a message; whether the pipe took all of it (always, unless `never_block`)."""
         payload = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         header = _LENGTH.pack(len(payload))
-        if not self._unsent:  # the common case: one write of both pieces, nothing copied
+        if self._unsent:  # earlier messages wait: this one goes after them
+            self._unsent += header
+            self._unsent += payload
+        else:  # the common case: one write of both pieces, nothing copied
             try:
                 written = os.writev(self._outbox, (header, payload))
             except BlockingIOError:
@@ -68,9 +72,6 @@ class Channel:
             if written == 4 + len(payload):
                 return True
             self._unsent += (header + payload)[written:]
-            return self.flush()
-        self._unsent += header
-        self._unsent += payload
         return self.flush()
 
     def flush(self) -> bool:
@@ -92,17 +93,12 @@ class Channel:
     def recv(self):
         """The next message; raises EOFError once the other end is closed and nothing is left."""
         buffer = self._buffer
-        if not buffer:
-            data = os.read(self._inbox, _READ)
-            if not data:
-                raise EOFError("the channel's other end closed")
-            if len(data) >= 4 and len(data) == 4 + _LENGTH.unpack_from(data)[0]:
-                return pickle.loads(memoryview(data)[4:])  # the common case: the read is exactly one message
-            buffer += data
         while not self.pending():
             data = os.read(self._inbox, _READ)
             if not data:
                 raise EOFError("the channel's other end closed")
+            if not buffer and len(data) >= 4 and len(data) == 4 + _LENGTH.unpack_from(data)[0]:
+                return pickle.loads(memoryview(data)[4:])  # the common case: the read is exactly one message
             buffer += data
         size = _LENGTH.unpack_from(buffer)[0]
         message = pickle.loads(memoryview(buffer)[4:4 + size])

@@ -90,7 +90,7 @@ class _Process:
 
     def __init__(self, conn: Channel, process):
         self.conn, self.process, self.gone = conn, process, False
-        self.full = False  # its pipe took less than we sent: the selector watches it for room
+        self.full = False  # its pipe took less than we sent: the epoll watches it for room
 
 
 # what a descriptor in the transport's epoll is: the router's own path back, run once per result with every cache
@@ -134,7 +134,7 @@ class ProcessTransport:
         self._epoll = select.epoll()
         self._watched: dict[int, tuple[int, _Process | None]] = {}  # fd -> (what it is, its worker)
         self._waker = Waker()
-        self._watch(self._waker.r, select.EPOLLIN, _WAKER, None)
+        self._watch(self._waker.fileno(), select.EPOLLIN, _WAKER, None)
 
     def _watch(self, fd: int, events: int, role: int, handle: _Process | None) -> None:
         self._epoll.register(fd, events)
